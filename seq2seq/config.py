@@ -1,0 +1,288 @@
+"""Configuration: frozen dataclasses loaded from YAML.
+
+Unknown or misspelled keys are rejected with the nearest valid key, values are type- and
+range-checked, and ``--set a.b=c`` overrides apply on top of the file. Every default is
+commented inline; the YAML files under ``recipes/`` use the same names.
+"""
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Union
+
+import yaml
+
+from .errors import UserError
+
+
+class ConfigError(UserError):
+    """A config key or value that is not valid."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: Optional[str] = None  # datasets.load_dataset path: hub id ("bentrevett/multi30k"), "json", "csv", or "text" for line-aligned files
+    name: Optional[str] = None  # datasets config name, e.g. "de-en" for wmt16
+    data_files: Optional[Any] = None  # passed to load_dataset; for path "text": {split: [src_file, tgt_file]}
+    src: str = "src"  # source column, or key in a `translation` column
+    tgt: str = "tgt"  # target column, or key in a `translation` column
+    train_split: str = "train"
+    valid_split: Optional[str] = "validation"  # None: no validation
+    test_split: Optional[str] = "test"
+    max_len: int = 100  # drop training pairs with more subword pieces than this on either side
+
+    def __post_init__(self):
+        _positive(self, "max_len")
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    model_type: Literal["unigram", "bpe"] = "unigram"  # sentencepiece model type
+    vocab_size: int = 8000  # upper bound; shrunk automatically when the data has fewer pieces
+    joint: bool = True  # one model for source and target (False: one each)
+    character_coverage: float = 1.0
+    byte_fallback: bool = True  # unseen characters become bytes, so decode(encode(x)) == x
+    split_digits: bool = False  # one piece per digit (helps number tasks)
+
+    def __post_init__(self):
+        _positive(self, "vocab_size")
+        _in_range(self, "character_coverage", 0.0, 1.0, low_open=True)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: Literal["lstm", "gru"] = "lstm"
+    impl: Literal["manual", "fused"] = "fused"  # same parameters and numbers; fused is nn.LSTM/nn.GRU
+    attention: Literal["none", "bahdanau", "luong"] = "bahdanau"
+    embedding_dim: int = 256
+    hidden_size: int = 512  # per direction in the encoder; the decoder's size
+    num_layers: int = 1  # encoder and decoder layers
+    bidirectional: bool = True  # encoder only
+    dropout: float = 0.2  # on embeddings, between layers, before the output projection
+    input_feeding: bool = False  # feed the previous attentional vector to the decoder (Luong 2015)
+    tie_embeddings: bool = False  # output projection shares the target embedding matrix
+
+    def __post_init__(self):
+        for k in ("embedding_dim", "hidden_size", "num_layers"):
+            _positive(self, k)
+        _in_range(self, "dropout", 0.0, 1.0, high_open=True)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10  # stop after this many epochs ...
+    max_steps: Optional[int] = None  # ... or after this many updates, whichever comes first
+    batch_size: int = 64  # sentences per batch (when batch_tokens is not set)
+    batch_tokens: Optional[int] = None  # target-token budget per batch instead of batch_size
+    lr: float = 1e-3  # Adam learning rate
+    lr_schedule: Literal["constant", "plateau", "cosine"] = "plateau"
+    lr_decay: float = 0.5  # plateau: multiply lr by this when validation BLEU stalls
+    warmup_steps: int = 0  # linear warm-up of the learning rate
+    clip_norm: float = 1.0  # gradient-norm clipping (0: off)
+    label_smoothing: float = 0.0
+    seed: int = 1
+    eval_every: int = 0  # validate every N updates (0: once per epoch)
+    patience: int = 0  # early stopping: validations without a BLEU gain (0: off)
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch threads (0: torch's default)
+    valid_max_sentences: int = 1000  # decode at most this many validation sentences for BLEU
+
+    def __post_init__(self):
+        for k in ("epochs", "batch_size"):
+            _positive(self, k)
+        for k in ("max_steps", "batch_tokens"):
+            if getattr(self, k) is not None:
+                _positive(self, k)
+        _in_range(self, "lr", 0.0, 10.0, low_open=True)
+        _in_range(self, "label_smoothing", 0.0, 1.0, high_open=True)
+        _in_range(self, "lr_decay", 0.0, 1.0, low_open=True)
+        for k in ("clip_norm", "warmup_steps", "eval_every", "patience", "threads"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"train.{k} must be >= 0, got {getattr(self, k)}")
+
+
+@dataclass(frozen=True)
+class TeacherForcingConfig:
+    schedule: Literal["constant", "linear", "exponential", "inverse_sigmoid"] = "constant"
+    ratio: float = 1.0  # constant: the probability of feeding the gold token
+    k: Optional[float] = None  # linear: start (1.0); exponential: base < 1; inverse_sigmoid: k >= 1
+    c: Optional[float] = None  # linear: decrease per unit
+    min: float = 0.0  # floor for linear and exponential
+    unit: Literal["step", "epoch"] = "step"  # what i counts in the schedule
+    feed: Literal["argmax", "sample"] = "argmax"  # what the decoder feeds back when not forced
+
+    def __post_init__(self):
+        from .teacher_forcing import check_schedule  # the schedule module owns its own rules
+
+        check_schedule(self)
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    max_len_a: float = 1.5  # maximum output length: a * source length + b (pieces)
+    max_len_b: int = 10
+    batch_size: int = 128  # sentences per decoding batch
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    teacher_forcing: TeacherForcingConfig = field(default_factory=TeacherForcingConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **sections) -> "Config":
+        return dataclasses.replace(self, **sections)
+
+
+def _positive(obj, name):
+    v = getattr(obj, name)
+    if v <= 0:
+        raise ConfigError(f"{_section(obj)}.{name} must be > 0, got {v}")
+
+
+def _in_range(obj, name, lo, hi, low_open=False, high_open=False):
+    v = getattr(obj, name)
+    if (v <= lo if low_open else v < lo) or (v >= hi if high_open else v > hi):
+        raise ConfigError(f"{_section(obj)}.{name} must be in {'(' if low_open else '['}{lo}, "
+                          f"{hi}{')' if high_open else ']'}, got {v}")
+
+
+_SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config)}
+
+
+def _section(obj) -> str:
+    return next(name for name, cls in _SECTIONS.items() if isinstance(obj, cls))
+
+
+def _nearest(key: str, valid) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(valid)})"
+
+
+def _coerce(value: Any, tp, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Union:
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+            hint = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(f"{where} must be one of {', '.join(map(str, choices))}; got {value!r}{hint}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _build(cls, values: Dict[str, Any], prefix: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix} must be a mapping of keys, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key {prefix}.{key}{_nearest(str(key), names)}")
+        kwargs[key] = _coerce(value, hints[key], f"{prefix}.{key}")
+    return cls(**kwargs)
+
+
+def from_dict(d: Optional[Dict[str, Any]]) -> Config:
+    """Build a :class:`Config` from nested dicts, rejecting unknown keys."""
+    d = d or {}
+    if not isinstance(d, dict):
+        raise ConfigError("the config must be a mapping with sections "
+                          + ", ".join(_SECTIONS))
+    for key in d:
+        if key not in _SECTIONS:
+            raise ConfigError(f"unknown config section {key!r}{_nearest(str(key), _SECTIONS)}")
+    return Config(**{k: _build(_SECTIONS[k], d[k] or {}, k) for k in d})
+
+
+def parse_override(text: str) -> tuple:
+    """``"a.b=c"`` -> ``(["a", "b"], value)`` with the value parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. model.hidden_size=256")
+    key, raw = text.split("=", 1)
+    path = key.strip().split(".")
+    if len(path) != 2 or not all(path):
+        raise ConfigError(f"--set {text!r}: the key must be section.key, e.g. train.lr")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {text!r}: cannot parse the value: {e}") from None
+    return path, value
+
+
+def load(path: Optional[Union[str, Path]] = None, overrides: List[str] = ()) -> Config:
+    """Read a YAML config (or none: defaults) and apply ``--set`` overrides."""
+    d: Dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"config file {p}{where} is not valid YAML: "
+                              f"{getattr(e, 'problem', e)}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {p} is not UTF-8 text ({e.reason})") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of sections "
+                              f"({', '.join(_SECTIONS)})")
+    for text in overrides:
+        (section, key), value = parse_override(text)
+        if section not in _SECTIONS:
+            raise ConfigError(f"--set {text}: unknown section {section!r}{_nearest(section, _SECTIONS)}")
+        d.setdefault(section, {})
+        if d[section] is None:
+            d[section] = {}
+        d[section][key] = value
+    try:
+        return from_dict(d)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,143 @@
+"""Decoder: embedding, recurrent layer, attention, optional input feeding, output projection.
+
+Each step (Luong, Pham and Manning, 2015, section 3; the same wiring for both scores)::
+
+    x_t   = [emb(y_{t-1}); o_{t-1}]         # o_{t-1} only with input feeding
+    h_t   = RNN(x_t, s_{t-1})               # (B, H)
+    c_t   = attention(h_t, enc_out)         # (B, 2H_enc), absent with attention "none"
+    o_t   = tanh(W_c [h_t; c_t])            # (B, O): the attentional vector
+    p_t   = softmax(W_out o_t)              # (B, V)
+
+``O`` is the embedding size when the output projection is tied to the target embedding,
+else the hidden size.
+"""
+
+from typing import List, NamedTuple, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import BahdanauAttention, LuongAttention
+from .encoder import Encoded
+from .rnn import State, make_rnn
+
+
+class DecoderState(NamedTuple):
+    """Everything a decoding loop carries from one step to the next."""
+
+    rnn: State  # (L, B, H) each
+    att: Optional[Tensor]  # (B, O) previous attentional vector (input feeding), else None
+    keys: Optional[Tensor]  # (B, S, A) attention keys, projected once per batch
+
+
+class Decoder(nn.Module):
+    """An attentional RNN decoder with scheduled teacher forcing.
+
+    Args:
+        cell, impl: ``lstm``|``gru`` and ``manual``|``fused``.
+        vocab_size, embedding_dim, hidden_size, num_layers, dropout: as usual.
+        enc_size: size of the encoder outputs (``2H`` when bidirectional).
+        attention: ``"none"``, ``"bahdanau"`` or ``"luong"``.
+        input_feeding: feed ``o_{t-1}`` to the recurrent layer with the embedding.
+        tie_embeddings: the output projection reuses the target embedding matrix.
+        pad_id: the padding id.
+
+    Teacher forcing: :meth:`forward` takes ``tf_ratio``, the probability of feeding the gold
+    previous token. The coin is flipped independently per token per example (as in Bengio et
+    al., 2015); when it says no, the decoder feeds its own previous prediction, the argmax of
+    its previous output (``feed="argmax"``) or a sample from its softmax (``feed="sample"``),
+    with no gradient through the choice. The first input is always the gold BOS. With
+    ``tf_ratio == 1`` and no input feeding the recurrent layer runs over the whole target in
+    one call (fast path); otherwise it steps.
+    """
+
+    def __init__(self, cell: str, impl: str, vocab_size: int, embedding_dim: int,
+                 hidden_size: int, num_layers: int, dropout: float, enc_size: int,
+                 attention: str, input_feeding: bool, tie_embeddings: bool, pad_id: int) -> None:
+        super().__init__()
+        self.input_feeding = input_feeding
+        self.out_size = embedding_dim if tie_embeddings else hidden_size  # O
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+        self.dropout = nn.Dropout(dropout)
+        rnn_in = embedding_dim + (self.out_size if input_feeding else 0)
+        self.rnn = make_rnn(cell, impl, rnn_in, hidden_size, num_layers, False, dropout)
+        if attention == "bahdanau":
+            self.attention = BahdanauAttention(hidden_size, enc_size, hidden_size)
+        elif attention == "luong":
+            self.attention = LuongAttention(hidden_size, enc_size)
+        elif attention == "none":
+            self.attention = None
+        else:
+            raise ValueError(f"attention must be none, bahdanau or luong, got {attention!r}")
+        combine_in = hidden_size + (enc_size if self.attention is not None else 0)
+        self.combine = nn.Linear(combine_in, self.out_size, bias=False)  # W_c
+        self.out = nn.Linear(self.out_size, vocab_size)  # W_out
+        if tie_embeddings:
+            self.out.weight = self.embedding.weight
+
+    # -- pieces -------------------------------------------------------------------------
+
+    def start(self, enc: Encoded) -> DecoderState:
+        """The state before the first step: bridged encoder state, zero attentional vector."""
+        B = enc.out.size(0)
+        att = enc.out.new_zeros(B, self.out_size) if self.input_feeding else None
+        keys = self.attention.keys(enc.out) if self.attention is not None else None
+        return DecoderState(enc.state, att, keys)
+
+    def attend(self, h: Tensor, enc: Encoded, keys: Optional[Tensor]
+               ) -> Tuple[Tensor, Optional[Tensor]]:
+        """``h (B, T, H)`` -> attentional vectors ``o (B, T, O)`` and weights ``(B, T, S)``."""
+        if self.attention is None:
+            return torch.tanh(self.combine(h)), None
+        ctx, weights = self.attention(h, keys, enc.out, enc.pad_mask)  # (B, T, 2H), (B, T, S)
+        o = torch.tanh(self.combine(torch.cat([h, ctx], dim=-1)))  # (B, T, H + 2H) -> (B, T, O)
+        return o, weights
+
+    def project(self, o: Tensor) -> Tensor:
+        """Attentional vectors ``(..., O)`` -> logits ``(..., V)``."""
+        return self.out(self.dropout(o))
+
+    def step(self, y_prev: Tensor, state: DecoderState, enc: Encoded
+             ) -> Tuple[Tensor, DecoderState, Optional[Tensor]]:
+        """One step from token ids ``y_prev (B,)``: logits ``(B, V)``, new state, weights ``(B, S)``."""
+        o, state, weights = self._step(self.dropout(self.embedding(y_prev)), state, enc)
+        return self.project(o), state, weights
+
+    def _step(self, emb_t: Tensor, state: DecoderState, enc: Encoded):
+        x = emb_t if state.att is None else torch.cat([emb_t, state.att], dim=-1)  # (B, E[+O])
+        h, rnn_state = self.rnn.step(x, state.rnn)  # (B, H)
+        o, weights = self.attend(h.unsqueeze(1), enc, state.keys)  # (B, 1, O), (B, 1, S)
+        o = o.squeeze(1)  # (B, O)
+        att = o if self.input_feeding else None
+        return o, DecoderState(rnn_state, att, state.keys), (
+            None if weights is None else weights.squeeze(1))
+
+    # -- training -----------------------------------------------------------------------
+
+    def forward(self, enc: Encoded, tgt_in: Tensor, tf_ratio: float = 1.0,
+                feed: str = "argmax") -> Tensor:
+        """Logits ``(B, T, V)`` for ``tgt_in (B, T)`` (BOS followed by the target, padded)."""
+        state = self.start(enc)
+        emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
+        if tf_ratio >= 1.0 and not self.input_feeding:  # fast path: one call over the target
+            h, _ = self.rnn(emb, None, state.rnn)  # (B, T, H)
+            return self.project(self.attend(h, enc, state.keys)[0])  # (B, T, V)
+        B, T = tgt_in.shape
+        outs: List[Tensor] = []  # (B, O) per step, or (B, V) logits when predictions are fed
+        for t in range(T):
+            x_t = emb[:, t]  # (B, E)
+            if t > 0 and tf_ratio < 1.0:
+                with torch.no_grad():
+                    logits = outs[-1].detach()  # (B, V)
+                    if feed == "sample":
+                        pred = torch.multinomial(F.softmax(logits.float(), -1), 1).squeeze(1)
+                    else:
+                        pred = logits.argmax(-1)  # (B,)
+                    gold = torch.rand(B, device=tgt_in.device) < tf_ratio  # per token, per example
+                x_t = torch.where(gold.unsqueeze(1), x_t,
+                                  self.dropout(self.embedding(pred)))  # (B, E)
+            o, state, _ = self._step(x_t, state, enc)
+            outs.append(self.project(o) if tf_ratio < 1.0 else o)
+        out = torch.stack(outs, dim=1)  # (B, T, V) or (B, T, O)
+        return out if tf_ratio < 1.0 else self.project(out)

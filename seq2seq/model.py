@@ -1,0 +1,39 @@
+"""The encoder-decoder, and the one place where config becomes constructor calls."""
+
+from torch import Tensor, nn
+
+from .decoder import Decoder
+from .encoder import Encoded, Encoder
+
+
+class Seq2Seq(nn.Module):
+    """Encoder-decoder returning logits; the loss is computed outside (see :mod:`seq2seq.loss`).
+
+    Inputs: ``src (B, S)``, ``src_len (B,)``, ``tgt_in (B, T)`` (BOS + target, padded),
+    ``tf_ratio`` (probability of feeding the gold previous token, see :class:`Decoder`).
+    Output: logits ``(B, T, V_tgt)``.
+    """
+
+    def __init__(self, encoder: Encoder, decoder: Decoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    @classmethod
+    def from_config(cls, cfg, src_vocab: int, tgt_vocab: int, pad_id: int) -> "Seq2Seq":
+        """Build from a :class:`seq2seq.config.ModelConfig`."""
+        encoder = Encoder(cfg.cell, cfg.impl, src_vocab, cfg.embedding_dim, cfg.hidden_size,
+                          cfg.num_layers, cfg.bidirectional, cfg.dropout,
+                          dec_hidden_size=cfg.hidden_size, dec_layers=cfg.num_layers,
+                          pad_id=pad_id)
+        decoder = Decoder(cfg.cell, cfg.impl, tgt_vocab, cfg.embedding_dim, cfg.hidden_size,
+                          cfg.num_layers, cfg.dropout, encoder.out_size, cfg.attention,
+                          cfg.input_feeding, cfg.tie_embeddings, pad_id)
+        return cls(encoder, decoder)
+
+    def encode(self, src: Tensor, src_len: Tensor) -> Encoded:
+        return self.encoder(src, src_len)
+
+    def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor, tf_ratio: float = 1.0,
+                feed: str = "argmax") -> Tensor:
+        return self.decoder(self.encoder(src, src_len), tgt_in, tf_ratio, feed)  # (B, T, V)

@@ -1,0 +1,202 @@
+"""One recurrent-layer interface, two implementations.
+
+``ManualRNN`` steps the cells of :mod:`seq2seq.cells` in a Python loop; ``FusedRNN`` runs
+``nn.LSTM`` / ``nn.GRU``. Both register the same parameters as ``nn.LSTM`` / ``nn.GRU``
+(``weight_ih_l{k}[_reverse]``, ``weight_hh_l{k}[_reverse]``, ``bias_ih_l{k}[_reverse]``,
+``bias_hh_l{k}[_reverse]``; gate order i,f,g,o and r,z,n) with the same initialisation, so one
+state dict loads into either, and into a plain ``nn.LSTM`` / ``nn.GRU``.
+
+Interface (both implementations, batch-first)::
+
+    out, state = rnn(x, lengths=None, state=None)   # x (B, T, I), lengths (B,) -> out (B, T, D*H)
+    out_t, state = rnn.step(x_t, state)              # x_t (B, I) -> out_t (B, H); unidirectional
+
+Legend: B batch, T time, I input size, H hidden size, L layers, D = 2 if bidirectional else 1.
+
+``State(h, c)``: ``h`` and ``c`` are ``(L*D, B, H)`` as in ``nn.LSTM`` (layer-major, direction
+minor); ``c`` is None for GRU. Traps, as in ``nn.LSTM``: for a bidirectional layer ``state.h[-1]``
+is the *backward* direction's final state, which is ``out[:, 0, H:]``, not ``out[:, -1]``.
+With ``lengths``, a sequence's state freezes after its last valid step (so final states equal
+those of a packed ``nn.LSTM``) and ``out`` is zero at padded positions.
+"""
+
+from typing import List, NamedTuple, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .cells import gru_cell, lstm_cell
+
+
+class State(NamedTuple):
+    """Recurrent state: ``h`` (L*D, B, H) and ``c`` (L*D, B, H) for LSTM, None for GRU.
+
+    The one place that knows how LSTM and GRU states differ.
+    """
+
+    h: Tensor
+    c: Optional[Tensor] = None
+
+    @staticmethod
+    def from_torch(hx) -> "State":
+        """From what ``nn.LSTM`` (a tuple ``(h, c)``) or ``nn.GRU`` (a tensor ``h``) returns."""
+        return State(*hx) if isinstance(hx, tuple) else State(hx, None)
+
+    def to_torch(self):
+        """To what ``nn.LSTM`` (``(h, c)``) or ``nn.GRU`` (``h``) takes."""
+        return self.h if self.c is None else (self.h, self.c)
+
+    def map(self, fn) -> "State":
+        """Apply ``fn`` to ``h`` and (when present) ``c``."""
+        return State(fn(self.h), None if self.c is None else fn(self.c))
+
+    @staticmethod
+    def zeros(cell: str, size: int, batch: int, hidden: int, like: Tensor) -> "State":
+        h = like.new_zeros(size, batch, hidden)
+        return State(h, torch.zeros_like(h) if cell == "lstm" else None)
+
+
+def _check_cell(cell: str) -> str:
+    if cell not in ("lstm", "gru"):
+        raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
+    return cell.upper()
+
+
+def length_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """``(B,)`` lengths -> ``(B, T)`` bool, True at valid positions."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]  # (B, T)
+
+
+class ManualRNN(nn.RNNBase):
+    """LSTM or GRU layers stepped in a Python loop over :mod:`seq2seq.cells`.
+
+    Args:
+        cell: ``"lstm"`` or ``"gru"``.
+        input_size, hidden_size, num_layers, bidirectional, dropout: as in ``nn.LSTM``
+            (dropout is applied to the outputs of every layer but the last, in training).
+
+    The input projection ``x @ W_ih^T + b_ih`` of all time steps is one matmul per layer and
+    direction before the loop; only ``h @ W_hh^T`` and the gate arithmetic run per step.
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bidirectional: bool = False, dropout: float = 0.0) -> None:
+        super().__init__(_check_cell(cell), input_size, hidden_size, num_layers=num_layers,
+                         bias=True, batch_first=True,
+                         dropout=dropout if num_layers > 1 else 0.0,
+                         bidirectional=bidirectional)
+        self.cell = cell
+        self._cell_fn = lstm_cell if cell == "lstm" else gru_cell
+
+    def _weights(self, layer: int, direction: int) -> List[Tensor]:
+        suffix = f"l{layer}" + ("_reverse" if direction else "")
+        return [getattr(self, f"{n}_{suffix}")
+                for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+    def forward(self, x: Tensor, lengths: Optional[Tensor] = None,
+                state: Optional[State] = None) -> Tuple[Tensor, State]:
+        B, T, _ = x.shape
+        D = 2 if self.bidirectional else 1
+        if state is None:
+            state = State.zeros(self.cell, self.num_layers * D, B, self.hidden_size, x)
+        valid = None if lengths is None else length_mask(lengths.to(x.device), T).unsqueeze(-1)  # (B, T, 1)
+        h_n, c_n = [], []
+        layer_in = x  # (B, T, I)
+        for layer in range(self.num_layers):
+            outs = []
+            for direction in range(D):
+                idx = layer * D + direction
+                w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
+                gi = F.linear(layer_in, w_ih, b_ih)  # (B, T, G*H), all steps in one matmul
+                h = state.h[idx]  # (B, H)
+                c = None if state.c is None else state.c[idx]
+                steps = range(T - 1, -1, -1) if direction else range(T)
+                out: List[Optional[Tensor]] = [None] * T
+                for t in steps:
+                    h_t, c_t = self._cell_fn(gi[:, t], h, c, w_hh, b_hh)
+                    if valid is None:
+                        h, c = h_t, c_t
+                    else:  # freeze the state of sequences that have ended (or not yet started)
+                        m = valid[:, t]  # (B, 1)
+                        h = torch.where(m, h_t, h)
+                        c = None if c is None else torch.where(m, c_t, c)
+                    out[t] = h_t
+                outs.append(torch.stack(out, dim=1))  # (B, T, H)
+                h_n.append(h)
+                c_n.append(c)
+            layer_in = outs[0] if D == 1 else torch.cat(outs, dim=-1)  # (B, T, D*H)
+            if valid is not None:
+                layer_in = layer_in * valid  # zero at padding, as pad_packed_sequence
+            if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
+                layer_in = F.dropout(layer_in, self.dropout, training=True)
+        h_n = torch.stack(h_n)  # (L*D, B, H)
+        return layer_in, State(h_n, None if state.c is None else torch.stack(c_n))
+
+    def step(self, x_t: Tensor, state: State) -> Tuple[Tensor, State]:
+        """One time step of a unidirectional layer: ``x_t (B, I)`` -> ``(out_t (B, H), State)``."""
+        if self.bidirectional:
+            raise ValueError("step() needs a unidirectional layer")
+        h_n, c_n = [], []
+        inp = x_t  # (B, I)
+        for layer in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self._weights(layer, 0)
+            c = None if state.c is None else state.c[layer]
+            h, c = self._cell_fn(F.linear(inp, w_ih, b_ih), state.h[layer], c, w_hh, b_hh)
+            h_n.append(h)
+            c_n.append(c)
+            inp = h  # (B, H)
+            if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
+                inp = F.dropout(inp, self.dropout, training=True)
+        return h_n[-1], State(torch.stack(h_n), None if state.c is None else torch.stack(c_n))
+
+
+class _Fused:
+    """The packed, batch-first ``forward``/``step`` interface on top of ``nn.LSTM``/``nn.GRU``."""
+
+    def forward(self, x: Tensor, lengths: Optional[Tensor] = None,
+                state: Optional[State] = None) -> Tuple[Tensor, State]:
+        hx = None if state is None else state.to_torch()
+        if lengths is None:  # every sequence full length: the unpacked (oneDNN) path
+            out, hx = super().forward(x, hx)
+            return out, State.from_torch(hx)
+        T = x.size(1)
+        packed = pack_padded_sequence(x, lengths.cpu().long(), batch_first=True,
+                                      enforce_sorted=False)
+        out, hx = super().forward(packed, hx)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)  # (B, T, D*H)
+        return out, State.from_torch(hx)
+
+    def step(self, x_t: Tensor, state: State) -> Tuple[Tensor, State]:
+        """One time step of a unidirectional layer: ``x_t (B, I)`` -> ``(out_t (B, H), State)``."""
+        if self.bidirectional:
+            raise ValueError("step() needs a unidirectional layer")
+        out, hx = super().forward(x_t.unsqueeze(1), state.to_torch())  # (B, 1, H)
+        return out.squeeze(1), State.from_torch(hx)
+
+
+class FusedLSTM(_Fused, nn.LSTM):
+    """``nn.LSTM`` (batch-first, packed inputs) behind the :class:`ManualRNN` interface."""
+
+    cell = "lstm"
+
+
+class FusedGRU(_Fused, nn.GRU):
+    """``nn.GRU`` (batch-first, packed inputs) behind the :class:`ManualRNN` interface."""
+
+    cell = "gru"
+
+
+def make_rnn(cell: str, impl: str, input_size: int, hidden_size: int, num_layers: int = 1,
+             bidirectional: bool = False, dropout: float = 0.0) -> nn.Module:
+    """Build a recurrent layer: ``cell`` is ``lstm``|``gru``, ``impl`` is ``manual``|``fused``."""
+    _check_cell(cell)
+    dropout = dropout if num_layers > 1 else 0.0
+    if impl == "manual":
+        return ManualRNN(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
+    if impl != "fused":
+        raise ValueError(f"impl must be 'manual' or 'fused', got {impl!r}")
+    fused = FusedLSTM if cell == "lstm" else FusedGRU
+    return fused(input_size, hidden_size, num_layers=num_layers, bias=True, batch_first=True,
+                 dropout=dropout, bidirectional=bidirectional)
