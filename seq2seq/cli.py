@@ -77,6 +77,11 @@ def cmd_translate(args) -> int:
     from .checkpoint import load_model
     from .decode import translate
 
+    if args.beam < 1 or not 1 <= args.n_best <= args.beam:
+        raise UserError(f"need --beam >= 1 and 1 <= --n-best <= --beam (got --beam {args.beam}, "
+                        f"--n-best {args.n_best})")
+    if args.attention_plot and args.beam > 1:
+        raise UserError("--attention-plot works with greedy search (--beam 1) only")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = _device(args.device)
@@ -86,8 +91,11 @@ def cmd_translate(args) -> int:
     b = cfg.decode.max_len_b if args.max_len_b is None else args.max_len_b
     result = translate(model, tok, lines, args.batch_size or cfg.decode.batch_size, a, b,
                        device=device, progress=args.output is not None,
-                       return_attention=args.attention_plot is not None)
+                       return_attention=args.attention_plot is not None, beam=args.beam,
+                       length_penalty=args.length_penalty, n_best=args.n_best)
     hyps, maps = result if args.attention_plot is not None else (result, None)
+    if args.n_best > 1:  # n_best lines per input line
+        hyps = ["\n".join(h) for h in hyps]
     text = "".join(h + "\n" for h in hyps)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
@@ -124,7 +132,8 @@ def cmd_evaluate(args) -> int:
             raise UserError("no split to evaluate: give --split or set data.test_split")
         srcs, refs = load_splits(cfg.data, [split])[split]
         hyps = translate(model, tok, srcs, cfg.decode.batch_size, cfg.decode.max_len_a,
-                         cfg.decode.max_len_b, device=device, progress=True)
+                         cfg.decode.max_len_b, device=device, progress=True, beam=args.beam,
+                         length_penalty=args.length_penalty)
         if args.output:
             Path(args.output).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     else:
@@ -192,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="decode with this layer implementation (the weights fit both)")
     tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     tr.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    tr.add_argument("--beam", type=int, default=1, metavar="N",
+                    help="beam search with N beams (default 1: greedy search)")
+    tr.add_argument("--length-penalty", type=float, default=1.0, metavar="A",
+                    help="GNMT length normalization exponent for beam search (0: none)")
+    tr.add_argument("--n-best", type=int, default=1, metavar="K",
+                    help="write the K best hypotheses of the beam, K lines per input line")
     tr.add_argument("--encoding-errors", choices=["strict", "replace"], default="strict",
                     help="bytes that are not UTF-8: stop with an error, or replace them")
     tr.add_argument("--attention-plot", metavar="DIR",
@@ -210,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output", metavar="FILE", help="with --checkpoint: save the hypotheses")
     e.add_argument("--impl", choices=["manual", "fused"])
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    e.add_argument("--beam", type=int, default=1, metavar="N",
+                   help="with --checkpoint: beam search with N beams (default 1: greedy)")
+    e.add_argument("--length-penalty", type=float, default=1.0, metavar="A",
+                   help="GNMT length normalization exponent for beam search")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     _add_common(e)
     e.set_defaults(fn=cmd_evaluate)

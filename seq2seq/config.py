@@ -7,6 +7,7 @@ commented inline; the YAML files under ``recipes/`` use the same names.
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    model_type: Literal["unigram", "bpe"] = "unigram"  # sentencepiece model type
+    model_type: Literal["unigram", "bpe"] = "bpe"  # sentencepiece model type (bpe trains in a second)
     vocab_size: int = 8000  # upper bound; shrunk automatically when the data has fewer pieces
     joint: bool = True  # one model for source and target (False: one each)
     character_coverage: float = 1.0
@@ -74,6 +75,7 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = 10  # stop after this many epochs ...
     max_steps: Optional[int] = None  # ... or after this many updates, whichever comes first
+    max_minutes: Optional[float] = None  # ... or after this much training time (minutes)
     batch_size: int = 64  # sentences per batch (when batch_tokens is not set)
     batch_tokens: Optional[int] = None  # target-token budget per batch instead of batch_size
     lr: float = 1e-3  # Adam learning rate
@@ -92,7 +94,7 @@ class TrainConfig:
     def __post_init__(self):
         for k in ("epochs", "batch_size"):
             _positive(self, k)
-        for k in ("max_steps", "batch_tokens"):
+        for k in ("max_steps", "batch_tokens", "max_minutes"):
             if getattr(self, k) is not None:
                 _positive(self, k)
         _in_range(self, "lr", 0.0, 10.0, low_open=True)
@@ -201,8 +203,15 @@ def _coerce(value: Any, tp, where: str) -> Any:
             raise ConfigError(f"{where} must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):

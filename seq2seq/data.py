@@ -31,8 +31,8 @@ _LOCAL_HINT = ("To train offline, point the config at local files, e.g. data.pat
 def read_lines(path: str, errors: str = "strict") -> List[str]:
     """Lines of a UTF-8 text file (no line ends). Bad bytes: a UserError naming file and line."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"data file {p} does not exist")
+    if not p.exists() or p.is_dir():
+        raise UserError(f"data file {p} does not exist" if not p.exists() else f"{p} is a folder, not a file")
     raw = p.read_bytes()
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":

@@ -1,5 +1,10 @@
-"""Greedy search, batched: every sentence steps together until all have produced EOS."""
+"""Search: batched greedy and beam search; ``translate`` for lines of text.
 
+Both step every sentence of a batch together (beam search: every beam of every sentence) and
+stop when every sentence has finished.
+"""
+
+import math
 import sys
 from typing import List, Optional, Sequence, Tuple
 
@@ -7,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .data import collate
+from .encoder import Encoded
 from .tokenizer import BOS, EOS, PAD
 
 
@@ -56,15 +62,104 @@ def greedy(model, src: Tensor, src_len: Tensor, max_len_a: float = 1.5, max_len_
     return hyps, [att[i, :len(h) + 1, :lens[i]].float().cpu() for i, h in enumerate(hyps)]
 
 
+
+def gnmt_length_penalty(length: Tensor, alpha: float) -> Tensor:
+    """Wu et al. (2016), eq. 14: ``lp(Y) = ((5 + |Y|) / 6) ** alpha``; scores are ``log P / lp``."""
+    return ((5.0 + length.float()) / 6.0) ** alpha
+
+
+@torch.inference_mode()
+def beam_search(model, src: Tensor, src_len: Tensor, beam: int = 5, length_penalty: float = 1.0,
+                n_best: int = 1, max_len_a: float = 1.5, max_len_b: int = 10
+                ) -> List[List[Tuple[float, List[int]]]]:
+    """Beam search, batched over sentences and beams.
+
+    Args:
+        model: a :class:`seq2seq.model.Seq2Seq` in eval mode.
+        src ``(B, S)``, src_len ``(B,)``: the padded source batch.
+        beam: beams per sentence ``K``.
+        length_penalty: ``alpha`` of the GNMT length normalization (0: raw log-probability).
+        n_best: hypotheses to return per sentence (``<= beam``).
+        max_len_a, max_len_b: at most ``a * src_len + b`` tokens per sentence.
+
+    Returns:
+        per sentence, up to ``n_best`` ``(normalized score, token ids)`` pairs, best first.
+
+    A hypothesis that emits EOS is finished; a sentence is done when it has ``n_best`` finished
+    hypotheses and no live beam can still beat the worst of them (a live score can only fall,
+    and its length penalty is at most that of the maximum length), or at its maximum length.
+    """
+    B, K = src.size(0), beam
+    n_best = min(n_best, K)
+    enc = model.encoder(src, src_len)
+    rep = torch.arange(B, device=src.device).repeat_interleave(K)  # (B*K,)
+    enc = Encoded(enc.out[rep], enc.pad_mask[rep], enc.state.map(lambda t: t[:, rep]))
+    state = model.decoder.start(enc)
+    limit = (max_len_a * src_len.float() + max_len_b).long().clamp(min=1).tolist()  # per sentence
+    max_len = max(limit)
+    scores = torch.full((B, K), float("-inf"), device=src.device)
+    scores[:, 0] = 0.0  # one live beam per sentence at the start
+    tokens = torch.full((B * K, 0), BOS, dtype=torch.long, device=src.device)  # (B*K, t)
+    y = torch.full((B * K,), BOS, dtype=torch.long, device=src.device)
+    finished: List[List[Tuple[float, List[int]]]] = [[] for _ in range(B)]
+    done = [False] * B
+    base = (torch.arange(B, device=src.device) * K).unsqueeze(1)  # (B, 1)
+    for t in range(max_len):
+        logits, state, _ = model.decoder.step(y, state, enc)  # (B*K, V)
+        logp = torch.log_softmax(logits.float(), dim=-1)  # (B*K, V)
+        logp[:, PAD] = float("-inf")
+        V = logp.size(-1)
+        cand = (scores.view(B * K, 1) + logp).view(B, K * V)  # (B, K*V)
+        top, idx = cand.topk(2 * K, dim=1)  # (B, 2K): enough for K live beams after EOS ones
+        src_beam, tok = idx // V, idx % V  # (B, 2K)
+        is_eos = tok == EOS
+        at_limit = torch.tensor([t + 1 >= l for l in limit], device=src.device).unsqueeze(1)
+        lp = gnmt_length_penalty(torch.tensor(t + 1), length_penalty)
+        # finish: EOS candidates ranked within the first K, and every live beam at the limit
+        fin = (is_eos & (torch.arange(2 * K, device=src.device) < K)) | (at_limit & ~is_eos)
+        fin &= torch.isfinite(top)
+        for b, j in fin.nonzero().tolist():
+            if done[b]:
+                continue
+            row = tokens[base[b, 0] + src_beam[b, j]].tolist()
+            hyp = row if bool(is_eos[b, j]) else row + [int(tok[b, j])]
+            finished[b].append((float(top[b, j]) / float(lp), hyp))
+        # the next live beams: the best K candidates that are not EOS
+        live = top.masked_fill(is_eos, float("-inf"))  # (B, 2K)
+        scores, pick = live.topk(K, dim=1)  # (B, K)
+        rows = (base + src_beam.gather(1, pick)).view(-1)  # (B*K,)
+        y = tok.gather(1, pick).view(-1)  # (B*K,)
+        tokens = torch.cat([tokens[rows], y.unsqueeze(1)], dim=1)  # (B*K, t+1)
+        state = state.select(rows)
+        best_live = scores[:, 0].tolist()
+        for b in range(B):
+            if done[b]:
+                continue
+            fb = sorted(finished[b], key=lambda x: -x[0])
+            if t + 1 >= limit[b]:
+                done[b] = True
+            elif len(fb) >= n_best:
+                bound = best_live[b] / float(gnmt_length_penalty(torch.tensor(limit[b]),
+                                                                  length_penalty))
+                done[b] = not (bound > fb[n_best - 1][0]) or not math.isfinite(best_live[b])
+        if all(done):
+            break
+        scores = scores.masked_fill(torch.tensor(done, device=src.device).unsqueeze(1),
+                                    float("-inf"))
+    return [sorted(f, key=lambda x: -x[0])[:n_best] for f in finished]
+
 def translate(model, tok, lines: Sequence[str], batch_size: int = 128, max_len_a: float = 1.5,
               max_len_b: int = 10, max_src_len: int = 1024, device="cpu",
-              progress: bool = False, return_attention: bool = False):
+              progress: bool = False, return_attention: bool = False, beam: int = 1,
+              length_penalty: float = 1.0, n_best: int = 1):
     """Translate text lines; exactly one output per input, in input order.
 
     Empty (or whitespace-only) lines give empty outputs without being decoded. Sources longer
     than ``max_src_len`` pieces are truncated (with a warning on stderr). Lines are decoded in
-    batches of similar length and put back in order. With ``return_attention``, also returns
-    per line ``(source pieces, output pieces, weights (T, S))`` or None.
+    batches of similar length and put back in order. ``beam > 1`` uses :func:`beam_search`
+    (``--beam 1`` is greedy search); with ``n_best > 1`` each output is a list of ``n_best``
+    strings. With ``return_attention`` (greedy only), also returns per line
+    ``(source pieces, output pieces, weights (T, S))`` or None.
     """
     from tqdm import tqdm
 
@@ -75,18 +170,26 @@ def translate(model, tok, lines: Sequence[str], batch_size: int = 128, max_len_a
         print(f"warning: {len(truncated)} line(s) longer than {max_src_len} pieces truncated "
               f"(first: line {truncated[0] + 1})", file=sys.stderr)
     todo.sort(key=lambda i: len(ids[i]))
-    out = [""] * len(lines)
+    out = [[""] * n_best for _ in lines]
     maps = [None] * len(lines)
+    batch_size = max(1, batch_size // beam)
     batches = [todo[k:k + batch_size] for k in range(0, len(todo), batch_size)]
     for b in tqdm(batches, desc="translate", unit="batch", disable=not progress, leave=False):
         src = [ids[i][:max_src_len] for i in b]
         batch = collate(src, None, b).to(device)
-        hyps, att = greedy(model, batch.src, batch.src_len, max_len_a, max_len_b,
-                           return_attention)
-        for i, h, text in zip(b, hyps, tok.decode_tgt(hyps)):
-            out[i] = text.replace("\n", " ")
-        if att is not None:
-            for k, i in enumerate(b):
-                maps[i] = ([tok.src.id_to_piece(x) for x in src[k]],
-                           tok.tgt_pieces(hyps[k]) + ["</s>"], att[k])
+        if beam > 1:
+            nbest = beam_search(model, batch.src, batch.src_len, beam, length_penalty, n_best,
+                                max_len_a, max_len_b)
+            hyps = [[h for _, h in x] + [[]] * (n_best - len(x)) for x in nbest]
+        else:
+            best, att = greedy(model, batch.src, batch.src_len, max_len_a, max_len_b,
+                               return_attention)
+            hyps = [[h] + [[]] * (n_best - 1) for h in best]
+            if att is not None:
+                for k, i in enumerate(b):
+                    maps[i] = ([tok.src.id_to_piece(x) for x in src[k]],
+                               tok.tgt_pieces(best[k]) + ["</s>"], att[k])
+        for i, hs in zip(b, hyps):
+            out[i] = [t.replace("\n", " ") for t in tok.decode_tgt(hs)]
+    out = [o[0] for o in out] if n_best == 1 else out
     return (out, maps) if return_attention else out

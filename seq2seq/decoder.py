@@ -30,6 +30,12 @@ class DecoderState(NamedTuple):
     att: Optional[Tensor]  # (B, O) previous attentional vector (input feeding), else None
     keys: Optional[Tensor]  # (B, S, A) attention keys, projected once per batch
 
+    def select(self, idx: Tensor) -> "DecoderState":
+        """Reorder/repeat along the batch: row ``i`` becomes row ``idx[i]`` (beam search)."""
+        pick = lambda t: None if t is None else t.index_select(0, idx)
+        return DecoderState(self.rnn.map(lambda t: t.index_select(1, idx)), pick(self.att),
+                            pick(self.keys))
+
 
 class Decoder(nn.Module):
     """An attentional RNN decoder with scheduled teacher forcing.

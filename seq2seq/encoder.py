@@ -20,8 +20,10 @@ class Bridge(nn.Module):
     """Maps the encoder's final states ``(L*D, B, H)`` to the decoder's initial ``(L, B, H_dec)``.
 
     Per layer, the final states of the D directions are concatenated and projected:
-    ``s_0 = tanh(W [h_fwd; h_bwd] + b)`` (the same map for ``h`` and, for LSTM, ``c``). When the
-    decoder has more layers than the encoder, the top encoder layer feeds the extra ones.
+    ``s_0 = tanh(W [h_fwd; h_bwd] + b)`` (the same map for ``h`` and, for LSTM, ``c``). Decoder
+    layer ``k`` reads encoder layer ``min(L - 1, max(0, L - L_dec) + k)``: with fewer decoder
+    layers, the top ``L_dec`` encoder layers in order; with more, encoder layers ``0..L-1`` in
+    order and the top encoder layer for each extra one.
     """
 
     def __init__(self, enc_hidden: int, directions: int, enc_layers: int, dec_hidden: int,
@@ -34,7 +36,7 @@ class Bridge(nn.Module):
         L, D = self.enc_layers, self.directions
         B, H = s.shape[1], s.shape[2]
         s = s.view(L, D, B, H).permute(0, 2, 1, 3).reshape(L, B, D * H)  # (L, B, D*H)
-        idx = [min(L - 1, L - self.dec_layers + i) for i in range(self.dec_layers)]
+        idx = [min(L - 1, max(0, L - self.dec_layers) + i) for i in range(self.dec_layers)]
         s = s[idx] if idx != list(range(L)) else s  # (L_dec, B, D*H)
         return torch.tanh(self.proj(s))  # (L_dec, B, H_dec)
 

@@ -101,6 +101,8 @@ class ManualRNN(nn.RNNBase):
         D = 2 if self.bidirectional else 1
         if state is None:
             state = State.zeros(self.cell, self.num_layers * D, B, self.hidden_size, x)
+        if lengths is not None and int(lengths.min()) == T:
+            lengths = None  # no padding: no state to freeze
         valid = None if lengths is None else length_mask(lengths.to(x.device), T).unsqueeze(-1)  # (B, T, 1)
         h_n, c_n = [], []
         layer_in = x  # (B, T, I)
@@ -158,6 +160,8 @@ class _Fused:
     def forward(self, x: Tensor, lengths: Optional[Tensor] = None,
                 state: Optional[State] = None) -> Tuple[Tensor, State]:
         hx = None if state is None else state.to_torch()
+        if lengths is not None and int(lengths.min()) == x.size(1):
+            lengths = None  # no padding (common in length-bucketed batches): packing is not needed
         if lengths is None:  # every sequence full length: the unpacked (oneDNN) path
             out, hx = super().forward(x, hx)
             return out, State.from_torch(hx)

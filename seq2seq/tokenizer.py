@@ -9,16 +9,41 @@ Fixed ids (the same in every model this toolkit trains):
 
 Normalization is ``identity`` with ``remove_extra_whitespaces=False`` and byte fallback, so that
 ``decode(encode(x)) == x`` for any text (NFKC normalization and whitespace folding would change
-about 0.3% of Multi30k lines and print unseen characters as `` ⁇ ``).
+about 0.3% of Multi30k lines and print unseen characters as `` ⁇ ``). Two characters need help:
+sentencepiece writes spaces as ``▁`` (U+2581), so a ``▁`` in the text would come back as a space;
+it is escaped to a private-use pair on the way in (see :func:`escape`). Lone surrogates (which
+only Python strings can hold, never UTF-8 text) become U+FFFD.
 """
 
 import io
+import re
 from typing import Iterable, List, Optional, Sequence
 
 import sentencepiece as spm
 
+from .errors import UserError
+
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 _BYTE_PIECES = 256
+_ESC = "\ue000"  # private use: starts an escape; "\ue000\ue001" is "▁", "\ue000\ue000" is itself
+_ESCAPES = {"\u2581": _ESC + "\ue001", _ESC: _ESC + _ESC}
+_UNESCAPE = re.compile(_ESC + "([" + _ESC + "\ue001])")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def escape(text: str) -> str:
+    """Text as sentencepiece sees it: ``▁`` (its space symbol) and the escape mark escaped,
+    lone surrogates replaced by U+FFFD."""
+    if "\u2581" in text or _ESC in text:
+        text = text.replace(_ESC, _ESCAPES[_ESC]).replace("\u2581", _ESCAPES["\u2581"])
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def unescape(text: str) -> str:
+    """The inverse of :func:`escape`; an escape mark the model emitted alone is kept as is."""
+    if _ESC not in text:
+        return text
+    return _UNESCAPE.sub(lambda m: _ESC if m.group(1) == _ESC else "\u2581", text)
 
 
 def train_model(lines: Sequence[str], vocab_size: int, model_type: str = "unigram",
@@ -30,9 +55,9 @@ def train_model(lines: Sequence[str], vocab_size: int, model_type: str = "unigra
     gives a smaller vocabulary); one too small to hold every character (and the 256 byte
     pieces of byte fallback) is raised to the minimum.
     """
-    lines = [l for l in lines if l.strip()]
+    lines = [escape(l) for l in lines if l.strip()]
     if not lines:
-        raise ValueError("cannot train a tokenizer on no text")
+        raise UserError("cannot train a tokenizer: the training text is empty or blank")
     chars = set()
     for l in lines:
         chars.update(l)
@@ -78,16 +103,16 @@ class Tokenizer:
         return self.tgt.get_piece_size()
 
     def encode_src(self, lines: Iterable[str]) -> List[List[int]]:
-        return self.src.encode(list(lines))
+        return self.src.encode([escape(l) for l in lines])
 
     def encode_tgt(self, lines: Iterable[str]) -> List[List[int]]:
-        return self.tgt.encode(list(lines))
+        return self.tgt.encode([escape(l) for l in lines])
 
     def decode_tgt(self, ids: Iterable[Sequence[int]]) -> List[str]:
-        return [self.tgt.decode(list(x)) for x in ids]
+        return [unescape(self.tgt.decode(list(x))) for x in ids]
 
     def src_pieces(self, line: str) -> List[str]:
-        return self.src.encode_as_pieces(line)
+        return self.src.encode_as_pieces(escape(line))
 
     def tgt_pieces(self, ids: Sequence[int]) -> List[str]:
         return [self.tgt.id_to_piece(i) for i in ids]

@@ -338,7 +338,7 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
                 st["step"] += 1
                 st["batch"] += 1
                 st["train_seconds"] += dt
-                window["loss"] += float(loss_sum)
+                window["loss"] += float(loss_sum.detach())
                 window["tokens"] += n
                 window["time"] += dt
                 bar.update(1)
@@ -349,6 +349,8 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
                         stopped_by = "early stopping"
                 if stop.signal is not None:
                     stopped_by = signal.Signals(stop.signal).name
+                elif t.max_minutes and st["train_seconds"] >= 60 * t.max_minutes:
+                    stopped_by = "time budget"
                 if st["step"] >= total_steps or stopped_by:
                     break
             else:
@@ -365,6 +367,9 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
                 f"{out / 'last.pt'}; continue with --resume")
         elif not records or records[-1]["step"] != st["step"]:
             evaluate_and_save(tf_ratio)
+    if stopped_by == "time budget":
+        log(f"time budget: stopped after {st['train_seconds'] / 60:.1f} minutes of training "
+            f"(train.max_minutes={t.max_minutes}) at step {st['step']}")
     if stopped_by == "early stopping":
         log(f"early stopping at step {st['step']}: no BLEU gain in {t.patience} validations")
     best = max((r for r in records if "valid_bleu" in r), key=lambda r: r["valid_bleu"],

@@ -1,0 +1,203 @@
+"""Toy translation tasks, generated from a seed as ``datasets.DatasetDict`` objects.
+
+Every function returns a ``DatasetDict`` with ``train``, ``validation`` and ``test`` splits,
+each with the string columns ``src`` and ``tgt``, the layout that :func:`seq2seq.recipe.run`
+reads from real data. The same seed gives the same data on every machine (only
+``random.Random`` is used). The splits are disjoint: no item (a sequence, a date, a number)
+is in two of them, so the validation and test scores measure generalization, not memory.
+
+    reverse("1 2 3")            -> "3 2 1"           (copy: "1 2 3")
+    sort("37 5 81 5")           -> "5 5 37 81"
+    dates("3rd of March 2021")  -> "2021-03-03"      (seven formats, day before month)
+    numbers("three hundred and twelve") -> "312"     (and back)
+
+Symbols and numbers are separated by spaces, so that the sentencepiece tokenizer (with
+``split_digits`` for digits) gives one piece per symbol or digit.
+"""
+
+import datetime
+import random
+from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+
+from datasets import Dataset, DatasetDict
+
+Example = Tuple[str, str]  # (src, tgt)
+SPLITS = ("train", "validation", "test")
+
+
+def make_splits(sample: Callable[[random.Random, str], Tuple[Hashable, Example]],
+                sizes: Dict[str, int], seed: int) -> DatasetDict:
+    """Draw ``sizes[split]`` examples per split with ``sample(rng, split)``, unique across splits.
+
+    ``sample`` returns ``(key, (src, tgt))``; an example whose key was drawn before (in any
+    split) is drawn again, so the splits are disjoint on the key.
+    """
+    rng = random.Random(seed)
+    seen = set()
+    out = {}
+    for split in SPLITS:
+        src, tgt = [], []
+        tries = 0
+        while len(src) < sizes[split]:
+            tries += 1
+            if tries > 100 * sizes[split] + 1000:
+                raise ValueError(f"cannot draw {sizes[split]} distinct {split} examples; "
+                                 "ask for fewer or widen the task")
+            key, (s, t) = sample(rng, split)
+            if key in seen:
+                continue
+            seen.add(key)
+            src.append(s)
+            tgt.append(t)
+        out[split] = Dataset.from_dict({"src": src, "tgt": tgt})
+    return DatasetDict(out)
+
+
+def _sizes(train: int, valid: int, test: int) -> Dict[str, int]:
+    return {"train": train, "validation": valid, "test": test}
+
+
+# -- reverse and copy -----------------------------------------------------------------------
+
+def symbols(n: int) -> List[str]:
+    """The first ``n`` symbols of ``a``..``z``, then ``A``..``Z``."""
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    if not 1 <= n <= len(alphabet):
+        raise ValueError(f"the number of symbols must be in 1..{len(alphabet)}, got {n}")
+    return list(alphabet[:n])
+
+
+def reverse(seed: int = 1, task: str = "reverse", vocab: int = 20,
+            min_len: int = 3, max_len: int = 15,
+            test_min_len: Optional[int] = None, test_max_len: Optional[int] = None,
+            train_size: int = 20000, valid_size: int = 500, test_size: int = 1000
+            ) -> DatasetDict:
+    """Reverse (``task="reverse"``) or copy (``task="copy"``) a sequence of symbols.
+
+    Lengths are uniform in ``[min_len, max_len]`` for train and validation, and in
+    ``[test_min_len, test_max_len]`` (default: the same range) for test: a test range above
+    ``max_len`` measures generalization to lengths never seen in training.
+    """
+    if task not in ("reverse", "copy"):
+        raise ValueError(f"task must be reverse or copy, got {task!r}")
+    alphabet = symbols(vocab)
+    lo, hi = test_min_len or min_len, test_max_len or max_len
+
+    def sample(rng, split):
+        n = rng.randint(lo, hi) if split == "test" else rng.randint(min_len, max_len)
+        seq = [rng.choice(alphabet) for _ in range(n)]
+        out = seq[::-1] if task == "reverse" else seq
+        return tuple(seq), (" ".join(seq), " ".join(out))
+
+    return make_splits(sample, _sizes(train_size, valid_size, test_size), seed)
+
+
+# -- sort -----------------------------------------------------------------------------------
+
+def sort(seed: int = 1, max_value: int = 99, min_len: int = 2, max_len: int = 10,
+         train_size: int = 20000, valid_size: int = 500, test_size: int = 1000) -> DatasetDict:
+    """Sort a list of ``min_len``..``max_len`` integers in ``[0, max_value]`` (repeats allowed)."""
+
+    def sample(rng, split):
+        xs = [rng.randint(0, max_value) for _ in range(rng.randint(min_len, max_len))]
+        return tuple(xs), (" ".join(map(str, xs)), " ".join(map(str, sorted(xs))))
+
+    return make_splits(sample, _sizes(train_size, valid_size, test_size), seed)
+
+
+# -- dates ----------------------------------------------------------------------------------
+
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December"]
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+FIRST_DAY = datetime.date(1950, 1, 1)  # two-digit years: 50-99 are 19xx, 00-49 are 20xx
+LAST_DAY = datetime.date(2049, 12, 31)
+
+
+def ordinal(n: int) -> str:
+    """1 -> "1st", 2 -> "2nd", 11 -> "11th", 23 -> "23rd"."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+# Numeric formats put the day first (03/04/21 is 3 April 2021), as in most of the world.
+DATE_FORMATS: Dict[str, Callable[[datetime.date], str]] = {
+    "ordinal_of": lambda d: f"{ordinal(d.day)} of {MONTHS[d.month - 1]} {d.year}",  # 3rd of March 2021
+    "month_day": lambda d: f"{MONTHS[d.month - 1]} {d.day}, {d.year}",  # March 3, 2021
+    "day_month": lambda d: f"{d.day} {MONTHS[d.month - 1]} {d.year}",  # 3 March 2021
+    "short_month": lambda d: f"{MONTHS[d.month - 1][:3]} {d.day} {d.year}",  # Mar 3 2021
+    "weekday": lambda d: f"{WEEKDAYS[d.weekday()]}, {ordinal(d.day)} {MONTHS[d.month - 1]} {d.year}",
+    "dd/mm/yy": lambda d: f"{d.day:02d}/{d.month:02d}/{d.year % 100:02d}",  # 03/03/21
+    "d.m.yyyy": lambda d: f"{d.day}.{d.month}.{d.year}",  # 3.3.2021
+}
+
+
+def dates(seed: int = 1, formats: Sequence[str] = tuple(DATE_FORMATS),
+          train_size: int = 20000, valid_size: int = 500, test_size: int = 1000) -> DatasetDict:
+    """A date between 1950 and 2049 written in one of ``formats`` -> ISO 8601 (``2021-03-03``).
+
+    Each date is in at most one split (in one format, drawn at random); the weekday names
+    in the ``weekday`` format are the real ones (from ``date.weekday()``, not the locale).
+    """
+    for f in formats:
+        if f not in DATE_FORMATS:
+            raise ValueError(f"unknown date format {f!r} (known: {', '.join(DATE_FORMATS)})")
+    n_days = (LAST_DAY - FIRST_DAY).days + 1
+    formats = list(formats)
+
+    def sample(rng, split):
+        d = FIRST_DAY + datetime.timedelta(days=rng.randrange(n_days))
+        return d, (DATE_FORMATS[rng.choice(formats)](d), d.isoformat())
+
+    return make_splits(sample, _sizes(train_size, valid_size, test_size), seed)
+
+
+# -- numbers --------------------------------------------------------------------------------
+
+ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+        "eighteen", "nineteen"]
+TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+
+
+def number_to_words(n: int) -> str:
+    """British English with "and": 312 -> "three hundred and twelve", 1012 -> "one thousand
+    and twelve", 45 -> "forty-five"; for 0 <= n < 1,000,000."""
+    if not 0 <= n < 1_000_000:
+        raise ValueError(f"number_to_words covers 0..999999, got {n}")
+    if n < 20:
+        return ONES[n]
+    if n < 100:
+        return TENS[n // 10] + ("-" + ONES[n % 10] if n % 10 else "")
+    if n < 1000:
+        rest = n % 100
+        return ONES[n // 100] + " hundred" + (" and " + number_to_words(rest) if rest else "")
+    rest = n % 1000
+    head = number_to_words(n // 1000) + " thousand"
+    if not rest:
+        return head
+    return head + (" and " if rest < 100 else " ") + number_to_words(rest)
+
+
+def numbers(seed: int = 1, direction: str = "words2digits", max_digits: int = 6,
+            train_size: int = 20000, valid_size: int = 500, test_size: int = 1000
+            ) -> DatasetDict:
+    """English number words <-> digits, for 0 to ``10**max_digits - 1`` (at most 999,999).
+
+    The number of digits is drawn uniformly from 1..``max_digits``, then the number uniformly
+    among those with that many digits, so that small numbers are not swamped by large ones.
+    ``direction``: ``words2digits`` ("three hundred and twelve" -> "312") or ``digits2words``.
+    Digits are written without separators ("12345"); the tokenizer splits them.
+    """
+    if direction not in ("words2digits", "digits2words"):
+        raise ValueError(f"direction must be words2digits or digits2words, got {direction!r}")
+    if not 1 <= max_digits <= 6:
+        raise ValueError(f"max_digits must be in 1..6, got {max_digits}")
+
+    def sample(rng, split):
+        k = rng.randint(1, max_digits)
+        n = rng.randint(0 if k == 1 else 10 ** (k - 1), 10 ** k - 1)
+        words, digits = number_to_words(n), str(n)
+        return n, ((words, digits) if direction == "words2digits" else (digits, words))
+
+    return make_splits(sample, _sizes(train_size, valid_size, test_size), seed)

@@ -1,0 +1,334 @@
+#!/usr/bin/env python
+"""Benchmarks: recurrent layers, training steps, greedy decoding, data loading, memory.
+
+Every comparison runs its sides interleaved in one process (A B A B ...) and reports the
+median and min-max over repeats, with the torch version, thread count and CPU model.
+
+    python scripts/bench.py layer            # manual vs fused LSTM/GRU, forward+backward
+    python scripts/bench.py train            # training steps vs a tutorial-style baseline
+    python scripts/bench.py decode           # batched greedy vs one sentence at a time
+    python scripts/bench.py data             # load + tokenize + batch Multi30k
+    python scripts/bench.py memory           # peak RSS of a short training run
+    python scripts/bench.py all --json       # everything, one JSON object
+
+Multi30k is read from --data-dir (default ../shared/data/multi30k) when present, else
+synthetic data of the same shape is used.
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from seq2seq.config import Config, ModelConfig, from_dict  # noqa: E402
+from seq2seq.data import IdPairs, bucket_batches, collate, iterate, padding_fraction  # noqa: E402
+from seq2seq.decode import greedy  # noqa: E402
+from seq2seq.loss import masked_cross_entropy  # noqa: E402
+from seq2seq.model import Seq2Seq  # noqa: E402
+from seq2seq.rnn import make_rnn  # noqa: E402
+from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer  # noqa: E402
+from seq2seq.train import make_optimizer  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "multi30k"
+
+
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def env() -> dict:
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(),
+            "python": platform.python_version()}
+
+
+def interleave(fns: dict, repeats: int, warmup: int = 1) -> dict:
+    """Time each callable ``repeats`` times, interleaved; returns seconds per side."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def summary(ts) -> dict:
+    return {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts)}
+
+
+def table(rows, cols) -> str:
+    w = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols]
+    line = lambda vals: "| " + " | ".join(str(v).ljust(n) for v, n in zip(vals, w)) + " |"
+    return "\n".join([line(cols), "|" + "|".join("-" * (n + 2) for n in w) + "|"] +
+                     [line([r.get(c, "") for c in cols]) for r in rows])
+
+
+# -- layer ------------------------------------------------------------------------------------
+
+def sgemm_peak(repeats: int) -> float:
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    ts = interleave({"mm": lambda: a @ b}, repeats, warmup=3)["mm"]
+    return 2 * 1024 ** 3 / min(ts) / 1e9
+
+
+def lstm_flops(cell, B, T, I, H) -> float:
+    gates = 4 if cell == "lstm" else 3
+    return 3 * 2 * B * T * gates * H * (I + H)  # forward + backward (about 2x forward)
+
+
+def bench_layer(args) -> dict:
+    peak = sgemm_peak(args.repeats)
+    shapes = [(64, 30, 256, 512), (64, 20, 256, 256), (32, 50, 512, 512)]
+    rows = []
+    for cell in ("lstm", "gru"):
+        for B, T, I, H in shapes:
+            torch.manual_seed(0)
+            layers = {impl: make_rnn(cell, impl, I, H) for impl in ("manual", "fused")}
+            layers["fused"].load_state_dict(layers["manual"].state_dict())
+            x = torch.randn(B, T, I, requires_grad=True)
+
+            def step(layer):
+                out, _ = layer(x)
+                out.sum().backward()
+            ts = interleave({k: (lambda l=l: step(l)) for k, l in layers.items()}, args.repeats)
+            m, f = summary(ts["manual"]), summary(ts["fused"])
+            flops = lstm_flops(cell, B, T, I, H)
+            rows.append({"cell": cell, "shape (B,T,I,H)": f"{B},{T},{I},{H}",
+                         "manual ms": f"{1e3 * m['median_s']:.1f} ({1e3 * m['min_s']:.0f}-{1e3 * m['max_s']:.0f})",
+                         "fused ms": f"{1e3 * f['median_s']:.1f} ({1e3 * f['min_s']:.0f}-{1e3 * f['max_s']:.0f})",
+                         "manual/fused": round(m["median_s"] / f["median_s"], 2),
+                         "manual tok/s": int(B * T / m["median_s"]),
+                         "fused tok/s": int(B * T / f["median_s"]),
+                         "manual GFLOP/s": round(flops / m["median_s"] / 1e9, 1),
+                         "fused GFLOP/s": round(flops / f["median_s"] / 1e9, 1),
+                         "fused % of peak": round(100 * flops / f["median_s"] / 1e9 / peak)})
+    print(f"sgemm peak (1024^3, best of {args.repeats}): {peak:.0f} GFLOP/s")
+    print(table(rows, list(rows[0])))
+    return {"sgemm_peak_gflops": peak, "rows": rows}
+
+
+# -- data ------------------------------------------------------------------------------------
+
+def multi30k_lines(data_dir: Path, split: str, n_synth: int):
+    if (data_dir / f"{split}.de").is_file():
+        read = lambda p: p.read_text(encoding="utf-8").splitlines()
+        return read(data_dir / f"{split}.de"), read(data_dir / f"{split}.en"), True
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(3000)]
+    src = [" ".join(rng.choice(words) for _ in range(rng.randint(5, 25))) for _ in range(n_synth)]
+    tgt = [" ".join(rng.choice(words) for _ in range(rng.randint(5, 25))) for _ in range(n_synth)]
+    return src, tgt, False
+
+
+def model_config(args) -> ModelConfig:
+    path = Path(__file__).resolve().parent.parent / "recipes" / "multi30k.yaml"
+    import yaml
+
+    d = yaml.safe_load(path.read_text())["model"] if path.is_file() else {}
+    return from_dict({"model": d}).model
+
+
+def bench_data(args, quiet=False) -> dict:
+    t0 = time.perf_counter()
+    src, tgt, real = multi30k_lines(args.data_dir, "train", 29000)
+    t1 = time.perf_counter()
+    tok = Tokenizer.train(src, tgt, Config().tokenizer)
+    t2 = time.perf_counter()
+    s_ids, t_ids = tok.encode_src(src), tok.encode_tgt(tgt)
+    t3 = time.perf_counter()
+    lens = [len(t) + 1 for t in t_ids]
+    batches = bucket_batches([len(s) for s in s_ids], lens, 64, seed=1)
+    t4 = time.perf_counter()
+    rand = [list(range(i, min(i + 64, len(lens)))) for i in range(0, len(lens), 64)]
+    res = {"real_data": real, "pairs": len(src), "read_s": t1 - t0, "tokenizer_train_s": t2 - t1,
+           "encode_s": t3 - t2, "batch_s": t4 - t3, "total_s": t4 - t0,
+           "padding_bucketed": padding_fraction(lens, batches),
+           "padding_unbucketed": padding_fraction(lens, rand)}
+    if not quiet:
+        print(table([{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in res.items()}],
+                    list(res)))
+    return res, (tok, s_ids, t_ids)
+
+
+# -- train -----------------------------------------------------------------------------------
+
+class NaiveSeq2Seq(nn.Module):
+    """The tutorial way: bi-LSTM encoder over padded input, nn.LSTMCell decoder stepped in a
+    Python loop with Luong attention, output projection over every padded position."""
+
+    def __init__(self, V_src, V_tgt, E, H):
+        super().__init__()
+        self.src_emb, self.tgt_emb = nn.Embedding(V_src, E), nn.Embedding(V_tgt, E)
+        self.enc = nn.LSTM(E, H, batch_first=True, bidirectional=True)
+        self.bridge = nn.Linear(2 * H, H)
+        self.cell = nn.LSTMCell(E, H)
+        self.attn = nn.Linear(2 * H, H, bias=False)
+        self.comb = nn.Linear(3 * H, H)
+        self.out = nn.Linear(H, V_tgt)
+
+    def forward(self, src, tgt_in, tf_ratio):
+        enc, (h, c) = self.enc(self.src_emb(src))
+        h = torch.tanh(self.bridge(torch.cat([h[0], h[1]], -1)))
+        c = torch.tanh(self.bridge(torch.cat([c[0], c[1]], -1)))
+        keys = self.attn(enc)
+        y = tgt_in[:, 0]
+        logits = []
+        for t in range(tgt_in.size(1)):
+            h, c = self.cell(self.tgt_emb(y), (h, c))
+            w = torch.softmax((keys @ h.unsqueeze(-1)).squeeze(-1), -1)
+            ctx = (w.unsqueeze(1) @ enc).squeeze(1)
+            lo = self.out(torch.tanh(self.comb(torch.cat([h, ctx], -1))))
+            logits.append(lo)
+            if t + 1 < tgt_in.size(1):
+                y = tgt_in[:, t + 1] if random.random() < tf_ratio else lo.argmax(-1)
+        return torch.stack(logits, 1)
+
+
+def bench_train(args) -> dict:
+    _, (tok, s_ids, t_ids) = bench_data(args, quiet=True)
+    data = IdPairs(s_ids, t_ids, [], [])
+    mcfg = model_config(args)
+    torch.manual_seed(0)
+    sides, ntok = {}, {}
+    batches = bucket_batches([len(s) for s in s_ids], [len(t) for t in t_ids], 64, seed=1)
+    rng = random.Random(0)
+    rand_batches = [rng.sample(range(len(s_ids)), 64) for _ in range(args.repeats + 2)]
+    for impl in ("fused", "manual"):
+        model = Seq2Seq.from_config(dataclass_replace(mcfg, impl=impl), tok.src_vocab_size,
+                                    tok.tgt_vocab_size, PAD)
+        opt = make_optimizer(model, 1e-3)
+        for tf in (1.0, 0.5):
+            it = iter(list(iterate(data, batches[:args.repeats + 2])) * 2)
+
+            def step(model=model, opt=opt, tf=tf, it=it, key=f"{impl} tf={tf}"):
+                b = next(it)
+                loss, n = masked_cross_entropy(model(b.src, b.src_len, b.tgt_in, tf), b.tgt_out, PAD)
+                opt.zero_grad()
+                (loss / n).backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                ntok.setdefault(key, []).append(n)
+            sides[f"{impl} tf={tf}"] = step
+    naive = NaiveSeq2Seq(tok.src_vocab_size, tok.tgt_vocab_size, mcfg.embedding_dim, mcfg.hidden_size)
+    nopt = torch.optim.Adam(naive.parameters(), 1e-3)
+    nit = iter([collate([s_ids[i] for i in b], [t_ids[i] for i in b], b)
+                for b in rand_batches] * 2)
+
+    def naive_step():
+        b = next(nit)
+        lo = naive(b.src, b.tgt_in, 1.0)
+        loss = F.cross_entropy(lo.reshape(-1, lo.size(-1)), b.tgt_out.reshape(-1), ignore_index=PAD)
+        nopt.zero_grad()
+        loss.backward()
+        nopt.step()
+        ntok.setdefault("naive tf=1.0", []).append(int((b.tgt_out != PAD).sum()))
+    sides["naive tf=1.0"] = naive_step
+    ts = interleave(sides, args.repeats)
+    rows = []
+    for k, t in ts.items():
+        n = statistics.mean(ntok[k])
+        rows.append({"setting": k, "ms/step": f"{1e3 * statistics.median(t):.0f} "
+                     f"({1e3 * min(t):.0f}-{1e3 * max(t):.0f})",
+                     "target tok/s": int(n / statistics.median(t)), "_tps": n / statistics.median(t)})
+    base = next(r["_tps"] for r in rows if r["setting"].startswith("naive"))
+    ref = {r["setting"]: r["_tps"] for r in rows}
+    for r in rows:
+        r["vs naive"] = f"{r['_tps'] / base:.2f}x"
+        impl = r["setting"].split()[0]
+        if impl != "naive":
+            r["tf=0.5 slowdown"] = f"{ref[f'{impl} tf=1.0'] / ref[f'{impl} tf=0.5']:.2f}x"
+    for r in rows:
+        del r["_tps"]
+    print(f"training steps, Multi30k batches of 64 (bucketed; naive: random), {args.repeats} "
+          f"interleaved repeats; model {mcfg}")
+    print(table(rows, ["setting", "ms/step", "target tok/s", "vs naive", "tf=0.5 slowdown"]))
+    return {"rows": rows}
+
+
+def dataclass_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)
+
+
+# -- decode ----------------------------------------------------------------------------------
+
+def bench_decode(args) -> dict:
+    tok_src, tok_tgt, _ = multi30k_lines(args.data_dir, "train", 29000)
+    tok = Tokenizer.train(tok_src, tok_tgt, Config().tokenizer)
+    src, _, real = multi30k_lines(args.data_dir, "test_2016_flickr", 1000)
+    mcfg = model_config(args)
+    model = Seq2Seq.from_config(mcfg, tok.src_vocab_size, tok.tgt_vocab_size, PAD).eval()
+    ids = tok.encode_src(src)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    batches = [collate([ids[i] for i in order[k:k + 128]], None, order[k:k + 128])
+               for k in range(0, len(order), 128)]
+    singles = [collate([ids[i]], None, [i]) for i in range(min(50, len(ids)))]
+    # an untrained model rarely says EOS: cap the length as a trained one would stop (~1.2 x src)
+    run_batched = lambda: [greedy(model, b.src, b.src_len, 1.2, 2) for b in batches]
+    run_single = lambda: [greedy(model, b.src, b.src_len, 1.2, 2) for b in singles]
+    ts = interleave({"batched": run_batched, "single": run_single}, args.repeats)
+    b_sps = len(ids) / statistics.median(ts["batched"])
+    s_sps = len(singles) / statistics.median(ts["single"])
+    rows = [{"mode": "batched (128)", "sentences/s": round(b_sps), "speed-up": f"{b_sps / s_sps:.1f}x"},
+            {"mode": "one at a time", "sentences/s": round(s_sps), "speed-up": "1.0x"}]
+    print(f"greedy decoding of {'test_2016_flickr' if real else 'synthetic'} ({len(ids)} sentences), "
+          f"untrained default model, length capped at 1.2 x source + 2")
+    print(table(rows, list(rows[0])))
+    return {"rows": rows}
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+def bench_memory(args) -> dict:
+    bench_train(argparse.Namespace(**{**vars(args), "repeats": 3}))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process (data + tokenizer + training steps): {rss:.0f} MB")
+    return {"peak_rss_mb": rss}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["layer", "train", "decode", "data", "memory", "all"])
+    p.add_argument("--repeats", type=int, default=5, help="interleaved repeats per side")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="raw Multi30k files")
+    p.add_argument("--json", action="store_true", help="also print one JSON object at the end")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_model()}")
+    fns = {"layer": bench_layer, "train": bench_train, "decode": bench_decode,
+           "data": lambda a: bench_data(a)[0], "memory": bench_memory}
+    out = {"env": env()}
+    for name in (fns if args.what == "all" else [args.what]):
+        print(f"\n## {name}")
+        out[name] = fns[name](args)
+    if args.json:
+        print(json.dumps(out, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Attention: weights are a distribution over the valid source positions, shapes as documented."""
+
+import pytest
+import torch
+
+from seq2seq.attention import BahdanauAttention, LuongAttention
+from seq2seq.rnn import length_mask
+
+B, S, TQ = 3, 7, 4
+HQ, K, A = 6, 10, 5  # query (decoder hidden), key (encoder output, 2H), Bahdanau's hidden
+SRC_LEN = torch.tensor([7, 2, 1])
+
+
+def make(kind):
+    torch.manual_seed(0)
+    if kind == "bahdanau":
+        return BahdanauAttention(HQ, K, A), A
+    return LuongAttention(HQ, K), HQ
+
+
+def inputs(scale=1.0):
+    g = torch.Generator().manual_seed(1)
+    enc_out = torch.randn(B, S, K, generator=g) * scale  # (B, S, 2H)
+    query = torch.randn(B, TQ, HQ, generator=g) * scale  # (B, Tq, Hq)
+    pad_mask = ~length_mask(SRC_LEN, S)  # (B, S) True at padding
+    return enc_out, query, pad_mask
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0], ids=["normal", "large-scores"])
+@pytest.mark.parametrize("kind", ["bahdanau", "luong"])
+def test_weights_sum_to_one_and_are_zero_on_padding(kind, scale):
+    attn, key_size = make(kind)
+    enc_out, query, pad_mask = inputs(scale)
+    keys = attn.keys(enc_out)
+    assert keys.shape == (B, S, key_size)
+    ctx, weights = attn(query, keys, enc_out, pad_mask)
+    assert ctx.shape == (B, TQ, K)
+    assert weights.shape == (B, TQ, S)
+    assert torch.isfinite(weights).all() and torch.isfinite(ctx).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(B, TQ), atol=1e-6, rtol=0)
+    assert torch.all(weights.masked_select(pad_mask.unsqueeze(1)) == 0)
+    assert torch.all(weights >= 0)
+    assert torch.all(weights[2, :, 0] == 1)  # a one-token source gets all the weight
+
+
+@pytest.mark.parametrize("kind", ["bahdanau", "luong"])
+def test_padded_encoder_states_neither_count_nor_get_gradient(kind):
+    attn, _ = make(kind)
+    enc_out, query, pad_mask = inputs()
+    enc_out.requires_grad_()
+    ctx, weights = attn(query, attn.keys(enc_out), enc_out, pad_mask)
+    ctx.sum().backward()
+    assert torch.all(enc_out.grad[pad_mask] == 0)
+    assert enc_out.grad[~pad_mask].abs().sum() > 0
+
+    garbage = enc_out.detach().clone()
+    garbage[pad_mask] = torch.randn(int(pad_mask.sum()), K) * 100
+    ctx_g, weights_g = attn(query, attn.keys(garbage), garbage, pad_mask)
+    torch.testing.assert_close(ctx_g, ctx.detach(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(weights_g, weights, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["bahdanau", "luong"])
+def test_queries_at_once_equal_queries_one_at_a_time(kind):
+    """The fast path attends with the whole target at once; stepping attends one query at a
+    time. Attention is stateless, so both give the same context and weights."""
+    attn, _ = make(kind)
+    enc_out, query, pad_mask = inputs()
+    keys = attn.keys(enc_out)
+    ctx, weights = attn(query, keys, enc_out, pad_mask)
+    for t in reversed(range(TQ)):  # any order: no state kept between calls
+        ctx_t, w_t = attn(query[:, t:t + 1], keys, enc_out, pad_mask)  # (B, 1, 2H), (B, 1, S)
+        torch.testing.assert_close(ctx_t[:, 0], ctx[:, t], atol=1e-6, rtol=0)
+        torch.testing.assert_close(w_t[:, 0], weights[:, t], atol=1e-6, rtol=0)
+
+
+def test_scores_follow_the_papers():
+    """Bahdanau: v^T tanh(W_q q + W_k k); Luong general: q^T W_a k (checked on one pair)."""
+    enc_out, query, pad_mask = inputs()
+    bahdanau, _ = make("bahdanau")
+    luong, _ = make("luong")
+    q, k = query[0, 0], enc_out[0]  # (Hq,), (S, 2H)
+    with torch.no_grad():
+        for attn, score in [
+            (bahdanau, lambda: bahdanau.v(torch.tanh(bahdanau.query_proj(q) + bahdanau.key_proj(k))).squeeze(-1)),
+            (luong, lambda: luong.key_proj(k) @ q),
+        ]:
+            _, weights = attn(query, attn.keys(enc_out), enc_out, pad_mask)
+            torch.testing.assert_close(weights[0, 0], torch.softmax(score(), -1), atol=1e-6, rtol=0)

@@ -1,0 +1,93 @@
+"""Teacher-forcing schedules: end points, monotonicity, floors, parameter checks."""
+
+import pytest
+
+from seq2seq import teacher_forcing as tf
+from seq2seq.config import TeacherForcingConfig
+from seq2seq.errors import UserError
+
+STEPS = range(0, 5001, 50)
+
+
+def non_increasing(values):
+    return all(b <= a for a, b in zip(values, values[1:]))
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 1.0])
+def test_constant_returns_its_ratio(ratio):
+    assert all(tf.constant(i, ratio) == ratio for i in STEPS)
+    cfg = TeacherForcingConfig(schedule="constant", ratio=ratio)
+    assert all(tf.ratio_at(cfg, i, total=100) == ratio for i in STEPS)
+
+
+def test_linear():
+    values = [tf.linear(i, k=1.0, c=1e-3, eps_min=0.2) for i in STEPS]
+    assert values[0] == 1.0 and non_increasing(values)
+    assert tf.linear(400, 1.0, 1e-3, 0.2) == pytest.approx(0.6)  # k - c * i
+    assert min(values) == 0.2 and values[-1] == 0.2  # the floor, reached and kept
+
+
+def test_exponential():
+    values = [tf.exponential(i, k=0.999, eps_min=0.1) for i in STEPS]
+    assert values[0] == 1.0 and non_increasing(values)
+    assert tf.exponential(100, 0.99, 0.0) == pytest.approx(0.99 ** 100)
+    assert min(values) == 0.1 and values[-1] == 0.1
+
+
+@pytest.mark.parametrize("k", [1.0, 10.0, 100.0])
+def test_inverse_sigmoid(k):
+    values = [tf.inverse_sigmoid(i, k) for i in STEPS]
+    assert values[0] == pytest.approx(k / (k + 1))  # close to 1 for large k
+    assert non_increasing(values) and all(0.0 <= v < 1.0 for v in values)
+    assert values[-1] < 0.01
+    assert tf.inverse_sigmoid(10 ** 9, k) == 0.0  # no overflow far out
+
+
+@pytest.mark.parametrize("total", [100, 1000, 20000])
+@pytest.mark.parametrize("schedule", ["linear", "exponential", "inverse_sigmoid"])
+def test_default_params_go_from_about_one_to_the_floor_over_the_budget(schedule, total):
+    for floor in (0.0, 0.2):
+        cfg = TeacherForcingConfig(schedule=schedule, min=floor)
+        values = [tf.ratio_at(cfg, i, total) for i in range(0, total + 1, max(1, total // 100))]
+        assert non_increasing(values) and min(values) >= floor
+        if schedule == "inverse_sigmoid":  # symmetric about mid-budget: k/(k+1) to 1/(k+1)
+            assert values[0] >= 0.9 and values[-1] <= max(floor, 0.1)
+        else:  # linear ends on the floor; exponential on 0.05 or the floor
+            end = floor if schedule == "linear" else max(floor, 0.05)
+            assert values[0] == 1.0 and values[-1] == pytest.approx(end, abs=1e-9)
+    if schedule == "inverse_sigmoid":  # crosses one half at mid-budget
+        assert tf.ratio_at(TeacherForcingConfig(schedule=schedule), total // 2, total) == \
+            pytest.approx(0.5, abs=0.02)
+
+
+def test_explicit_params_override_the_defaults():
+    cfg = TeacherForcingConfig(schedule="linear", k=0.8, c=0.01, min=0.1)
+    assert tf.ratio_at(cfg, 0, 10 ** 6) == pytest.approx(0.8)
+    assert tf.ratio_at(cfg, 30, 10 ** 6) == pytest.approx(0.5)
+    assert tf.ratio_at(cfg, 10 ** 4, 10 ** 6) == pytest.approx(0.1)
+    cfg = TeacherForcingConfig(schedule="exponential", k=0.5)
+    assert tf.ratio_at(cfg, 3, 10 ** 6) == pytest.approx(0.125)
+
+
+@pytest.mark.parametrize("params,key", [
+    (dict(schedule="inverse_sigmoid", k=0.5), "k"),
+    (dict(schedule="exponential", k=1.0), "k"),
+    (dict(schedule="exponential", k=1.5), "k"),
+    (dict(schedule="exponential", k=0.0), "k"),
+    (dict(schedule="linear", c=-0.1), "c"),
+    (dict(schedule="constant", ratio=1.5), "ratio"),
+    (dict(schedule="constant", ratio=-0.1), "ratio"),
+    (dict(schedule="linear", min=1.2), "min"),
+])
+def test_bad_params_are_rejected_naming_the_key(params, key):
+    with pytest.raises(UserError, match=rf"teacher_forcing.*\b{key}\b"):
+        TeacherForcingConfig(**params)
+
+
+def test_bad_params_are_rejected_from_the_command_line():
+    from seq2seq import config
+
+    with pytest.raises(UserError, match="k"):
+        config.load(None, ["teacher_forcing.schedule=inverse_sigmoid", "teacher_forcing.k=0.5"])
+    ok = config.load(None, ["teacher_forcing.schedule=inverse_sigmoid", "teacher_forcing.k=2"])
+    assert ok.teacher_forcing.k == 2.0
