@@ -81,6 +81,16 @@ class Setting(NamedTuple):
 
 # -- settings -------------------------------------------------------------------------------
 
+def _value(raw: str):
+    """``"20"`` -> 20, ``"1e-3"`` -> 0.001, anything else stays a string (``"sample"``)."""
+    for number in (int, float):
+        try:
+            return number(raw)
+        except ValueError:
+            pass
+    return raw
+
+
 def parse_setting(text: str) -> Setting:
     """``"constant:0.5"``, ``"linear"``, ``"inverse_sigmoid:k=20,min=0.1"`` -> :class:`Setting`.
 
@@ -88,8 +98,6 @@ def parse_setting(text: str) -> Setting:
     :func:`apply_setting`; this checks the syntax, the schedule name and the key names.
     """
     import difflib
-
-    import yaml
 
     from seq2seq.errors import UserError
 
@@ -102,9 +110,9 @@ def parse_setting(text: str) -> Setting:
         bad(f"unknown schedule {name!r}" + (f" (did you mean {close[0]!r}?)" if close else
                                            f" (known: {', '.join(SCHEDULES)})"))
     keys: Dict[str, Any] = {"schedule": name}
-    for part in [p.strip() for p in rest.split(",")] if rest.strip() else []:
+    for n, part in enumerate([p.strip() for p in rest.split(",")] if rest.strip() else []):
         if "=" not in part:
-            if name == "constant" and "ratio" not in keys and part == rest.strip():
+            if name == "constant" and n == 0:
                 part = f"ratio={part}"  # constant:0.5 is constant:ratio=0.5
             else:
                 bad(f"expected key=value after the colon, got {part!r} (keys: "
@@ -119,10 +127,7 @@ def parse_setting(text: str) -> Setting:
             bad(f"{key} is given twice")
         if not raw.strip():
             bad(f"{key} has no value")
-        try:
-            keys[key] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            bad(f"cannot read the value of {key}: {raw!r}")
+        keys[key] = _value(raw.strip())
     label = name
     params = [(k, v) for k, v in keys.items() if k != "schedule"]
     if params:
@@ -157,9 +162,7 @@ def apply_setting(cfg, setting: Setting, seed: int):
     from seq2seq import config
     from seq2seq.errors import UserError
 
-    tf = dict(dataclasses.asdict(cfg.teacher_forcing), k=None, c=None, **{
-        k: v for k, v in setting.keys.items() if k not in ("k", "c")})
-    tf.update({k: v for k, v in setting.keys.items() if k in ("k", "c")})
+    tf = {**dataclasses.asdict(cfg.teacher_forcing), "k": None, "c": None, **setting.keys}
     try:
         tf_cfg = config.from_dict({"teacher_forcing": tf}).teacher_forcing
     except UserError as e:
@@ -276,12 +279,13 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, buckets, checkpoint: str, pr
     from seq2seq.data import encode_pairs, load_splits
     from seq2seq.decode import translate
     from seq2seq.evaluate import score
-    from seq2seq.train import pick_device, train, validate
+    from seq2seq.train import log, pick_device, train, validate
 
     result_path = run_dir / "result.json"
     if not fresh and result_path.is_file():
         old = json.loads(result_path.read_text(encoding="utf-8"))
         if old.get("config") == cfg.to_dict() and old.get("checkpoint") == checkpoint:
+            log(f"reusing the finished run in {run_dir} (--fresh trains it again)")
             return old
     same_run = (not fresh and (run_dir / "config.yaml").is_file()
                 and (run_dir / "config.yaml").read_text(encoding="utf-8") == to_yaml(cfg))
@@ -553,12 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def compare(args, argv: Sequence[str]) -> str:
     """Run the comparison described by the parsed ``args``; returns the markdown table."""
-    from tqdm import tqdm
-
     from seq2seq import config
-    from seq2seq.data import load_splits
     from seq2seq.errors import UserError
-    from seq2seq.train import Data, log
 
     settings = parse_settings(args.settings or DEFAULT_SETTINGS)
     if args.seeds < 1:
@@ -573,6 +573,12 @@ def compare(args, argv: Sequence[str]) -> str:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
+
+    from tqdm import tqdm  # the slow imports (torch) after the quick checks
+
+    from seq2seq.data import load_splits
+    from seq2seq.train import Data, log
+
     if cfg.train.patience or cfg.train.max_minutes:
         log("note: train.patience or train.max_minutes is set, so runs may stop at different "
             "steps; --set train.patience=0 --set train.max_minutes=null gives all the same budget")

@@ -40,6 +40,20 @@ def save(payload: Dict[str, Any], path: Union[str, Path]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _first(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def resolve(dir_or_file: Union[str, Path]) -> Path:
@@ -56,26 +70,47 @@ def resolve(dir_or_file: Union[str, Path]) -> Path:
 
 
 def load(dir_or_file: Union[str, Path], map_location="cpu") -> Dict[str, Any]:
+    """The checkpoint's dict; a UserError says what is wrong with a file that is not one."""
     path = resolve(dir_or_file)
     try:
+        size = path.stat().st_size
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot read checkpoint {path}: {e.strerror}") from None
+    if size == 0:
+        raise UserError(f"checkpoint {path} is empty (0 bytes): truncated when it was written?")
+    try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
-            AttributeError, ImportError, IndexError, KeyError, TypeError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(f"checkpoint {path} is truncated or corrupted ({msg})") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # a damaged file can make the unpickler raise almost anything
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"checkpoint {path} is truncated or corrupted ({size} bytes; "
+                        f"{type(e).__name__}: {msg})") from None
     if not isinstance(ckpt, dict) or "format" not in ckpt:
-        raise UserError(f"{path} is not a seq2seq checkpoint")
+        raise UserError(f"{path} is not a seq2seq checkpoint (a torch file without our "
+                        "'format' key)")
     if ckpt["format"] != FORMAT:
         raise UserError(f"checkpoint {path} has format {ckpt['format']} (written by seq2seq "
                         f"{ckpt.get('version', '?')}); this is seq2seq {__version__}, which "
                         f"reads format {FORMAT}")
+    missing = [k for k in ("model", "config", "tokenizer") if k not in ckpt]
+    if missing:
+        raise UserError(f"checkpoint {path} lacks {', '.join(missing)}: damaged, or not written "
+                        "by seq2seq train")
     return ckpt
 
 
 def load_model(dir_or_file, impl: str = None, device="cpu") -> Tuple[Seq2Seq, Tokenizer, Config]:
     """Model (in eval mode), tokenizer and config of a checkpoint; ``impl`` overrides the layer."""
     ckpt = load(dir_or_file)
-    cfg = from_dict(ckpt["config"])
+    path = resolve(dir_or_file)
+    try:
+        cfg = from_dict(ckpt["config"])
+    except UserError as e:
+        raise UserError(f"checkpoint {path} (written by seq2seq {ckpt.get('version', '?')}): "
+                        f"its config does not fit this version: {e}") from None
     if impl is not None:
         import dataclasses
 
@@ -84,7 +119,34 @@ def load_model(dir_or_file, impl: str = None, device="cpu") -> Tuple[Seq2Seq, To
     model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, PAD)
     try:
         model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise UserError(f"checkpoint {resolve(dir_or_file)}: weights do not fit its config "
-                        f"({str(e).splitlines()[0]})") from None
+    except RuntimeError as e:  # name the keys: "Missing key(s) in state_dict: ..."
+        detail = " ".join(l.strip() for l in str(e).splitlines()[1:] if l.strip())
+        raise UserError(f"checkpoint {path}: the weights do not fit its config "
+                        f"({detail[:300] or _first(e)})") from None
     return model.to(device).eval(), tok, cfg
+
+
+def average(paths, out) -> Dict[str, Any]:
+    """Average the model weights of several checkpoints of one run into a new checkpoint.
+
+    Config and tokenizer come from the last one; optimizer and training state are dropped, so
+    the result is for translating and scoring, not for ``--resume``.
+    """
+    if len(paths) < 1:
+        raise UserError("average needs at least one checkpoint")
+    ckpts = [load(p) for p in paths]
+    first = ckpts[-1]
+    for p, c in zip(paths, ckpts):
+        if c["config"]["model"] != first["config"]["model"] or c["tokenizer"] != first["tokenizer"]:
+            raise UserError(f"{p} is not from the same run as {paths[-1]} (model config or "
+                            "tokenizer differ)")
+    avg = {}
+    for k, v in first["model"].items():
+        if v.is_floating_point():
+            avg[k] = sum(c["model"][k].double() for c in ckpts).div(len(ckpts)).to(v.dtype)
+        else:
+            avg[k] = v
+    payload = {"model": avg, "config": first["config"], "tokenizer": first["tokenizer"],
+               "averaged_from": [str(resolve(p)) for p in paths]}
+    save(payload, out)
+    return payload

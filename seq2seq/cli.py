@@ -27,7 +27,53 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
 
 
-def _read_input(path: Optional[str], errors: str) -> List[str]:
+def _add_encoding(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--encoding-errors", choices=["strict", "replace"], default="strict",
+                   help=f"bytes in {what} that are not UTF-8: stop with an error naming the "
+                        "file and line (strict), or replace them with U+FFFD (replace)")
+
+
+def _count(lo: int):
+    """An argparse type: an integer >= ``lo``."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+    return parse
+
+
+def _nonnegative(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return v
+
+
+_LINE_BREAKS = dict.fromkeys(map(ord, "\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"), " ")
+
+
+def _write_lines(lines: List[str], path: Optional[str]) -> None:
+    """One line per item, to ``path`` or stdout; any line break inside an item becomes a space
+    (whatever a reader counts as a line end: ``\\r``, U+2028, ...), so line counts always match."""
+    text = "".join(h.translate(_LINE_BREAKS) + "\n" for h in lines)
+    if path is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror}") from None
+
+
+def _read_input(path: Optional[str], errors: str, what: str = "input file") -> List[str]:
     from .data import read_lines
 
     if path is None or path == "-":
@@ -40,10 +86,11 @@ def _read_input(path: Optional[str], errors: str) -> List[str]:
             try:
                 out.append(b.decode("utf-8", errors=errors).rstrip("\r"))
             except UnicodeDecodeError as e:
-                raise UserError(f"stdin line {n}: bytes that are not UTF-8 ({e.reason}); "
-                                "use --encoding-errors replace to replace them") from None
+                raise UserError(f"stdin line {n}: bytes that are not UTF-8 ({e.reason} at byte "
+                                f"{e.start}); use --encoding-errors replace to replace them"
+                                ) from None
         return out
-    return read_lines(path, errors)
+    return read_lines(path, errors, what)
 
 
 def _device(name: str):
@@ -54,15 +101,16 @@ def _device(name: str):
 
 def cmd_train(args) -> int:
     from . import config
+
+    cfg = config.load(args.config, args.set)  # config errors come before the slow imports
     from .train import train
 
-    cfg = config.load(args.config, args.set)
     if args.device:
         import dataclasses
 
         cfg = cfg.replace(train=dataclasses.replace(cfg.train, device=args.device))
     summary = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, encoding_errors=args.encoding_errors)
     best = summary["best"]
     if "valid_bleu" in best:
         print(f"best validation BLEU {best['valid_bleu']:.2f} at step {best['step']} "
@@ -82,6 +130,8 @@ def cmd_translate(args) -> int:
                         f"--n-best {args.n_best})")
     if args.attention_plot and args.beam > 1:
         raise UserError("--attention-plot works with greedy search (--beam 1) only")
+    if args.output and not Path(args.output).resolve().parent.is_dir():
+        raise UserError(f"cannot write --output {args.output}: its folder does not exist")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = _device(args.device)
@@ -95,13 +145,8 @@ def cmd_translate(args) -> int:
                        length_penalty=args.length_penalty, n_best=args.n_best)
     hyps, maps = result if args.attention_plot is not None else (result, None)
     if args.n_best > 1:  # n_best lines per input line
-        hyps = ["\n".join(h) for h in hyps]
-    text = "".join(h + "\n" for h in hyps)
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        hyps = [h for n_best in hyps for h in n_best]
+    _write_lines(hyps, args.output)
     if maps is not None:
         from .plots import attention_maps
 
@@ -116,10 +161,12 @@ def cmd_evaluate(args) -> int:
     if args.hyp or args.ref:
         if not (args.hyp and args.ref):
             raise UserError("evaluate needs both --hyp and --ref (or --checkpoint)")
-        hyps = _read_input(args.hyp, "strict")
-        refs = _read_input(args.ref, "strict")
+        hyps = _read_input(args.hyp, args.encoding_errors, "hypothesis file")
+        refs = _read_input(args.ref, args.encoding_errors, "reference file")
         if len(hyps) != len(refs):
             raise UserError(f"{args.hyp} has {len(hyps)} lines but {args.ref} has {len(refs)}")
+        if not refs:
+            raise UserError(f"{args.hyp} and {args.ref} are empty: nothing to score")
     elif args.checkpoint:
         from .checkpoint import load_model
         from .data import load_splits
@@ -130,12 +177,12 @@ def cmd_evaluate(args) -> int:
         split = args.split or cfg.data.test_split
         if not split:
             raise UserError("no split to evaluate: give --split or set data.test_split")
-        srcs, refs = load_splits(cfg.data, [split])[split]
+        srcs, refs = load_splits(cfg.data, [split], errors=args.encoding_errors)[split]
         hyps = translate(model, tok, srcs, cfg.decode.batch_size, cfg.decode.max_len_a,
                          cfg.decode.max_len_b, device=device, progress=True, beam=args.beam,
                          length_penalty=args.length_penalty)
         if args.output:
-            Path(args.output).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+            _write_lines(hyps, args.output)
     else:
         raise UserError("evaluate needs --checkpoint, or --hyp and --ref")
     s = score(hyps, refs)
@@ -154,6 +201,22 @@ def cmd_compare_tf(args) -> int:
 
     sys.argv = [str(scripts)] + args.rest
     runpy.run_path(str(scripts), run_name="__main__")
+    return 0
+
+
+def cmd_average(args) -> int:
+    from .checkpoint import average
+
+    paths = list(args.checkpoints)
+    if len(paths) == 1 and Path(paths[0]).is_dir():
+        found = sorted(Path(paths[0]).glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+        if not found:
+            raise UserError(f"{paths[0]} holds no step-N.pt checkpoints (train with "
+                            "--set train.keep_last=N to keep them)")
+        paths = found[-args.last:] if args.last else found
+    average(paths, args.out)
+    print(f"averaged {len(paths)} checkpoints into {args.out}: "
+          + ", ".join(Path(p).name for p in paths), file=sys.stderr)
     return 0
 
 
@@ -182,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start again even if --out already holds a run")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides train.device")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_encoding(t, "plain-text, JSON or CSV data files")
     _add_common(t)
     t.set_defaults(fn=cmd_train)
 
@@ -193,22 +257,24 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--input", metavar="FILE", help="input text, one sentence per line "
                     "(default: stdin)")
     tr.add_argument("--output", metavar="FILE", help="where to write (default: stdout)")
-    tr.add_argument("--batch-size", type=int, metavar="N", help="sentences per batch")
-    tr.add_argument("--max-len-a", type=float, metavar="A",
+    tr.add_argument("--batch-size", type=_count(1), metavar="N",
+                    help="sentences per batch (default from the config)")
+    tr.add_argument("--max-len-a", type=_nonnegative, metavar="A",
                     help="stop after A * source length + B pieces (default from the config)")
-    tr.add_argument("--max-len-b", type=int, metavar="B")
+    tr.add_argument("--max-len-b", type=_count(0), metavar="B",
+                    help="(default from the config)")
     tr.add_argument("--impl", choices=["manual", "fused"],
                     help="decode with this layer implementation (the weights fit both)")
     tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    tr.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    tr.add_argument("--threads", type=_count(0), default=0,
+                    help="torch threads (0: default)")
     tr.add_argument("--beam", type=int, default=1, metavar="N",
                     help="beam search with N beams (default 1: greedy search)")
     tr.add_argument("--length-penalty", type=float, default=1.0, metavar="A",
                     help="GNMT length normalization exponent for beam search (0: none)")
     tr.add_argument("--n-best", type=int, default=1, metavar="K",
                     help="write the K best hypotheses of the beam, K lines per input line")
-    tr.add_argument("--encoding-errors", choices=["strict", "replace"], default="strict",
-                    help="bytes that are not UTF-8: stop with an error, or replace them")
+    _add_encoding(tr, "the input")
     tr.add_argument("--attention-plot", metavar="DIR",
                     help="also write a PNG heatmap of the attention weights per sentence")
     _add_common(tr)
@@ -230,8 +296,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--length-penalty", type=float, default=1.0, metavar="A",
                    help="GNMT length normalization exponent for beam search")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_encoding(e, "--hyp, --ref or the data")
     _add_common(e)
     e.set_defaults(fn=cmd_evaluate)
+
+    a = sub.add_parser("average", help="average the weights of the last checkpoints of a run",
+                       description="Average model weights of several checkpoints of one run "
+                                   "(a cheap, well-known gain). Train with --set "
+                                   "train.keep_last=N to keep the last N validation checkpoints.")
+    a.add_argument("--checkpoints", nargs="+", required=True, metavar="PATH",
+                   help="checkpoint files, or one run folder (uses its step-N.pt files)")
+    a.add_argument("--last", type=int, default=0, metavar="N",
+                   help="with a run folder: only its last N step checkpoints")
+    a.add_argument("--out", required=True, metavar="FILE", help="the averaged checkpoint")
+    _add_common(a)
+    a.set_defaults(fn=cmd_average)
 
     c = sub.add_parser("compare-tf", help="compare teacher-forcing ratios and schedules "
                        "(scripts/compare_teacher_forcing.py)", add_help=False)
@@ -249,16 +328,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         return args.fn(args)
-    except UserError as e:
+    except BrokenPipeError:  # e.g. `seq2seq translate ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (UserError, OSError) as e:  # OSError: a file we could not read or write
         if args.debug:
             raise
-        print(f"seq2seq {args.command}: error: {e}", file=sys.stderr)
+        msg = str(e) if isinstance(e, UserError) else f"{e.strerror or e}" + (
+            f": {e.filename}" if getattr(e, "filename", None) else "")
+        msg = " ".join(l.strip() for l in msg.splitlines() if l.strip())  # always one line
+        print(f"seq2seq {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"seq2seq {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
 
 
 if __name__ == "__main__":

@@ -15,11 +15,7 @@ from typing import Any, Dict, List, Literal, Optional, Union
 
 import yaml
 
-from .errors import UserError
-
-
-class ConfigError(UserError):
-    """A config key or value that is not valid."""
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -87,6 +83,7 @@ class TrainConfig:
     seed: int = 1
     eval_every: int = 0  # validate every N updates (0: once per epoch)
     patience: int = 0  # early stopping: validations without a BLEU gain (0: off)
+    keep_last: int = 0  # also keep the checkpoints of the last N validations (step-N.pt), for averaging
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch threads (0: torch's default)
     valid_max_sentences: int = 1000  # decode at most this many validation sentences for BLEU
@@ -100,7 +97,7 @@ class TrainConfig:
         _in_range(self, "lr", 0.0, 10.0, low_open=True)
         _in_range(self, "label_smoothing", 0.0, 1.0, high_open=True)
         _in_range(self, "lr_decay", 0.0, 1.0, low_open=True)
-        for k in ("clip_norm", "warmup_steps", "eval_every", "patience", "threads"):
+        for k in ("clip_norm", "warmup_steps", "eval_every", "patience", "threads", "keep_last"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"train.{k} must be >= 0, got {getattr(self, k)}")
 
@@ -256,7 +253,8 @@ def parse_override(text: str) -> tuple:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
-        raise ConfigError(f"--set {text!r}: cannot parse the value: {e}") from None
+        raise ConfigError(f"--set {text!r}: cannot parse the value as YAML: "
+                          f"{getattr(e, 'problem', None) or e}") from None
     return path, value
 
 

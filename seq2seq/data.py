@@ -8,6 +8,7 @@
 
 import os
 import random
+import re
 import socket
 from pathlib import Path
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
@@ -28,12 +29,21 @@ _LOCAL_HINT = ("To train offline, point the config at local files, e.g. data.pat
 
 # -- reading --------------------------------------------------------------------------------
 
-def read_lines(path: str, errors: str = "strict") -> List[str]:
-    """Lines of a UTF-8 text file (no line ends). Bad bytes: a UserError naming file and line."""
+def read_lines(path: str, errors: str = "strict", what: str = "data file") -> List[str]:
+    """Lines of a UTF-8 text file (no line ends; ``\r\n`` is read as ``\n``).
+
+    ``errors``: ``strict`` (bytes that are not UTF-8 raise a UserError naming the file and the
+    line) or ``replace`` (they become U+FFFD). ``what`` names the file in error messages.
+    """
     p = Path(path)
-    if not p.exists() or p.is_dir():
-        raise UserError(f"data file {p} does not exist" if not p.exists() else f"{p} is a folder, not a file")
-    raw = p.read_bytes()
+    if not p.exists():
+        raise UserError(f"{what} {p} does not exist")
+    if p.is_dir():
+        raise UserError(f"{what} {p} is a folder, not a file")
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read {what} {p}: {e.strerror}") from None
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
@@ -59,6 +69,27 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _first_bad_line(path) -> Optional[int]:
+    """Number of the first line of a local file that is not UTF-8 (None: all are)."""
+    try:
+        with open(path, "rb") as f:
+            for n, line in enumerate(f, 1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    return n
+    except OSError:
+        pass
+    return None
+
+
+def _split_files(data_files, split: str) -> List[str]:
+    files = data_files.get(split) if isinstance(data_files, dict) else data_files
+    if files is None:
+        return []
+    return [str(f) for f in (files if isinstance(files, (list, tuple)) else [files])]
+
+
 def _load_text_pairs(data_files, split: str, errors: str) -> Pairs:
     files = (data_files or {}).get(split) if isinstance(data_files, dict) else None
     if files is None:
@@ -67,6 +98,8 @@ def _load_text_pairs(data_files, split: str, errors: str) -> Pairs:
     if not isinstance(files, (list, tuple)) or len(files) != 2:
         raise UserError(f"data.data_files.{split} must be [source file, target file], got {files!r}")
     src, tgt = read_lines(files[0], errors), read_lines(files[1], errors)
+    if split and not src and not tgt:
+        raise UserError(f"the {split!r} split is empty ({files[0]} and {files[1]} have no lines)")
     if len(src) != len(tgt):
         raise UserError(f"{files[0]} has {len(src)} lines but {files[1]} has {len(tgt)}: "
                         "parallel files must be line-aligned")
@@ -82,50 +115,119 @@ def load_dataset_dict(dcfg):
         raise UserError("no data: set data.path (a hub id such as bentrevett/multi30k, or json/"
                         "csv/text with data.data_files)")
     local = path in _LOCAL_BUILDERS or Path(path).exists()
+    if not local and (path.startswith((".", "/", "~")) or "\\" in path):
+        raise UserError(f"data.path {path} does not exist")
     if not local and not _hub_reachable():
         raise UserError(f"cannot reach the Hugging Face hub to load {path!r} (offline?). "
                         + _LOCAL_HINT)
-    if isinstance(dcfg.data_files, dict):
-        for split, files in dcfg.data_files.items():
-            for f in files if isinstance(files, (list, tuple)) else [files]:
-                if "://" not in str(f) and not any(c in str(f) for c in "*?[") \
-                        and not Path(f).exists():
-                    raise UserError(f"data file {f} (data.data_files.{split}) does not exist")
-    datasets.logging.set_verbosity_error()
+    splits = dcfg.data_files if isinstance(dcfg.data_files, dict) else {"": dcfg.data_files}
+    local_files = {}  # split -> files on this machine
+    for split, files in splits.items():
+        for f in _split_files(splits, split):
+            if "://" in f or any(c in f for c in "*?["):
+                continue
+            where = f" (data.data_files.{split})" if split else ""
+            if not Path(f).is_file():
+                raise UserError(f"data file {f}{where} "
+                                + ("is a folder" if Path(f).is_dir() else "does not exist"))
+            local_files.setdefault(split, []).append(f)
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     datasets.disable_progress_bars()
     try:
         return datasets.load_dataset(path, dcfg.name, data_files=dcfg.data_files)
     except (ConnectionError, TimeoutError) as e:
-        raise UserError(f"cannot reach the Hugging Face hub to load {path!r}: {e}. "
+        raise UserError(f"cannot reach the Hugging Face hub to load {path!r}: {_first_line(e)}. "
                         + _LOCAL_HINT) from None
     except FileNotFoundError as e:
-        raise UserError(f"data set {path!r} not found: {e}. " + _LOCAL_HINT) from None
+        raise UserError(f"data set {path!r} not found: {_first_line(e)}. " + _LOCAL_HINT) from None
     except Exception as e:  # datasets raises many types for bad files; keep it one line
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(f"cannot load data set {path!r}: {type(e).__name__}: {msg}") from None
+        for split, files in local_files.items():  # the usual suspects, named precisely
+            for f in files:
+                if not Path(f).read_bytes()[:1 << 16].strip():
+                    raise UserError(f"data file {f} (data.data_files.{split}) is empty") from None
+                n = _first_bad_line(f)
+                if n is not None:
+                    raise UserError(f"{f} line {n}: bytes that are not UTF-8; convert the file "
+                                    "to UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+        root = e
+        while root.__cause__ is not None or root.__context__ is not None:  # the real reason
+            root = root.__cause__ or root.__context__
+        msg = _first_line(root) if root is not e else _first_line(e)
+        files = ", ".join(f for fs in local_files.values() for f in fs)
+        empty = re.search(r'Instruction "([^"]+)" corresponds to no data', msg)
+        if empty:
+            split = empty.group(1)
+            raise UserError(f"the {split!r} split is empty "
+                            f"({', '.join(local_files.get(split, [])) or path} has no rows)"
+                            ) from None
+        raise UserError(f"cannot load data set {path!r}{f' ({files})' if files else ''}: "
+                        f"{type(root).__name__}: {msg}") from None
 
 
-def pairs_from_dataset(ds, src: str, tgt: str, where: str) -> Pairs:
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _strings(ds, column: str, key: Optional[str], errors: str, where: str, files) -> List[str]:
+    """A column (or a key of a struct column) as strings; None becomes "".
+
+    Arrow stores whatever bytes a JSON/CSV file held, so text that is not UTF-8 only fails
+    here: with ``errors="replace"`` it is decoded with U+FFFD, else a UserError names the
+    file and line (or the row).
+    """
+    try:
+        values = ds[column] if key is None else [None if x is None else x.get(key)
+                                                 for x in ds[column]]
+        return ["" if x is None else str(x) for x in values]
+    except UnicodeDecodeError:
+        pass
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = ds.data.column(column)  # the raw Arrow column, not decoded yet
+    if key is not None:
+        col = pc.struct_field(col, key)
+    raw = pc.cast(col, pa.large_binary()).to_pylist()
+    out = []
+    for row, b in enumerate(raw):
+        try:
+            out.append("" if b is None else b.decode("utf-8", errors=errors))
+        except UnicodeDecodeError:
+            for f in files:
+                n = _first_bad_line(f)
+                if n is not None:
+                    raise UserError(f"{f} line {n}: bytes that are not UTF-8; use "
+                                    "--encoding-errors replace to replace them") from None
+            raise UserError(f"{where} row {row + 1}: bytes that are not UTF-8 in {column!r}; "
+                            "use --encoding-errors replace to replace them") from None
+    return out
+
+
+def pairs_from_dataset(ds, src: str, tgt: str, where: str, errors: str = "strict",
+                       files: Sequence[str] = ()) -> Pairs:
     """Source and target strings of one ``datasets.Dataset`` split.
 
-    ``src``/``tgt`` name two columns, or two keys of a ``translation`` column.
+    ``src``/``tgt`` name two columns, or two keys of a ``translation`` column (the WMT/OPUS
+    layout: ``{"translation": {"de": ..., "en": ...}}``). ``files``: the local files the split
+    was read from, to name the line of a decoding error.
     """
     cols = list(ds.column_names)
     if src in cols and tgt in cols:
-        s, t = ds[src], ds[tgt]
-    elif "translation" in cols:
-        tr = ds["translation"]
-        keys = sorted(tr[0].keys()) if len(tr) else []
+        return (_strings(ds, src, None, errors, where, files),
+                _strings(ds, tgt, None, errors, where, files))
+    if "translation" in cols:
+        feature = ds.features["translation"]  # a dict of features, or datasets.Translation
+        keys = list(getattr(feature, "languages", None) or
+                    (feature.keys() if hasattr(feature, "keys") else []))
         for k in (src, tgt):
-            if len(tr) and k not in tr[0]:
+            if k not in keys:
                 raise UserError(f"{where}: the translation column has no key {k!r} "
-                                f"(it has: {', '.join(keys)})")
-        s, t = [x[src] for x in tr], [x[tgt] for x in tr]
-    else:
-        missing = [c for c in (src, tgt) if c not in cols]
-        raise UserError(f"{where}: no column {missing[0]!r} (columns: {', '.join(cols)}); "
-                        "set data.src and data.tgt")
-    return ["" if x is None else str(x) for x in s], ["" if x is None else str(x) for x in t]
+                                f"(it has: {', '.join(keys)}); set data.src and data.tgt")
+        return (_strings(ds, "translation", src, errors, where, files),
+                _strings(ds, "translation", tgt, errors, where, files))
+    missing = [c for c in (src, tgt) if c not in cols]
+    raise UserError(f"{where}: no column {missing[0]!r} (columns: {', '.join(cols)}); "
+                    "set data.src and data.tgt")
 
 
 def load_splits(dcfg, splits: Sequence[str], dataset=None, errors: str = "strict"
@@ -139,7 +241,9 @@ def load_splits(dcfg, splits: Sequence[str], dataset=None, errors: str = "strict
         if s not in dd:
             raise UserError(f"the data set has no split {s!r} (it has: {', '.join(dd.keys())}); "
                             "set data.train_split / valid_split / test_split")
-        out[s] = pairs_from_dataset(dd[s], dcfg.src, dcfg.tgt, f"split {s!r}")
+        files = _split_files(dcfg.data_files, s) if dataset is None else []
+        out[s] = pairs_from_dataset(dd[s], dcfg.src, dcfg.tgt, f"split {s!r}", errors,
+                                    [f for f in files if Path(f).is_file()])
     return out
 
 

@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """Bad input (config, data, checkpoint, command line): the message says what and where."""
+
+
+class ConfigError(UserError):
+    """A config key or value that is not valid."""

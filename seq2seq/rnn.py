@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .cells import gru_cell, lstm_cell
+from .fast_rnn import recurrence
 
 
 class State(NamedTuple):
@@ -76,19 +77,23 @@ class ManualRNN(nn.RNNBase):
         cell: ``"lstm"`` or ``"gru"``.
         input_size, hidden_size, num_layers, bidirectional, dropout: as in ``nn.LSTM``
             (dropout is applied to the outputs of every layer but the last, in training).
+        fast: when autograd is recording, run each layer and direction as
+            :func:`seq2seq.fast_rnn.recurrence` (same function, hand-written backward);
+            False: always the plain loop over the cells, the reference it is tested against.
 
     The input projection ``x @ W_ih^T + b_ih`` of all time steps is one matmul per layer and
     direction before the loop; only ``h @ W_hh^T`` and the gate arithmetic run per step.
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bidirectional: bool = False, dropout: float = 0.0) -> None:
+                 bidirectional: bool = False, dropout: float = 0.0, fast: bool = True) -> None:
         super().__init__(_check_cell(cell), input_size, hidden_size, num_layers=num_layers,
                          bias=True, batch_first=True,
                          dropout=dropout if num_layers > 1 else 0.0,
                          bidirectional=bidirectional)
         self.cell = cell
         self._cell_fn = lstm_cell if cell == "lstm" else gru_cell
+        self.fast = fast
 
     def _weights(self, layer: int, direction: int) -> List[Tensor]:
         suffix = f"l{layer}" + ("_reverse" if direction else "")
@@ -104,6 +109,8 @@ class ManualRNN(nn.RNNBase):
         if lengths is not None and int(lengths.min()) == T:
             lengths = None  # no padding: no state to freeze
         valid = None if lengths is None else length_mask(lengths.to(x.device), T).unsqueeze(-1)  # (B, T, 1)
+        # the hand-written backward pays off only when there is a backward
+        fast = self.fast and torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         h_n, c_n = [], []
         layer_in = x  # (B, T, I)
         for layer in range(self.num_layers):
@@ -114,6 +121,12 @@ class ManualRNN(nn.RNNBase):
                 gi = F.linear(layer_in, w_ih, b_ih)  # (B, T, G*H), all steps in one matmul
                 h = state.h[idx]  # (B, H)
                 c = None if state.c is None else state.c[idx]
+                if fast:
+                    out_d, h, c = recurrence(gi, h, c, w_hh, b_hh, valid, reverse=bool(direction))
+                    outs.append(out_d)  # (B, T, H)
+                    h_n.append(h)
+                    c_n.append(c)
+                    continue
                 steps = range(T - 1, -1, -1) if direction else range(T)
                 out: List[Optional[Tensor]] = [None] * T
                 for t in steps:

@@ -10,7 +10,7 @@ the training loop calls :func:`ratio_at` (config in, float out).
 import math
 from typing import Optional
 
-from .errors import UserError
+from .errors import ConfigError
 
 
 def constant(i: int, ratio: float) -> float:
@@ -55,9 +55,9 @@ def default_params(schedule: str, total: int, eps_min: float = 0.0) -> dict:
 
 
 def check_schedule(cfg) -> None:
-    """Raise a :class:`UserError` naming the key when a schedule's parameters are invalid."""
+    """Raise a :class:`ConfigError` naming the key when a schedule's parameters are invalid."""
     def bad(msg):
-        raise UserError(f"teacher_forcing: {msg}")
+        raise ConfigError(f"teacher_forcing.{msg}")
 
     if not 0.0 <= cfg.ratio <= 1.0:
         bad(f"ratio must be in [0, 1], got {cfg.ratio}")

@@ -25,6 +25,7 @@ from .errors import UserError
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 _BYTE_PIECES = 256
+_MAX_TRAIN_CHARS = 4096  # longer lines are cut to this for training the tokenizer (only)
 _ESC = "\ue000"  # private use: starts an escape; "\ue000\ue001" is "▁", "\ue000\ue000" is itself
 _ESCAPES = {"\u2581": _ESC + "\ue001", _ESC: _ESC + _ESC}
 _UNESCAPE = re.compile(_ESC + "([" + _ESC + "\ue001])")
@@ -55,7 +56,8 @@ def train_model(lines: Sequence[str], vocab_size: int, model_type: str = "unigra
     gives a smaller vocabulary); one too small to hold every character (and the 256 byte
     pieces of byte fallback) is raised to the minimum.
     """
-    lines = [escape(l) for l in lines if l.strip()]
+    # sentencepiece skips lines over max_sentence_length bytes: cut them instead (4 bytes/char)
+    lines = [escape(l)[:_MAX_TRAIN_CHARS] for l in lines if l.strip()]
     if not lines:
         raise UserError("cannot train a tokenizer: the training text is empty or blank")
     chars = set()
@@ -70,8 +72,8 @@ def train_model(lines: Sequence[str], vocab_size: int, model_type: str = "unigra
         split_digits=split_digits,
         pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
         normalization_rule_name="identity", remove_extra_whitespaces=False,
-        input_sentence_size=2_000_000, shuffle_input_sentence=True, minloglevel=2,
-        num_threads=2)
+        max_sentence_length=4 * _MAX_TRAIN_CHARS, input_sentence_size=2_000_000,
+        shuffle_input_sentence=True, minloglevel=2, num_threads=2)
     return writer.getvalue()
 
 

@@ -63,11 +63,12 @@ def make_optimizer(model, lr: float) -> torch.optim.Optimizer:
 class Data:
     """The encoded splits of a run and its tokenizer."""
 
-    def __init__(self, cfg: Config, tokenizer: Optional[Tokenizer], dataset=None) -> None:
+    def __init__(self, cfg: Config, tokenizer: Optional[Tokenizer], dataset=None,
+                 encoding_errors: str = "strict") -> None:
         d = cfg.data
         splits = [s for s in (d.train_split, d.valid_split) if s]
         t0 = time.time()
-        raw = load_splits(d, splits, dataset)
+        raw = load_splits(d, splits, dataset, encoding_errors)
         if not raw[d.train_split][0]:
             raise UserError(f"the training split {d.train_split!r} is empty")
         self.tokenizer = tokenizer or Tokenizer.train(*raw[d.train_split], cfg.tokenizer)
@@ -134,6 +135,11 @@ def decode_ids(model, data: IdPairs, cfg: Config, device) -> List[List[int]]:
         for i, h in zip(batch.index.tolist(), hyps):
             out[i] = h
     return out
+
+
+def _score_key(rec: Dict[str, Any]) -> List[float]:
+    """What "better" means for validations: BLEU, then chrF, then a lower loss."""
+    return [rec["valid_bleu"], rec["valid_chrf"], -rec["valid_loss"]]
 
 
 def rng_state() -> Dict[str, Any]:
@@ -204,26 +210,43 @@ def prepare_out(out: Path, resume: bool, overwrite: bool) -> Optional[Path]:
     last = out / "last.pt"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
+    if out.is_dir():  # temporary files of a save that was killed (see checkpoint.save)
+        for tmp in out.glob(".*.pt.*.tmp"):
+            tmp.unlink(missing_ok=True)
+    run_files = ["last.pt", "best.pt", "metrics.jsonl", "curves.png"]
+    held = [n for n in run_files if (out / n).exists()] + sorted(p.name for p in
+                                                                out.glob("step-*.pt"))
     if resume:
         if last.is_file():
             return last
+        if held:
+            raise UserError(f"--resume: {out} has no last.pt to resume from (it holds "
+                            f"{', '.join(held)}); use --overwrite to start again")
         log(f"--resume: no checkpoint in {out} yet, starting a new run")
-    elif last.is_file() or (out / "metrics.jsonl").exists():
+    elif held:
         if not overwrite:
-            raise UserError(f"{out} already holds a run; use --resume to continue it or "
-                            "--overwrite to start again")
-        for name in ("last.pt", "best.pt", "metrics.jsonl", "curves.png"):
+            raise UserError(f"--out {out} already holds a run ({', '.join(held)}); use --resume "
+                            "to continue it or --overwrite to start again")
+        for name in held:
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     return None
 
 
 def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, dataset=None,
-          progress: bool = True, extra_validation=None) -> Dict[str, Any]:
+          progress: bool = True, extra_validation=None, encoding_errors: str = "strict"
+          ) -> Dict[str, Any]:
     """Train a model as configured; returns a summary (steps, best validation scores, time).
 
     ``dataset``: a ``datasets.DatasetDict`` to use instead of ``cfg.data``. ``extra_validation``:
-    keyword arguments for :func:`validate` (e.g. ``free_running=True``).
+    keyword arguments for :func:`validate` (e.g. ``free_running=True``). ``encoding_errors``:
+    ``strict`` or ``replace`` for data bytes that are not UTF-8.
+
+    The best checkpoint is chosen by validation BLEU, ties broken by chrF and then by the
+    validation loss (short toy outputs all score BLEU 0). The learning-rate plateau and early
+    stopping only count the scheduled validations (each epoch, or every ``eval_every`` steps),
+    not the extra one at the end of a run, so that stopping at step k and resuming gives the
+    same model as one run.
     """
     out = Path(out)
     start_ckpt = prepare_out(out, resume, overwrite)
@@ -237,7 +260,11 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
     if ckpt is not None and ckpt["config"]["model"] != dataclasses.asdict(cfg.model):
         raise UserError(f"--resume: the model section of the config differs from the one in "
                         f"{start_ckpt}; resume with the same model settings")
-    data = Data(cfg, Tokenizer.from_state(ckpt["tokenizer"]) if ckpt else None, dataset)
+    if ckpt is not None and not all(k in ckpt for k in ("optimizer", "train_state", "rng")):
+        raise UserError(f"--resume: {start_ckpt} holds no training state (optimizer, step, RNG; "
+                        "an averaged checkpoint?), so it cannot be resumed")
+    data = Data(cfg, Tokenizer.from_state(ckpt["tokenizer"]) if ckpt else None, dataset,
+                encoding_errors)
     tok = data.tokenizer
     model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, PAD).to(device)
     opt = make_optimizer(model, t.lr)
@@ -253,8 +280,9 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
     log(f"batches: {steps_per_epoch} per epoch, target padding {100 * pf:.1f}%; "
         f"{total_steps} steps in all")
 
-    st = {"step": 0, "epoch": 0, "batch": 0, "best_bleu": -1.0, "bad_evals": 0,
-          "plateau_factor": 1.0, "train_seconds": 0.0}
+    no_score = [-1.0, -1.0, -math.inf]  # (BLEU, chrF, -loss) of no validation yet
+    st = {"step": 0, "epoch": 0, "batch": 0, "best_bleu": -1.0, "best_key": no_score,
+          "sched_best": no_score, "bad_evals": 0, "plateau_factor": 1.0, "train_seconds": 0.0}
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -271,11 +299,17 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
     records = [json.loads(l) for l in metrics_path.read_text().splitlines()] \
         if ckpt is not None and metrics_path.exists() else []
     records = [r for r in records if r["step"] <= st["step"]]
+    if ckpt is not None:  # drop records written after the checkpoint (a kill in between)
+        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     extra_validation = extra_validation or {}
     window = {"loss": 0.0, "tokens": 0, "time": 0.0}
 
-    def evaluate_and_save(tf_ratio: float) -> bool:
-        """Validate, log, save last/best; True when early stopping says stop."""
+    def evaluate_and_save(tf_ratio: float, scheduled: bool = True) -> bool:
+        """Validate, log, save last/best; True when early stopping says stop.
+
+        ``scheduled=False`` (the extra validation at the end of a run) leaves the plateau
+        schedule and early stopping alone.
+        """
         rec = {"step": st["step"], "epoch": st["epoch"], "tf_ratio": round(tf_ratio, 4),
                "lr": opt.param_groups[0]["lr"],
                "train_loss": window["loss"] / max(1, window["tokens"]),
@@ -285,10 +319,13 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
         improved = True
         if data.valid is not None:
             rec.update(validate(model, data.valid, tok, cfg, device, **extra_validation))
-            improved = rec["valid_bleu"] > st["best_bleu"]
+            key = _score_key(rec)
+            improved = key > st["best_key"]
             if improved:
-                st["best_bleu"], st["bad_evals"] = rec["valid_bleu"], 0
-            else:
+                st["best_key"], st["best_bleu"] = key, rec["valid_bleu"]
+            if scheduled and key > st["sched_best"]:
+                st["sched_best"], st["bad_evals"] = key, 0
+            elif scheduled:
                 st["bad_evals"] += 1
                 if t.lr_schedule == "plateau":
                     st["plateau_factor"] *= t.lr_decay
@@ -301,6 +338,11 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
         checkpoint.save(payload(), out / "last.pt")
         if improved:
             checkpoint.save(payload(), out / "best.pt")
+        if t.keep_last:
+            checkpoint.save(payload(), out / f"step-{st['step']}.pt")
+            kept = sorted(out.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+            for old in kept[:-t.keep_last]:
+                old.unlink()
         plot_curves(records, out / "curves.png")
         return bool(t.patience) and st["bad_evals"] >= t.patience
 
@@ -325,10 +367,12 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
                 loss = loss_sum / max(1, n)
                 if not torch.isfinite(loss):
                     bar.close()
-                    raise UserError(f"the training loss is {float(loss)} at step "
-                                    f"{st['step'] + 1}: stopped. The last good checkpoint is "
-                                    f"{out / 'last.pt'}; try a lower train.lr or "
-                                    "train.clip_norm")
+                    kept = (f"the last good checkpoint is {out / 'last.pt'} (step "
+                            f"{records[-1]['step'] if records else '?'})"
+                            if (out / "last.pt").is_file() else "no checkpoint was saved yet")
+                    raise UserError(f"the training loss is {loss.item()} at step "
+                                    f"{st['step'] + 1}: stopped; {kept}. Try a lower train.lr "
+                                    "or train.clip_norm")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if t.clip_norm:
@@ -342,7 +386,7 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
                 window["tokens"] += n
                 window["time"] += dt
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.3f}", tok_s=f"{n / dt:.0f}",
+                bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{n / dt:.0f}",
                                 tf=f"{tf_ratio:.2f}", refresh=False)
                 if t.eval_every and st["step"] % t.eval_every == 0:
                     if evaluate_and_save(tf_ratio):
@@ -366,13 +410,13 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
             log(f"stopped by {stopped_by} at step {st['step']}; checkpoint saved to "
                 f"{out / 'last.pt'}; continue with --resume")
         elif not records or records[-1]["step"] != st["step"]:
-            evaluate_and_save(tf_ratio)
+            evaluate_and_save(tf_ratio, scheduled=False)
     if stopped_by == "time budget":
         log(f"time budget: stopped after {st['train_seconds'] / 60:.1f} minutes of training "
             f"(train.max_minutes={t.max_minutes}) at step {st['step']}")
     if stopped_by == "early stopping":
         log(f"early stopping at step {st['step']}: no BLEU gain in {t.patience} validations")
-    best = max((r for r in records if "valid_bleu" in r), key=lambda r: r["valid_bleu"],
+    best = max((r for r in records if "valid_bleu" in r), key=_score_key,
                default=records[-1] if records else {})
     return {"steps": st["step"], "epochs": st["epoch"], "train_seconds": st["train_seconds"],
             "best": best, "interrupted": interrupted,

@@ -4,6 +4,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from seq2seq import config
 from seq2seq.config import Config, ConfigError, ModelConfig
@@ -72,8 +73,6 @@ BAD_VALUES = [
 @pytest.mark.parametrize("key,value,hint", BAD_VALUES,
                          ids=[f"{k}={v!r}" for k, v, _ in BAD_VALUES])
 def test_bad_value_names_the_key(tmp_path, key, value, hint):
-    import yaml
-
     path = write(tmp_path, yaml.safe_dump({"model": {key: value}}))
     with pytest.raises(ConfigError, match=f"model.{key}") as e:
         config.load(path)
@@ -136,6 +135,9 @@ def test_malformed_set_is_rejected(override, fragment):
 def test_bad_files_are_rejected(tmp_path, text, fragment):
     with pytest.raises(ConfigError, match=fragment):
         config.load(write(tmp_path, text))
+
+
+def test_missing_file_is_rejected(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         config.load(tmp_path / "missing.yaml")
 

@@ -21,6 +21,7 @@ from seq2seq.tokenizer import BOS, EOS, PAD
 V_SRC, V_TGT = 13, 11
 E, H = 8, 12
 SMALL = dict(embedding_dim=E, hidden_size=H, num_layers=1, dropout=0.1)
+SRC_LENS, TGT_LENS = (5, 2, 4, 1), (3, 6, 1, 4)
 
 GRID = list(itertools.product(["lstm", "gru"], ["manual", "fused"],
                               ["none", "bahdanau", "luong"], [False, True], [False, True]))
@@ -38,9 +39,6 @@ def build(seed=0, **options) -> Seq2Seq:
     return Seq2Seq.from_config(ModelConfig(**{**SMALL, **options}), V_SRC, V_TGT, PAD).eval()
 
 
-SRC_LENS, TGT_LENS = (5, 2, 4, 1), (3, 6, 1, 4)
-
-
 def toy_batch(seed=0, src_lens=SRC_LENS, tgt_lens=TGT_LENS):
     """A padded batch of random ids, made by the real collate (BOS + tgt, tgt + EOS)."""
     g = torch.Generator().manual_seed(seed)
@@ -54,7 +52,8 @@ def pad_more(ids, n, value=PAD):
 
 
 def stepped(model, batch, feed_gold):
-    """Logits of ``decoder.step`` (the path search uses), fed ``feed_gold(t, logits)`` tokens."""
+    """Logits ``(B, T, V)`` of ``decoder.step`` (the path search uses) from BOS on, fed the
+    gold previous token (``feed_gold``) or the argmax of the previous step's logits."""
     enc = model.encoder(batch.src, batch.src_len)
     state = model.decoder.start(enc)
     y = batch.tgt_in[:, 0]  # BOS
@@ -62,8 +61,8 @@ def stepped(model, batch, feed_gold):
     for t in range(batch.tgt_in.size(1)):
         logits, state, _ = model.decoder.step(y, state, enc)  # (B, V)
         outs.append(logits)
-        y = batch.tgt_in[:, t + 1] if feed_gold and t + 1 < batch.tgt_in.size(1) \
-            else logits.argmax(-1)
+        if t + 1 < batch.tgt_in.size(1):
+            y = batch.tgt_in[:, t + 1] if feed_gold else logits.argmax(-1)  # (B,)
     return torch.stack(outs, dim=1)  # (B, T, V)
 
 

@@ -1,0 +1,218 @@
+r"""The recurrence of one layer and direction, with a hand-written backward.
+
+:class:`seq2seq.rnn.ManualRNN` steps :mod:`seq2seq.cells` under plain autograd: readable, and
+the reference this module is tested against, but autograd records about a dozen small ops per
+step and runs each weight gradient as ``T`` small matmuls. Here the loop over time steps of one
+layer and direction is one ``torch.autograd.Function``:
+
+- forward: per step, one ``(B, H) @ (H, G*H)`` matmul and the gate arithmetic; the gate
+  activations (and for LSTM the cell states) are written into ``(B, T, .)`` buffers;
+- backward: per step, elementwise ops and one ``(B, G*H) @ (G*H, H)`` matmul, the gate gradients
+  written into a ``(B, T, G*H)`` buffer; after the loop ``dW_hh`` and ``db_hh`` are one matmul
+  and one sum over all steps. Every factor of the gate gradients that does not depend on the
+  incoming gradient (``sigma'``, ``tanh'`` and their products with the saved activations) is
+  computed for all steps at once before the loop, so each step does only a handful of ops.
+
+The input projection ``gi = x @ W_ih^T + b_ih`` is computed outside (one matmul over all steps,
+as in ``ManualRNN``) and its gradient returned, so autograd handles ``W_ih``, ``b_ih`` and ``x``.
+
+Gate order and equations are those of :mod:`seq2seq.cells` (``nn.LSTM``: i, f, g, o;
+``nn.GRU``: r, z, n). Padding: where ``valid[b, t]`` is False the state of sequence ``b`` passes
+through step ``t`` unchanged (it has ended, or for the reverse direction not yet started), while
+``out[b, t]`` is still the cell's output at that step, exactly as in ``ManualRNN``.
+
+The per-step matmuls can run through oneDNN with the weight reordered once per call
+(``torch.ops.mkldnn._reorder_linear_weight`` / ``_linear_pointwise``, private torch ops): used
+for float32 CPU tensors when :func:`mkldnn_available` says the ops exist and agree with
+``F.linear``, else plain ``torch.addmm``.
+"""
+
+import functools
+from typing import Callable, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+Linear = Callable[[Tensor], Tensor]  # x (B, K) -> x @ W^T + b, (B, N)
+
+
+@functools.lru_cache(maxsize=None)
+def mkldnn_available() -> bool:
+    """True when torch has the private oneDNN prepacked-linear ops and they agree with F.linear."""
+    try:
+        ops = torch.ops.mkldnn
+        if not (torch.backends.mkldnn.is_available()
+                and hasattr(ops, "_reorder_linear_weight") and hasattr(ops, "_linear_pointwise")):
+            return False
+        g = torch.Generator().manual_seed(0)
+        x, w, b = (torch.randn(*s, generator=g) for s in ((3, 8), (5, 8), (5,)))
+        y = ops._linear_pointwise(x, ops._reorder_linear_weight(w, 3), b, "none", [], "")
+        return bool(torch.allclose(y, F.linear(x, w, b), atol=1e-5))
+    except Exception:  # an op missing or refusing this build: use the plain path
+        return False
+
+
+def _linear(weight: Tensor, bias: Optional[Tensor], batch: int, prepack: bool) -> Linear:
+    """``x -> x @ weight^T + bias``; with ``prepack`` through oneDNN with the weight reordered once."""
+    if prepack:
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
+        return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+    weight_t = weight.t()
+    if bias is None:
+        return lambda x: torch.mm(x, weight_t)
+    return lambda x: torch.addmm(bias, x, weight_t)
+
+
+def use_prepack(x: Tensor) -> bool:
+    """Whether the oneDNN path applies to tensors like ``x`` (float32 on the CPU)."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and mkldnn_available()
+
+
+class Recurrence(torch.autograd.Function):
+    """``(gi, h0, c0, weight_hh, bias_hh, valid, reverse, prepack) -> (out, h_n, c_n)``.
+
+    Shapes: ``gi (B, T, G*H)``; ``h0``, ``c0`` ``(B, H)`` (``c0`` None for GRU, which tells the
+    cells apart); ``weight_hh (G*H, H)``, ``bias_hh (G*H,)``; ``valid (B, T, 1)`` bool or None;
+    ``out (B, T, H)``; ``h_n``, ``c_n`` ``(B, H)`` (``c_n`` None for GRU). Use :func:`recurrence`.
+    """
+
+    @staticmethod
+    def forward(ctx, gi, h0, c0, weight_hh, bias_hh, valid, reverse, prepack):
+        B, T, GH = gi.shape
+        H = h0.size(1)
+        lstm = c0 is not None
+        mm = _linear(weight_hh, None if lstm else bias_hh, B, prepack)
+        steps = range(T - 1, -1, -1) if reverse else range(T)
+        out = gi.new_empty(B, T, H)
+        acts = gi.new_empty(B, T, GH)  # gate activations: i, f, g, o or r, z, n
+        h_prev = gi.new_empty(B, T, H)  # the state each step starts from
+        h = h0.contiguous()
+        if lstm:
+            gi = gi + bias_hh  # (B, T, 4H): b_hh added once for all steps
+            cs = gi.new_empty(B, T, H)  # c_t
+            tanh_cs = gi.new_empty(B, T, H)  # tanh(c_t)
+            c_prev = gi.new_empty(B, T, H)
+            c = c0
+            for t in steps:
+                h_prev[:, t] = h
+                c_prev[:, t] = c
+                gates = mm(h).add_(gi[:, t])  # (B, 4H)
+                a = acts[:, t]
+                torch.sigmoid(gates, out=a)
+                torch.tanh(gates[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])
+                i, f, g, o = a.chunk(4, dim=1)
+                c_t = torch.addcmul(f * c, i, g, out=cs[:, t])
+                h_t = o * torch.tanh(c_t, out=tanh_cs[:, t])  # (B, H), contiguous
+                out[:, t] = h_t
+                if valid is None:
+                    h, c = h_t, c_t
+                else:  # freeze the state of sequences that have ended (or not yet started)
+                    m = valid[:, t]  # (B, 1)
+                    h, c = torch.where(m, h_t, h), torch.where(m, c_t, c)
+            ctx.save_for_backward(weight_hh, valid, acts, h_prev, c_prev, tanh_cs)
+        else:
+            gh_n = gi.new_empty(B, T, H)  # W_hn h + b_hn, which r multiplies
+            for t in steps:
+                h_prev[:, t] = h
+                gh = mm(h)  # (B, 3H)
+                a = acts[:, t]
+                torch.sigmoid(gi[:, t, :2 * H] + gh[:, :2 * H], out=a[:, :2 * H])
+                r, z, n = a.chunk(3, dim=1)
+                gh_n[:, t] = gh[:, 2 * H:]
+                torch.tanh(torch.addcmul(gi[:, t, 2 * H:], r, gh[:, 2 * H:]), out=n)
+                h_t = torch.addcmul(n, z, h - n)  # (1 - z) n + z h, contiguous
+                out[:, t] = h_t
+                h = h_t if valid is None else torch.where(valid[:, t], h_t, h)
+            ctx.save_for_backward(weight_hh, valid, acts, h_prev, gh_n)
+            c = None
+        ctx.reverse, ctx.prepack, ctx.lstm = reverse, prepack, lstm
+        return out, h, c
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_hn, d_cn):
+        if ctx.lstm:
+            weight_hh, valid, acts, h_prev, c_prev, tanh_cs = ctx.saved_tensors
+        else:
+            weight_hh, valid, acts, h_prev, gh_n = ctx.saved_tensors
+        B, T, GH = acts.shape
+        H = GH // (4 if ctx.lstm else 3)
+        mm_t = _linear(weight_hh.t().contiguous(), None, B, ctx.prepack)  # dg -> dg @ W_hh
+        steps = range(T) if ctx.reverse else range(T - 1, -1, -1)  # forward's order, reversed
+        mask = None if valid is None else valid.to(acts.dtype)  # (B, T, 1)
+        d_gates = torch.empty_like(acts)  # dL/d(gate pre-activations), (B, T, G*H)
+        dh = d_hn if d_hn is not None else acts.new_zeros(B, H)
+        if ctx.lstm:
+            i, f, g, o = acts.chunk(4, dim=2)  # 4 x (B, T, H)
+            # d gates = [dc_t g s'(i), dc_t c_prev s'(f), dc_t i tanh'(g), dh_t tanh(c_t) s'(o)]
+            k = torch.cat([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g),
+                           tanh_cs * o * (1 - o)], dim=2).view(B, T, 4, H)
+            o_dtanh = o * (1 - tanh_cs * tanh_cs)  # dc_t / dh_t (through h_t = o tanh(c_t))
+            dc = d_cn if d_cn is not None else acts.new_zeros(B, H)
+            for t in steps:
+                if mask is None:
+                    dh_t, dc_t, dh_pass, dc_pass = d_out[:, t] + dh, dc, None, None
+                else:  # a frozen state passes its gradient straight to the previous step
+                    m = mask[:, t]  # (B, 1)
+                    dh_m, dc_t = dh * m, dc * m
+                    dh_t, dh_pass, dc_pass = d_out[:, t] + dh_m, dh - dh_m, dc - dc_t
+                dc_t = torch.addcmul(dc_t, dh_t, o_dtanh[:, t])  # (B, H)
+                d_g = d_gates[:, t].view(B, 4, H)
+                torch.mul(k[:, t, :3], dc_t.unsqueeze(1), out=d_g[:, :3])
+                torch.mul(k[:, t, 3], dh_t, out=d_g[:, 3])
+                dh = mm_t(d_gates[:, t].contiguous())  # (B, H)
+                dc = dc_t * f[:, t]
+                if mask is not None:
+                    dh, dc = dh.add_(dh_pass), dc.add_(dc_pass)
+            d_gi = d_gates
+            d_gh = d_gates
+        else:
+            r, z, n = acts.chunk(3, dim=2)  # 3 x (B, T, H)
+            # dh_t -> d pre-activations of (r, z, n) on the input side, and on the hidden side
+            # (where the n gate's is multiplied by r): all proportional to dh_t
+            k_n = (1 - z) * (1 - n * n)
+            k_r = k_n * gh_n * r * (1 - r)
+            k_z = (h_prev - n) * z * (1 - z)
+            k_gi = torch.cat([k_r, k_z, k_n], dim=2).view(B, T, 3, H)
+            k_gh = torch.cat([k_r, k_z, k_n * r], dim=2).view(B, T, 3, H)
+            dh_ts = acts.new_empty(B, T, H)
+            for t in steps:
+                if mask is None:
+                    dh_t, dh_pass = d_out[:, t] + dh, None
+                else:
+                    dh_m = dh * mask[:, t]
+                    dh_t, dh_pass = d_out[:, t] + dh_m, dh - dh_m
+                dh_ts[:, t] = dh_t
+                d_gh_t = k_gh[:, t] * dh_t.unsqueeze(1)  # (B, 3, H)
+                d_gates[:, t] = d_gh_t.view(B, GH)
+                dh = mm_t(d_gh_t.view(B, GH)).addcmul_(dh_t, z[:, t])  # (B, H)
+                if mask is not None:
+                    dh.add_(dh_pass)
+            d_gi = (k_gi * dh_ts.unsqueeze(2)).view(B, T, GH)
+            d_gh = d_gates
+            dc = None
+        d_gh2 = d_gh.reshape(B * T, GH)
+        d_weight = d_gh2.t() @ h_prev.reshape(B * T, H)  # (G*H, H), all steps in one matmul
+        d_bias = d_gh2.sum(0)  # (G*H,)
+        return d_gi, dh, dc, d_weight, d_bias, None, None, None
+
+
+def recurrence(gi: Tensor, h0: Tensor, c0: Optional[Tensor], weight_hh: Tensor, bias_hh: Tensor,
+               valid: Optional[Tensor] = None, reverse: bool = False,
+               prepack: Optional[bool] = None) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """Run one layer and direction over all steps: ``(out (B, T, H), h_n (B, H), c_n or None)``.
+
+    Args:
+        gi: ``(B, T, G*H)`` input projection ``x @ W_ih^T + b_ih`` of all steps (G = 4 for LSTM,
+            3 for GRU).
+        h0, c0: ``(B, H)`` initial state; ``c0`` is None for GRU (which is what selects GRU).
+        weight_hh: ``(G*H, H)``; bias_hh: ``(G*H,)``.
+        valid: ``(B, T, 1)`` bool, False where the state is to be left unchanged; None: all valid.
+        reverse: run from ``t = T - 1`` down to ``0``.
+        prepack: per-step matmuls through oneDNN; None: when :func:`use_prepack` allows.
+    """
+    if prepack is None:
+        prepack = use_prepack(gi)
+    return Recurrence.apply(gi, h0, c0, weight_hh, bias_hh, valid, reverse, prepack)

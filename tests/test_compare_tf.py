@@ -1,0 +1,172 @@
+"""scripts/compare_teacher_forcing.py: settings parsing, clear errors, and one tiny comparison."""
+
+import csv
+import importlib.util
+import random
+import subprocess
+import sys
+
+import pytest
+
+from seq2seq import config
+from seq2seq.errors import UserError
+
+from conftest import ROOT
+
+SCRIPT = ROOT / "scripts" / "compare_teacher_forcing.py"
+_spec = importlib.util.spec_from_file_location("compare_teacher_forcing", SCRIPT)
+ctf = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ctf)
+
+
+@pytest.mark.parametrize("text, label, keys", [
+    ("constant:0.5", "constant:0.5", {"ratio": 0.5}),
+    ("constant:ratio=0", "constant:0", {"ratio": 0}),
+    ("constant:0.25,feed=sample", "constant:0.25,feed=sample", {"ratio": 0.25, "feed": "sample"}),
+    ("constant", "constant", {}),
+    ("linear", "linear", {}),
+    ("linear:k=1,c=0.001,min=0.1", "linear:k=1,c=0.001,min=0.1", {"k": 1, "c": 0.001, "min": 0.1}),
+    ("exponential:k=0.99", "exponential:k=0.99", {"k": 0.99}),
+    ("linear:c=1e-3", "linear:c=0.001", {"c": 0.001}),
+    ("inverse_sigmoid:k=20,unit=epoch", "inverse_sigmoid:k=20,unit=epoch",
+     {"k": 20, "unit": "epoch"}),
+])
+def test_parse_setting(text, label, keys):
+    s = ctf.parse_setting(text)
+    assert s.label == label
+    assert s.keys == {"schedule": text.split(":")[0], **keys}
+    cfg = ctf.apply_setting(config.Config(), s, seed=7)  # valid values pass the config's checks
+    assert cfg.teacher_forcing.schedule == s.keys["schedule"]
+    assert cfg.train.seed == 7
+
+
+def test_parse_settings_splits_and_defaults():
+    got = ctf.parse_settings(["constant:1.0 linear", "inverse_sigmoid:k=20"])
+    assert [s.label for s in got] == ["constant:1.0", "linear", "inverse_sigmoid:k=20"]
+    assert len(ctf.parse_settings(ctf.DEFAULT_SETTINGS)) == 8
+
+
+def test_setting_does_not_inherit_schedule_parameters():
+    base = config.load(None, ["teacher_forcing.schedule=inverse_sigmoid",
+                              "teacher_forcing.k=50", "teacher_forcing.feed=sample"])
+    tf = ctf.apply_setting(base, ctf.parse_setting("exponential"), 1).teacher_forcing
+    assert tf.schedule == "exponential" and tf.k is None and tf.feed == "sample"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("constnt:1.0", "did you mean 'constant'"),
+    ("cosine", "unknown schedule"),
+    ("linear:0.5", "key=value"),
+    ("linear:q=3", "unknown key"),
+    ("inverse_sigmoid:k=", "no value"),
+    ("constant:ratio=1,ratio=0", "twice"),
+    ("constant:1.0 constant:1.0", "twice"),
+    ("", "at least one"),
+])
+def test_bad_settings_syntax(text, words):
+    with pytest.raises(UserError, match=words):
+        ctf.parse_settings([text])
+
+
+@pytest.mark.parametrize("text, words", [
+    ("constant:1.5", "ratio must be in"),
+    ("inverse_sigmoid:k=0.5", "k must be >= 1"),
+    ("exponential:k=2", "k must be in"),
+    ("linear:k=abc", "must be a number"),
+    ("constant:0.5,feed=beam", "feed must be one of"),
+])
+def test_bad_settings_values(text, words):
+    with pytest.raises(UserError, match=words):
+        ctf.apply_setting(config.Config(), ctf.parse_setting(text), 1)
+
+
+def test_length_buckets_cover_every_length():
+    lengths = [3, 3, 4, 5, 7, 9, 9, 12, 15, 15]
+    buckets = ctf.length_buckets(lengths, 4)
+    assert buckets[0][0] == 3 and buckets[-1][1] == 15
+    assert all(a[1] + 1 == b[0] for a, b in zip(buckets, buckets[1:]))  # contiguous
+    assert ctf.length_buckets([5] * 10, 4) == [(5, 5)]
+
+
+def _script(*args, cwd, timeout=120):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=timeout)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--settings", "constnt:1.0"], "unknown schedule"),
+    (["--settings", "inverse_sigmoid:k=0.5"], "k must be >= 1"),
+    (["--seeds", "0"], "--seeds must be >= 1"),
+    (["--config", "missing.yaml"], "does not exist"),
+])
+def test_bad_input_is_one_line(tmp_path, args, words):
+    p = _script(*args, "--out", tmp_path / "out", cwd=tmp_path)
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], p.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="seq2seq/cli.py: argparse.REMAINDER does not take options "
+                   "that come first, so `seq2seq compare-tf --help` is refused before forwarding")
+def test_help_through_the_cli(run_cli):
+    p = run_cli("compare-tf", "--help")
+    assert "--settings" in p.stdout and "inverse_sigmoid" in p.stdout and "--seeds" in p.stdout
+
+
+def _reverse_files(d, rng, n):
+    src, tgt = [], []
+    for _ in range(n):
+        seq = [rng.choice("abcdefgh") for _ in range(rng.randint(2, 7))]
+        src.append(" ".join(seq))
+        tgt.append(" ".join(reversed(seq)))
+    (d / f"{n}.src").write_text("\n".join(src) + "\n")
+    (d / f"{n}.tgt").write_text("\n".join(tgt) + "\n")
+    return [str(d / f"{n}.src"), str(d / f"{n}.tgt")]
+
+
+TINY = """
+data: {{path: text, data_files: {{train: {train}, validation: {valid}, test: {test}}}}}
+tokenizer: {{vocab_size: 32, byte_fallback: false}}
+model: {{embedding_dim: 16, hidden_size: 16, dropout: 0.0}}
+train: {{max_steps: 6, eval_every: 3, batch_size: 32, lr: 0.01, threads: 1, device: cpu}}
+decode: {{batch_size: 64}}
+"""
+
+
+def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
+    rng = random.Random(0)
+    files = {k: _reverse_files(tmp_path, rng, n)
+             for k, n in (("train", 300), ("valid", 40), ("test", 41))}
+    (tmp_path / "tiny.yaml").write_text(TINY.format(**files))
+    args = ["--config", "tiny.yaml", "--settings", "constant:1.0", "linear:min=0.5",
+            "--out", "cmp", "--buckets", "3"]
+    p = _script(*args, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "cmp"
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["setting"] for r in rows] == ["constant:1.0", "linear:min=0.5"]
+    for r in rows:
+        assert 0.0 <= float(r["bleu"]) <= 100.0 and float(r["steps"]) == 6
+        assert abs(float(r["gap"]) - (float(r["valid_loss_free"]) - float(r["valid_loss_tf"]))) < 1e-3
+        assert any(k.startswith("bleu_len_") for k in r)
+    assert float(rows[0]["ratio_mean"]) == 1.0 and 0.5 < float(rows[1]["ratio_mean"]) < 1.0
+    md = (out / "results.md").read_text()
+    table = [l for l in md.splitlines() if l.startswith("| ")]
+    assert len(table) == 3 and "| constant:1.0 |" in table[1] and "| linear:min=0.5 |" in table[2]
+    assert table[1] in p.stdout  # the table is printed at the end
+    for name in ("scores", "bleu_by_length", "training_curves", "position_accuracy"):
+        assert (out / f"{name}.png").stat().st_size > 1000
+    positions = list(csv.DictReader(open(out / "position_accuracy.csv")))
+    assert {r["setting"] for r in positions} == {"constant:1.0", "linear:min=0.5"}
+    assert (out / "runs" / "linear-min0.5" / "seed1" / "metrics.jsonl").is_file()
+
+    # the same command again (in-process, to save the start-up) trains nothing new
+    best = out / "runs" / "constant-1.0" / "seed1" / "best.pt"
+    before = best.stat().st_mtime_ns
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert ctf.main(args + ["--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert best.stat().st_mtime_ns == before
+    assert "reusing" in captured.err and table[1] in captured.out
