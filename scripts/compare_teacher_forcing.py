@@ -420,7 +420,7 @@ def plot_scores(rows, path: Path, title: str) -> None:
     for ax in (a, b):
         ax.set_xticks(x)
         ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -461,9 +461,10 @@ def plot_curves(settings, run_dirs: Dict[str, List[Path]], sched: Dict[str, dict
             steps = [r["step"] for r in recs]
             label = s.label if k == 0 else None
             axes[0, 0].plot(steps, [r["train_loss"] for r in recs], color=color, label=label)
+            if "valid_loss" not in recs[0]:  # no validation split
+                continue
             axes[0, 1].plot(steps, [r["valid_loss"] for r in recs], color=color)
-            if "valid_loss_free" in recs[0]:
-                axes[0, 1].plot(steps, [r["valid_loss_free"] for r in recs], color=color, ls="--")
+            axes[0, 1].plot(steps, [r["valid_loss_free"] for r in recs], color=color, ls="--")
             axes[1, 0].plot(steps, [r["valid_bleu"] for r in recs], color=color)
         ratios = sched[s.label]["ratios"]
         axes[1, 1].plot(range(1, len(ratios) + 1), ratios, color=color)

@@ -6,7 +6,6 @@ sentencepiece models, the optimizer and its schedule, the step and the RNG state
 """
 
 import os
-import pickle
 import tempfile
 import zipfile
 from pathlib import Path
@@ -80,6 +79,15 @@ def load(dir_or_file: Union[str, Path], map_location="cpu") -> Dict[str, Any]:
         raise UserError(f"cannot read checkpoint {path}: {e.strerror}") from None
     if size == 0:
         raise UserError(f"checkpoint {path} is empty (0 bytes): truncated when it was written?")
+    try:  # torch.load does not check the zip's CRC-32s: flipped bytes would load silently
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise UserError(f"checkpoint {path} is truncated or corrupted ({size} bytes; not a "
+                        f"complete zip archive: {_first(e)})") from None
+    if bad is not None:
+        raise UserError(f"checkpoint {path} is corrupted ({size} bytes; checksum mismatch in "
+                        f"{bad})")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except MemoryError:

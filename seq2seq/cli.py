@@ -321,7 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if getattr(args, "command", None) == "compare-tf":  # its script parses the rest, --help too
+        args.rest = unknown + args.rest
+    elif unknown:
+        parser.parse_args(argv)  # the usual "unrecognized arguments" error
     if not getattr(args, "fn", None):
         parser.print_help()
         return 2

@@ -303,6 +303,7 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
         metrics_path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     extra_validation = extra_validation or {}
     window = {"loss": 0.0, "tokens": 0, "time": 0.0}
+    plotted = [time.time()]  # when curves.png was last drawn (and once more at the end)
 
     def evaluate_and_save(tf_ratio: float, scheduled: bool = True) -> bool:
         """Validate, log, save last/best; True when early stopping says stop.
@@ -343,7 +344,9 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
             kept = sorted(out.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
             for old in kept[:-t.keep_last]:
                 old.unlink()
-        plot_curves(records, out / "curves.png")
+        if time.time() - plotted[0] > 60:  # drawing takes a while: at most once a minute
+            plot_curves(records, out / "curves.png")
+            plotted[0] = time.time()
         return bool(t.patience) and st["bad_evals"] >= t.patience
 
     model.train()
@@ -411,6 +414,8 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
                 f"{out / 'last.pt'}; continue with --resume")
         elif not records or records[-1]["step"] != st["step"]:
             evaluate_and_save(tf_ratio, scheduled=False)
+    if records:
+        plot_curves(records, out / "curves.png")
     if stopped_by == "time budget":
         log(f"time budget: stopped after {st['train_seconds'] / 60:.1f} minutes of training "
             f"(train.max_minutes={t.max_minutes}) at step {st['step']}")

@@ -1,0 +1,118 @@
+"""Tokenizer: exact round trips (unseen characters too), fixed special ids, tiny vocabularies."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from seq2seq.config import TokenizerConfig
+from seq2seq.errors import UserError
+from seq2seq.tokenizer import BOS, EOS, PAD, UNK, Tokenizer, escape, unescape
+
+TRAIN = ["the cat sat on the mat", "a dog ran in the park", "die Katze saß auf der Matte",
+         "ein Hund lief im Park", "1 2 3 4 5"] * 4
+
+NASTY = [
+    "", " ", "  two  spaces  ", "\ttab", "trailing ", " leading",
+    "unseen: ü é ß 日本語 🎉 👩‍👩‍👧",  # characters the training text never had
+    "a\u0301\u0302 e\u0308",  # combining marks
+    "שלום עולם مرحبا",  # right-to-left
+    "\u200f\u200e\u202e rtl marks",
+    "\x00\x01\x07\x1b[31m red \x7f",  # control characters
+    "x" * 5000,  # a very long token
+    "\u2581 lower one eighth block \u2581\u2581",  # sentencepiece's own space symbol
+    "\ue000 \ue000\ue001 \ue001",  # our escape mark, alone and in pairs
+    "<s> </s> <unk> <pad>",  # special pieces as text
+    "\ufeffBOM", "\r", "a\x85b\u2028c\u2029d",
+]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return Tokenizer.train(TRAIN, TRAIN, TokenizerConfig(vocab_size=300))
+
+
+def round_trip(tok, text):
+    return tok.decode_tgt(tok.encode_tgt([text]))[0]
+
+
+@pytest.mark.parametrize("text", NASTY, ids=range(len(NASTY)))
+def test_round_trip_is_exact(tok, text):
+    assert round_trip(tok, text) == text
+    assert tok.decode_tgt(tok.encode_src([text]))[0] == text  # joint model: same pieces
+
+
+def test_unseen_characters_are_bytes_not_unk(tok):
+    ids = tok.encode_src(["漢字 🎉"])[0]
+    assert UNK not in ids
+    assert all(i > EOS for i in ids)
+
+
+def test_special_ids_are_fixed(tok):
+    for sp in (tok.src, tok.tgt):
+        assert (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id()) == (PAD, UNK, BOS, EOS)
+    assert (PAD, UNK, BOS, EOS) == (0, 1, 2, 3)
+
+
+@pytest.mark.parametrize("model_type", ["unigram", "bpe"])
+def test_vocab_size_larger_than_the_data_supports(model_type):
+    lines = ["a b", "b a", "a a b"]
+    tok = Tokenizer.train(lines, lines, TokenizerConfig(vocab_size=50_000, model_type=model_type))
+    assert 256 < tok.src_vocab_size < 50_000  # byte pieces plus what the data has
+    assert round_trip(tok, "a b c ü") == "a b c ü"
+
+
+def test_vocab_size_smaller_than_the_characters_is_raised_to_the_minimum():
+    lines = ["abcdefghij", "klmnopqrst"]
+    tok = Tokenizer.train(lines, lines, TokenizerConfig(vocab_size=8))
+    assert round_trip(tok, "abc tsr") == "abc tsr"
+
+
+def test_separate_models_and_state_round_trip():
+    src, tgt = ["a b c", "c b a"], ["x y z", "z y x"]
+    tok = Tokenizer.train(src, tgt, TokenizerConfig(vocab_size=300, joint=False))
+    assert tok.src_proto != tok.tgt_proto
+    again = Tokenizer.from_state(tok.state())
+    assert again.encode_src(["a b"]) == tok.encode_src(["a b"])
+    assert again.encode_tgt(["x y"]) == tok.encode_tgt(["x y"])
+    joint = Tokenizer.train(src, tgt, TokenizerConfig(vocab_size=300))
+    assert joint.state()["tgt"] is None  # stored once
+
+
+def test_training_lines_longer_than_sentencepiece_accepts():
+    lines = ["word " * 3000, "x" * 20_000]  # both over sentencepiece's 4192-byte default
+    tok = Tokenizer.train(lines, lines, TokenizerConfig(vocab_size=300))
+    assert round_trip(tok, lines[1]) == lines[1]
+
+
+def test_blank_training_text_is_a_clear_error():
+    with pytest.raises(UserError, match="empty or blank"):
+        Tokenizer.train(["", "  "], ["", " "], TokenizerConfig())
+
+
+def test_lone_surrogates_become_replacement_characters(tok):
+    assert round_trip(tok, "a\ud800b") == "a\ufffdb"
+
+
+def test_escape_is_inverted_by_unescape():
+    for text in NASTY:
+        assert unescape(escape(text)) == text
+    assert unescape("\ue000") == "\ue000"  # a mark the model emitted alone stays
+
+
+# Combining marks, RTL, emoji, control characters (all of unicode but surrogates), long tokens.
+TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40) | \
+    st.builds(lambda c, n: c * n, st.characters(blacklist_categories=("Cs",)),
+              st.integers(100, 3000))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=TEXT)
+def test_round_trip_property(tok, text):
+    assert round_trip(tok, text) == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw=st.binary(max_size=200))
+def test_random_bytes_decoded_with_replacement_round_trip(tok, raw):
+    text = raw.decode("utf-8", errors="replace")
+    assert round_trip(tok, text) == text
