@@ -5,9 +5,9 @@ The data is generated here from ``--data-seed`` (see ``toy_tasks.reverse``): 20,
 and 500 validation sequences of 3 to 12 symbols (20 letters), and 1,000 test sequences of 13
 to 20 symbols, so every test input is longer than every training input. ``--task copy`` copies
 instead of reversing. After the usual path (sentencepiece, training, greedy decoding of the
-test split, sacreBLEU, exact match), the exact match per test length is printed and added to
-``OUT/scores.json`` (``exact_match_by_length``), next to the exact match on the validation
-split (``valid_exact_match``, lengths seen in training) of the checkpoint that was tested.
+test split, sacreBLEU, exact match), the tested checkpoint also decodes the validation split,
+and the exact match and mean output length per input length, seen (validation) and unseen
+(test), are printed and added to ``OUT/scores.json`` (``by_length``, ``valid_exact_match``).
 
     python recipes/length_generalization.py --out runs/length_generalization
 """
@@ -19,6 +19,10 @@ from pathlib import Path
 
 import toy_tasks
 from seq2seq import recipe
+from seq2seq.checkpoint import load_model
+from seq2seq.decode import translate
+from seq2seq.evaluate import score
+from seq2seq.train import pick_device
 
 HERE = Path(__file__).resolve().parent
 TRAIN_LENGTHS = (3, 12)  # min, max symbols in training and validation
@@ -34,14 +38,15 @@ def build_parser():
     return p
 
 
-def exact_match_by_length(srcs, hyps, refs):
-    """Percent of exact matches per source length (in symbols), as ``{length: percent}``."""
-    hits, counts = defaultdict(int), defaultdict(int)
+def by_length(srcs, hyps, refs):
+    """Per source length (symbols): the number of sentences, the exact match (percent) and the
+    mean output length (symbols), as ``{length: {"n", "exact_match", "output_length"}}``."""
+    groups = defaultdict(list)
     for s, h, r in zip(srcs, hyps, refs):
-        n = len(s.split())
-        counts[n] += 1
-        hits[n] += h.strip() == r.strip()
-    return {n: round(100.0 * hits[n] / counts[n], 1) for n in sorted(counts)}
+        groups[len(s.split())].append((h.strip() == r.strip(), len(h.split())))
+    return {n: {"n": len(g), "exact_match": round(100.0 * sum(e for e, _ in g) / len(g), 1),
+                "output_length": round(sum(l for _, l in g) / len(g), 1)}
+            for n, g in sorted(groups.items())}
 
 
 def main(args) -> None:
@@ -51,26 +56,28 @@ def main(args) -> None:
                                 test_min_len=TEST_LENGTHS[0], test_max_len=TEST_LENGTHS[1])
     scores = recipe.run(cfg, args.out, dataset=dataset, resume=args.resume,
                         progress=not args.no_progress)
+    # The tested checkpoint again, on the validation split: lengths seen in training.
     out = Path(args.out)
-    test = dataset[cfg.data.test_split]
-    hyps = (out / f"{cfg.data.test_split}.hyp").read_text(encoding="utf-8").splitlines()
-    by_length = exact_match_by_length(test["src"], hyps, test["tgt"])
-    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
-    scored = [r for r in records if "valid_exact_match" in r]
-    # best.pt is the first validation with the highest (BLEU, chrF, -loss), as in train.py
-    best = max(scored, key=lambda r: (r["valid_bleu"], r["valid_chrf"], -r["valid_loss"]),
-               default=None)
-    scores["exact_match_by_length"] = {str(n): v for n, v in by_length.items()}
+    device = pick_device(cfg.train.device)
+    model, tok, cfg = load_model(out, device=device)
+    valid, test = dataset[cfg.data.valid_split], dataset[cfg.data.test_split]
+    valid_hyps = translate(model, tok, valid["src"], cfg.decode.batch_size, cfg.decode.max_len_a,
+                           cfg.decode.max_len_b, device=device)
+    test_hyps = (out / f"{cfg.data.test_split}.hyp").read_text(encoding="utf-8").splitlines()
+    lengths = {**by_length(valid["src"], valid_hyps, valid["tgt"]),
+               **by_length(test["src"], test_hyps, test["tgt"])}
+    scores["valid_exact_match"] = score(valid_hyps, valid["tgt"])["exact_match"]
     scores["train_lengths"] = list(TRAIN_LENGTHS)
-    if best is not None:
-        scores["valid_exact_match"] = best["valid_exact_match"]
+    scores["by_length"] = {str(n): v for n, v in lengths.items()}
     (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")
-    seen = f"{TRAIN_LENGTHS[0]}-{TRAIN_LENGTHS[1]}"
-    if best is not None:
-        print(f"exact match on lengths {seen} (validation, seen in training): "
-              f"{best['valid_exact_match']:.1f}%")
-    print("exact match on longer test inputs, by length: "
-          + "  ".join(f"{n}: {v:.0f}%" for n, v in by_length.items()))
+    print(f"exact match: {scores['valid_exact_match']:.1f}% on validation (lengths "
+          f"{TRAIN_LENGTHS[0]}-{TRAIN_LENGTHS[1]}, seen in training), {scores['exact_match']:.1f}% "
+          f"on test (lengths {TEST_LENGTHS[0]}-{TEST_LENGTHS[1]})")
+    print("  length  split       sentences  exact match  mean output length")
+    for n, v in lengths.items():
+        split = "validation" if n <= TRAIN_LENGTHS[1] else "test"
+        print(f"  {n:6d}  {split:10s}  {v['n']:9d}  {v['exact_match']:10.1f}%  "
+              f"{v['output_length']:17.1f}")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
 """English number words to digits ("three hundred and twelve" -> "312"), or back.
 
 The data is generated here from ``--data-seed`` (see ``toy_tasks.numbers``): numbers from 0
-to 999,999 in British English ("one thousand and twelve", "forty-five"), with the number of
-digits drawn uniformly, 20,000 for training, 500 for validation and 1,000 for test, no number
-in two splits. ``--direction digits2words`` turns digits into words instead. Then the usual
-path: sentencepiece, training, greedy decoding of the test split, sacreBLEU and exact match,
-written to ``OUT/scores.json``.
+to 999,999 in British English ("one thousand and twelve", "forty-five"), 20,000 for training
+(every number below 1,000 and 19,000 of 4 to 6 digits), 500 for validation and 1,000 for
+test (4 to 6 digits), no number in two splits. ``--direction digits2words`` turns digits
+into words instead. Then the usual path: sentencepiece, training, greedy decoding of the test
+split, sacreBLEU and exact match, written to ``OUT/scores.json``. BLEU is 0 for words2digits
+(every output is one token: no 2- to 4-grams); read chrF and exact match instead.
 
     python recipes/number_words.py --out runs/number_words
-    python recipes/number_words.py --direction digits2words --out runs/numbers-to-words
+    python recipes/number_words.py --direction digits2words --out runs/digits2words
 """
 
 import sys

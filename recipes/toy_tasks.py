@@ -6,13 +6,13 @@ reads from real data. The same seed gives the same data on every machine (only
 ``random.Random`` is used). The splits are disjoint: no item (a sequence, a date, a number)
 is in two of them, so the validation and test scores measure generalization, not memory.
 
-    reverse("1 2 3")            -> "3 2 1"           (copy: "1 2 3")
+    reverse("c a t")            -> "t a c"           (copy: "c a t")
     sort("37 5 81 5")           -> "5 5 37 81"
     dates("3rd of March 2021")  -> "2021-03-03"      (seven formats, day before month)
     numbers("three hundred and twelve") -> "312"     (and back)
 
-Symbols and numbers are separated by spaces, so that the sentencepiece tokenizer (with
-``split_digits`` for digits) gives one piece per symbol or digit.
+Symbols and numbers are separated by spaces, so that the sentencepiece tokenizer gives one
+piece per symbol (and, with ``split_digits``, one per digit).
 """
 
 import datetime
@@ -81,7 +81,8 @@ def reverse(seed: int = 1, task: str = "reverse", vocab: int = 20,
     if task not in ("reverse", "copy"):
         raise ValueError(f"task must be reverse or copy, got {task!r}")
     alphabet = symbols(vocab)
-    lo, hi = test_min_len or min_len, test_max_len or max_len
+    lo = min_len if test_min_len is None else test_min_len
+    hi = max_len if test_max_len is None else test_max_len
 
     def sample(rng, split):
         n = rng.randint(lo, hi) if split == "test" else rng.randint(min_len, max_len)
@@ -122,13 +123,21 @@ def ordinal(n: int) -> str:
 
 # Numeric formats put the day first (03/04/21 is 3 April 2021), as in most of the world.
 DATE_FORMATS: Dict[str, Callable[[datetime.date], str]] = {
-    "ordinal_of": lambda d: f"{ordinal(d.day)} of {MONTHS[d.month - 1]} {d.year}",  # 3rd of March 2021
-    "month_day": lambda d: f"{MONTHS[d.month - 1]} {d.day}, {d.year}",  # March 3, 2021
-    "day_month": lambda d: f"{d.day} {MONTHS[d.month - 1]} {d.year}",  # 3 March 2021
-    "short_month": lambda d: f"{MONTHS[d.month - 1][:3]} {d.day} {d.year}",  # Mar 3 2021
-    "weekday": lambda d: f"{WEEKDAYS[d.weekday()]}, {ordinal(d.day)} {MONTHS[d.month - 1]} {d.year}",
-    "dd/mm/yy": lambda d: f"{d.day:02d}/{d.month:02d}/{d.year % 100:02d}",  # 03/03/21
-    "d.m.yyyy": lambda d: f"{d.day}.{d.month}.{d.year}",  # 3.3.2021
+    # 3rd of March 2021
+    "ordinal_of": lambda d: f"{ordinal(d.day)} of {MONTHS[d.month - 1]} {d.year}",
+    # March 3, 2021
+    "month_day": lambda d: f"{MONTHS[d.month - 1]} {d.day}, {d.year}",
+    # 3 March 2021
+    "day_month": lambda d: f"{d.day} {MONTHS[d.month - 1]} {d.year}",
+    # Mar 3 2021
+    "short_month": lambda d: f"{MONTHS[d.month - 1][:3]} {d.day} {d.year}",
+    # Wednesday, 3rd March 2021
+    "weekday": lambda d: (f"{WEEKDAYS[d.weekday()]}, {ordinal(d.day)} {MONTHS[d.month - 1]} "
+                          f"{d.year}"),
+    # 03/03/21
+    "dd/mm/yy": lambda d: f"{d.day:02d}/{d.month:02d}/{d.year % 100:02d}",
+    # 3.3.2021
+    "d.m.yyyy": lambda d: f"{d.day}.{d.month}.{d.year}",
 }
 
 
@@ -186,6 +195,8 @@ def numbers(seed: int = 1, direction: str = "words2digits", max_digits: int = 6,
 
     The number of digits is drawn uniformly from 1..``max_digits``, then the number uniformly
     among those with that many digits, so that small numbers are not swamped by large ones.
+    There are only 1,000 numbers below 1,000: with the default sizes the training split gets
+    all of them (and the validation and test splits none), the rest are 4 to 6 digits long.
     ``direction``: ``words2digits`` ("three hundred and twelve" -> "312") or ``digits2words``.
     Digits are written without separators ("12345"); the tokenizer splits them.
     """

@@ -4,7 +4,7 @@
 Every comparison runs its sides interleaved in one process (A B A B ...) and reports the
 median and min-max over repeats, with the torch version, thread count and CPU model.
 
-    python scripts/bench.py layer            # manual vs fused LSTM/GRU, forward+backward
+    python scripts/bench.py layer            # manual (fast, plain) vs fused LSTM/GRU, fwd+bwd
     python scripts/bench.py train            # training steps vs a tutorial-style baseline
     python scripts/bench.py decode           # batched greedy vs one sentence at a time
     python scripts/bench.py data             # load + tokenize + batch Multi30k
@@ -32,6 +32,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from seq2seq import fast_rnn  # noqa: E402
 from seq2seq.config import Config, ModelConfig, from_dict  # noqa: E402
 from seq2seq.data import IdPairs, bucket_batches, collate, iterate, padding_fraction  # noqa: E402
 from seq2seq.decode import greedy  # noqa: E402
@@ -59,7 +60,7 @@ def env() -> dict:
             "python": platform.python_version()}
 
 
-def interleave(fns: dict, repeats: int, warmup: int = 1) -> dict:
+def interleave(fns: dict, repeats: int, warmup: int = 1, clock=time.perf_counter) -> dict:
     """Time each callable ``repeats`` times, interleaved; returns seconds per side."""
     for _ in range(warmup):
         for fn in fns.values():
@@ -67,10 +68,15 @@ def interleave(fns: dict, repeats: int, warmup: int = 1) -> dict:
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
     return times
+
+
+def paired_ratio(a, b) -> float:
+    """Median over rounds of ``a[i] / b[i]``: robust to load that drifts between rounds."""
+    return statistics.median(x / y for x, y in zip(a, b))
 
 
 def summary(ts) -> dict:
@@ -86,9 +92,9 @@ def table(rows, cols) -> str:
 
 # -- layer ------------------------------------------------------------------------------------
 
-def sgemm_peak(repeats: int) -> float:
+def sgemm_peak(repeats: int, clock=time.perf_counter) -> float:
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    ts = interleave({"mm": lambda: a @ b}, repeats, warmup=3)["mm"]
+    ts = interleave({"mm": lambda: a @ b}, repeats, warmup=3, clock=clock)["mm"]
     return 2 * 1024 ** 3 / min(ts) / 1e9
 
 
@@ -98,34 +104,46 @@ def lstm_flops(cell, B, T, I, H) -> float:
 
 
 def bench_layer(args) -> dict:
-    peak = sgemm_peak(args.repeats)
+    """Forward+backward of one layer: manual (fast), manual without oneDNN, plain manual, fused."""
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    peak = sgemm_peak(args.repeats, clock)
     shapes = [(64, 30, 256, 512), (64, 20, 256, 256), (32, 50, 512, 512)]
     rows = []
     for cell in ("lstm", "gru"):
         for B, T, I, H in shapes:
             torch.manual_seed(0)
-            layers = {impl: make_rnn(cell, impl, I, H) for impl in ("manual", "fused")}
-            layers["fused"].load_state_dict(layers["manual"].state_dict())
+            fused = make_rnn(cell, "fused", I, H)
+            manual = make_rnn(cell, "manual", I, H)
+            manual.load_state_dict(fused.state_dict())
             x = torch.randn(B, T, I, requires_grad=True)
 
-            def step(layer):
-                out, _ = layer(x)
-                out.sum().backward()
-            ts = interleave({k: (lambda l=l: step(l)) for k, l in layers.items()}, args.repeats)
-            m, f = summary(ts["manual"]), summary(ts["fused"])
+            def step(layer, fast=True, onednn=True):
+                manual.fast, fast_rnn.ONEDNN = fast, onednn
+                try:
+                    out, _ = layer(x)
+                    out.sum().backward()
+                finally:
+                    manual.fast, fast_rnn.ONEDNN = True, True
+            sides = {"fast": lambda: step(manual), "no-oneDNN": lambda: step(manual, onednn=False),
+                     "plain": lambda: step(manual, fast=False), "fused": lambda: step(fused)}
+            ts = interleave(sides, args.repeats, clock=clock)
+            med = {k: statistics.median(v) for k, v in ts.items()}
             flops = lstm_flops(cell, B, T, I, H)
+            ms = lambda k: f"{1e3 * med[k]:.1f} ({1e3 * min(ts[k]):.0f}-{1e3 * max(ts[k]):.0f})"
             rows.append({"cell": cell, "shape (B,T,I,H)": f"{B},{T},{I},{H}",
-                         "manual ms": f"{1e3 * m['median_s']:.1f} ({1e3 * m['min_s']:.0f}-{1e3 * m['max_s']:.0f})",
-                         "fused ms": f"{1e3 * f['median_s']:.1f} ({1e3 * f['min_s']:.0f}-{1e3 * f['max_s']:.0f})",
-                         "manual/fused": round(m["median_s"] / f["median_s"], 2),
-                         "manual tok/s": int(B * T / m["median_s"]),
-                         "fused tok/s": int(B * T / f["median_s"]),
-                         "manual GFLOP/s": round(flops / m["median_s"] / 1e9, 1),
-                         "fused GFLOP/s": round(flops / f["median_s"] / 1e9, 1),
-                         "fused % of peak": round(100 * flops / f["median_s"] / 1e9 / peak)})
-    print(f"sgemm peak (1024^3, best of {args.repeats}): {peak:.0f} GFLOP/s")
+                         "fused ms": ms("fused"), "fast ms": ms("fast"), "plain ms": ms("plain"),
+                         "fast/fused": round(paired_ratio(ts["fast"], ts["fused"]), 2),
+                         "no-oneDNN/fused": round(paired_ratio(ts["no-oneDNN"], ts["fused"]), 2),
+                         "plain/fused": round(paired_ratio(ts["plain"], ts["fused"]), 2),
+                         "fast tok/s": int(B * T / med["fast"]),
+                         "fast GFLOP/s": round(flops / med["fast"] / 1e9, 1),
+                         "fused GFLOP/s": round(flops / med["fused"] / 1e9, 1),
+                         "fused % of peak": round(100 * flops / med["fused"] / 1e9 / peak)})
+    print(f"sgemm peak (1024^3, best of {args.repeats}): {peak:.0f} GFLOP/s; {args.clock} time; "
+          "fast = ManualRNN's hand-written backward (seq2seq.fast_rnn), no-oneDNN = the same with "
+          "plain addmm, plain = cells under autograd (the reference); ratios: median over rounds")
     print(table(rows, list(rows[0])))
-    return {"sgemm_peak_gflops": peak, "rows": rows}
+    return {"sgemm_peak_gflops": peak, "clock": args.clock, "rows": rows}
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -313,6 +331,9 @@ def main() -> int:
     p.add_argument("what", choices=["layer", "train", "decode", "data", "memory", "all"])
     p.add_argument("--repeats", type=int, default=5, help="interleaved repeats per side")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="layer: wall time, or this thread's CPU time (steadier on a shared "
+                        "machine; meaningful with --threads 1 only)")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="raw Multi30k files")
     p.add_argument("--json", action="store_true", help="also print one JSON object at the end")
     args = p.parse_args()

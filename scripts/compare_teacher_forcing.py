@@ -43,7 +43,7 @@ SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
 SETTING_KEYS = ("ratio", "k", "c", "min", "unit", "feed")
 DEFAULT_SETTINGS = ("constant:1.0", "constant:0.75", "constant:0.5", "constant:0.25",
                     "constant:0.0", "linear", "exponential", "inverse_sigmoid")
-TOY_TASKS = ("reverse", "copy", "sort", "dates", "numbers")
+TOY_TASKS = ("reverse", "copy", "sort", "dates", "number_words", "length_generalization")
 
 EPILOG = f"""settings (--settings, space-separated; default: {' '.join(DEFAULT_SETTINGS)}):
   constant:R                 feed the gold token with probability R throughout
@@ -199,6 +199,28 @@ def schedule_summary(tf, steps_per_epoch: int, total_steps: int, epochs: int) ->
 
 # -- data -----------------------------------------------------------------------------------
 
+def toy_dataset(task: str, seed: int):
+    """The data that the toy recipe ``recipes/TASK.py`` generates with ``--data-seed SEED``."""
+    from seq2seq.errors import UserError
+
+    sys.path.insert(0, str(ROOT / "recipes"))
+    try:
+        import toy_tasks
+    except ImportError as e:
+        raise UserError(f"the toy task {task} needs recipes/toy_tasks.py ({e})") from None
+    if task in ("reverse", "copy"):
+        return toy_tasks.reverse(seed=seed, task=task)
+    if task == "length_generalization":  # longer test sequences than any seen in training
+        import length_generalization as lg
+
+        return toy_tasks.reverse(seed=seed, min_len=lg.TRAIN_LENGTHS[0],
+                                 max_len=lg.TRAIN_LENGTHS[1], test_min_len=lg.TEST_LENGTHS[0],
+                                 test_max_len=lg.TEST_LENGTHS[1])
+    if task == "number_words":
+        return toy_tasks.numbers(seed=seed)
+    return getattr(toy_tasks, task)(seed=seed)  # sort, dates
+
+
 def load_data(cfg, config_path: str, toy: Optional[str], data_seed: int):
     """The data of every run, as a ``datasets.DatasetDict`` (loaded or generated once)."""
     from datasets import Dataset, DatasetDict
@@ -211,14 +233,7 @@ def load_data(cfg, config_path: str, toy: Optional[str], data_seed: int):
         if task not in TOY_TASKS:
             raise UserError(f"{config_path} sets no data.path and is not a toy recipe "
                             f"({', '.join(TOY_TASKS)}): set data.path (see --help), or --toy")
-        sys.path.insert(0, str(ROOT / "recipes"))
-        try:
-            import toy_tasks
-        except ImportError as e:
-            raise UserError(f"the toy task {task} needs recipes/toy_tasks.py ({e})") from None
-        if task in ("reverse", "copy"):
-            return toy_tasks.reverse(seed=data_seed, task=task)
-        return getattr(toy_tasks, task)(seed=data_seed)
+        return toy_dataset(task, data_seed)
     if toy:
         raise UserError(f"--toy {toy}: {config_path} reads its data from data.path "
                         f"{cfg.data.path!r}; drop --toy or use a toy recipe's config")
@@ -255,8 +270,9 @@ def position_accuracy(model, data, batch_size: int, device) -> Dict[str, List[in
     from seq2seq.tokenizer import PAD
 
     T = max(len(t) for t in data.tgt) + 1
-    n, tf, free = torch.zeros(T, dtype=torch.long), torch.zeros(T, dtype=torch.long), \
-        torch.zeros(T, dtype=torch.long)
+    n = torch.zeros(T, dtype=torch.long)  # references that reach each position
+    tf = torch.zeros(T, dtype=torch.long)  # right tokens, teacher-forced
+    free = torch.zeros(T, dtype=torch.long)  # right tokens, free-running
     model.eval()
     lens = [len(s) for s in data.src]
     with torch.no_grad():
@@ -273,7 +289,8 @@ def position_accuracy(model, data, batch_size: int, device) -> Dict[str, List[in
 
 def train_and_evaluate(cfg, run_dir: Path, dataset, buckets, checkpoint: str, progress: bool,
                        fresh: bool) -> Dict[str, Any]:
-    """Train one model (or reuse a finished run with the same config), then score it."""
+    """Train one model, then score it. A finished run with the same config is reused; an
+    interrupted one (or one scored with other buckets) is resumed from its last.pt."""
     from seq2seq.checkpoint import load_model
     from seq2seq.config import to_yaml
     from seq2seq.data import encode_pairs, load_splits
@@ -284,7 +301,8 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, buckets, checkpoint: str, pr
     result_path = run_dir / "result.json"
     if not fresh and result_path.is_file():
         old = json.loads(result_path.read_text(encoding="utf-8"))
-        if old.get("config") == cfg.to_dict() and old.get("checkpoint") == checkpoint:
+        if (old.get("config") == cfg.to_dict() and old.get("checkpoint") == checkpoint
+                and list(old.get("bleu_by_length", {})) == [bucket_label(b) for b in buckets]):
             log(f"reusing the finished run in {run_dir} (--fresh trains it again)")
             return old
     same_run = (not fresh and (run_dir / "config.yaml").is_file()
@@ -525,6 +543,12 @@ def plot_positions(settings, rows, path: Path, title: str) -> None:
 
 # -- main -----------------------------------------------------------------------------------
 
+def _shown_path(path: str) -> str:
+    """A path relative to the repository when it is inside it (recipes/reverse.yaml)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else path
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="compare_teacher_forcing.py", description=__doc__,
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -624,7 +648,7 @@ def compare(args, argv: Sequence[str]) -> str:
         for s in settings for r in results[s.label]])
     pos_rows = position_rows(settings, results)
     write_csv(out / "position_accuracy.csv", pos_rows)
-    title = f"{Path(args.config).name}, {total} steps, {len(seeds)} seed(s)"
+    title = f"{_shown_path(args.config)}, {total} steps, {len(seeds)} seed(s)"
     plot_scores(rows, out / "scores.png", title)
     plot_by_length(rows, bucket_names, out / "bleu_by_length.png", title)
     plot_curves(settings, run_dirs, sched, out / "training_curves.png", title)
@@ -632,8 +656,10 @@ def compare(args, argv: Sequence[str]) -> str:
 
     table = markdown_table(rows, bucket_names, len(seeds))
     first = results[settings[0].label][0]
-    spread = "mean ± standard deviation over seeds " + ", ".join(map(str, seeds)) \
-        if len(seeds) > 1 else f"seed {seeds[0]}"
+    seeds_text = ("seeds " + ", ".join(map(str, seeds)) + ": mean ± standard deviation"
+                  if len(seeds) > 1 else f"seed {seeds[0]}")
+    config_text = _shown_path(args.config) + (" with --set " + " --set ".join(args.set)
+                                               if args.set else "")
     sched_lines = "\n".join(f"- `{r['setting']}`: {r['schedule']} (ratio "
                             f"{sched[r['setting']]['ratio_start']:.2f} -> "
                             f"{sched[r['setting']]['ratio_end']:.2f}, mean {r['ratio_mean']:.2f})"
@@ -642,15 +668,20 @@ def compare(args, argv: Sequence[str]) -> str:
 
     python scripts/compare_teacher_forcing.py {shlex.join(argv)}
 
-Config {args.config}{' with ' + ' '.join(args.set) if args.set else ''}; {total} steps per run
-({steps_per_epoch} batches per epoch); {spread}. Scores are greedy decoding of the
-{first['eval_split']} split with {args.checkpoint}.pt ({first['signature']}); the losses and
-token accuracies are on the {first['diag_split']} split. "loss TF"/"loss free": validation loss
-per token fed the gold previous token / the model's own argmax; "gap" = free - TF; "free acc":
-token accuracy of free-running greedy decoding over the reference's positions; "BLEU len":
-test BLEU by reference length in words; "train s": seconds in training steps.
+- config: {config_text}
+- budget: {total} steps per run ({steps_per_epoch} batches per epoch); {seeds_text}
+- scores: greedy decoding of the {first['eval_split']} split with each run's {args.checkpoint}.pt;
+  sacreBLEU {first['signature']}
+- diagnostics: on the {first['diag_split']} split
 
 {table}
+
+Columns: "mean ratio", the teacher-forcing ratio averaged over the training steps; "loss TF"
+and "loss free", the validation loss per token when the decoder is fed the gold previous token
+and when it is fed its own argmax; "gap" = loss free - loss TF (exposure bias); "free acc",
+token accuracy of free-running greedy decoding over the reference's positions (per position in
+position_accuracy.csv); "BLEU len", test BLEU by reference length in words; "train s", seconds
+spent in training steps.
 
 Schedules as resolved for this budget:
 {sched_lines}

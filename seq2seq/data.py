@@ -149,7 +149,9 @@ def load_dataset_dict(dcfg):
     except Exception as e:  # datasets raises many types for bad files; keep it one line
         for split, files in local_files.items():  # the usual suspects, named precisely
             for f in files:
-                if not Path(f).read_bytes()[:1 << 16].strip():
+                with open(f, "rb") as fh:
+                    blank = not fh.read(1 << 16).strip()
+                if blank:
                     raise UserError(f"data file {f} (data.data_files.{split}) is empty") from None
                 n = _first_bad_line(f)
                 if n is not None:

@@ -1,17 +1,18 @@
 r"""The recurrence of one layer and direction, with a hand-written backward.
 
 :class:`seq2seq.rnn.ManualRNN` steps :mod:`seq2seq.cells` under plain autograd: readable, and
-the reference this module is tested against, but autograd records about a dozen small ops per
-step and runs each weight gradient as ``T`` small matmuls. Here the loop over time steps of one
-layer and direction is one ``torch.autograd.Function``:
+the reference this module is tested against, but autograd records a dozen small ops per step,
+keeps every intermediate, and runs each weight gradient as ``T`` small matmuls. Here the loop
+over the time steps of one layer and direction is one ``torch.autograd.Function``:
 
-- forward: per step, one ``(B, H) @ (H, G*H)`` matmul and the gate arithmetic; the gate
-  activations (and for LSTM the cell states) are written into ``(B, T, .)`` buffers;
-- backward: per step, elementwise ops and one ``(B, G*H) @ (G*H, H)`` matmul, the gate gradients
+- forward: per step, one ``(B, H) @ (H, G*H)`` matmul (``b_hh`` included) and the gate
+  arithmetic; the gate activations, the state each step starts from and (LSTM) ``c_{t-1}`` and
+  ``tanh(c_t)`` are written into ``(B, T, .)`` buffers.
+- backward: the factors of the gate gradients that do not depend on the incoming gradient
+  (``sigma'``, ``tanh'`` and their products with the saved activations) for all steps at once;
+  then per step a few elementwise ops and one ``(B, G*H) @ (G*H, H)`` matmul, the gate gradients
   written into a ``(B, T, G*H)`` buffer; after the loop ``dW_hh`` and ``db_hh`` are one matmul
-  and one sum over all steps. Every factor of the gate gradients that does not depend on the
-  incoming gradient (``sigma'``, ``tanh'`` and their products with the saved activations) is
-  computed for all steps at once before the loop, so each step does only a handful of ops.
+  and one sum over all steps.
 
 The input projection ``gi = x @ W_ih^T + b_ih`` is computed outside (one matmul over all steps,
 as in ``ManualRNN``) and its gradient returned, so autograd handles ``W_ih``, ``b_ih`` and ``x``.
@@ -21,10 +22,12 @@ Gate order and equations are those of :mod:`seq2seq.cells` (``nn.LSTM``: i, f, g
 through step ``t`` unchanged (it has ended, or for the reverse direction not yet started), while
 ``out[b, t]`` is still the cell's output at that step, exactly as in ``ManualRNN``.
 
-The per-step matmuls can run through oneDNN with the weight reordered once per call
-(``torch.ops.mkldnn._reorder_linear_weight`` / ``_linear_pointwise``, private torch ops): used
-for float32 CPU tensors when :func:`mkldnn_available` says the ops exist and agree with
-``F.linear``, else plain ``torch.addmm``.
+Speed notes (torch 2.13 CPU, measured; ``scripts/bench.py layer`` compares the three versions):
+the matmuls are most of the time, so the per-step ones run through oneDNN with the weight
+reordered once per call (``torch.ops.mkldnn._reorder_linear_weight`` / ``_linear_pointwise``,
+private ops, used for float32 CPU tensors when :func:`mkldnn_available` finds they exist and
+agree with ``F.linear``; else plain ``torch.addmm``). ``tanh`` is computed as
+``2 sigmoid(2x) - 1`` (``torch.tanh`` is about 5x slower than ``torch.sigmoid`` here).
 """
 
 import functools
@@ -65,9 +68,14 @@ def _linear(weight: Tensor, bias: Optional[Tensor], batch: int, prepack: bool) -
     return lambda x: torch.addmm(bias, x, weight_t)
 
 
+#: False: the per-step matmuls run through plain ``torch.addmm`` even where oneDNN is available
+#: (for comparisons; both paths are tested to give equal results).
+ONEDNN = True
+
+
 def use_prepack(x: Tensor) -> bool:
     """Whether the oneDNN path applies to tensors like ``x`` (float32 on the CPU)."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and mkldnn_available()
+    return ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and mkldnn_available()
 
 
 def _tanh(x: Tensor, out: Tensor) -> Tensor:
@@ -103,10 +111,10 @@ class Recurrence(torch.autograd.Function):
                 h_prev[:, t] = h
                 c_prev[:, t] = c
                 gates = mm(h).add_(gi[:, t])  # (B, 4H)
-                a = acts[:, t]
-                torch.sigmoid(gates, out=a)
+                gates[:, 2 * H:3 * H].mul_(2)  # g = tanh(x) = 2 sigmoid(2x) - 1, see _tanh
+                a = torch.sigmoid(gates, out=acts[:, t])
                 i, f, g, o = a.chunk(4, dim=1)  # 4 x (B, H)
-                _tanh(gates[:, 2 * H:3 * H], out=g)
+                g.mul_(2).sub_(1)
                 c_t = torch.addcmul(f * c, i, g)  # (B, H)
                 h_t = torch.mul(o, _tanh(c_t, out=tanh_cs[:, t]), out=out[:, t])  # (B, H)
                 if valid is None:
@@ -114,7 +122,7 @@ class Recurrence(torch.autograd.Function):
                 else:  # freeze the state of sequences that have ended (or not yet started)
                     m = valid[:, t]  # (B, 1)
                     h, c = torch.where(m, h_t, h), torch.where(m, c_t, c)
-            ctx.save_for_backward(weight_hh, valid, acts, h_prev, c_prev, tanh_cs)
+            ctx.save_for_backward(weight_hh, valid, acts, h_prev, c_prev, tanh_cs, out)
         else:
             gh_n = gi.new_empty(B, T, H)  # W_hn h + b_hn, which r multiplies
             for t in steps:
@@ -136,7 +144,7 @@ class Recurrence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, d_out, d_hn, d_cn):
         if ctx.lstm:
-            weight_hh, valid, acts, h_prev, c_prev, tanh_cs = ctx.saved_tensors
+            weight_hh, valid, acts, h_prev, c_prev, tanh_cs, out = ctx.saved_tensors
         else:
             weight_hh, valid, acts, h_prev, gh_n = ctx.saved_tensors
         B, T, GH = acts.shape
@@ -145,16 +153,20 @@ class Recurrence(torch.autograd.Function):
         steps = range(T) if ctx.reverse else range(T - 1, -1, -1)  # forward's order, reversed
         mask = None if valid is None else valid.to(acts.dtype)  # (B, T, 1)
         dh = d_hn if d_hn is not None else acts.new_zeros(B, H)
-        # every factor of the gate gradients that does not depend on the incoming gradient,
-        # for all steps at once, in place in one buffer that the loop then turns into the
-        # gradients w.r.t. the gate pre-activations: d_gates[:, t] = k[:, t] * (dc_t or dh_t)
-        k = torch.addcmul(acts, acts, acts, value=-1)  # sigma' = s - s^2, (B, T, G*H)
+        # k: the factors of the gate gradients that do not depend on the incoming gradient, for
+        # all steps at once (in as few passes over memory as possible: that is their cost); the
+        # loop turns k in place into the gradients of the gate pre-activations, per step
+        # d_gates[:, t] = k[:, t] * dc_t (LSTM i, f, g), * dh_t (LSTM o, GRU)
         if ctx.lstm:
             i, f, g, o = acts.chunk(4, dim=2)  # 4 x (B, T, H)
+            k = torch.empty_like(acts)  # (B, T, 4H)
             k_i, k_f, k_g, k_o = k.chunk(4, dim=2)
-            k_g.sub_(g).add_(1)  # tanh' = 1 - g^2
-            k_i.mul_(g), k_f.mul_(c_prev), k_g.mul_(i), k_o.mul_(tanh_cs)  # d{i,f,g}/dc_t, do/dh_t
-            o_dtanh = torch.mul(tanh_cs, tanh_cs).neg_().add_(1).mul_(o)  # dc_t/dh_t, (B, T, H)
+            torch.addcmul(acts[..., :2 * H], acts[..., :2 * H], acts[..., :2 * H], value=-1,
+                          out=k[..., :2 * H])  # sigma' = s (1 - s) for i and f
+            k_i.mul_(g), k_f.mul_(c_prev)  # di/dc_t = g i', df/dc_t = c_{t-1} f'
+            torch.addcmul(i, i, torch.mul(g, g, out=k_g), value=-1, out=k_g)  # i (1 - g^2)
+            torch.addcmul(out, out, o, value=-1, out=k_o)  # do/dh_t = tanh(c_t) o' (out = o tanh c)
+            o_dtanh = torch.addcmul(o, out, tanh_cs, value=-1)  # dc_t/dh_t = o (1 - tanh(c_t)^2)
             k4 = k.view(B, T, 4, H)
             dc = d_cn if d_cn is not None else acts.new_zeros(B, H)
             for t in steps:
@@ -173,6 +185,7 @@ class Recurrence(torch.autograd.Function):
                     dh, dc = dh.add_(dh_pass), dc.add_(dc_pass)
             d_gi = d_gh = k
         else:
+            k = torch.addcmul(acts, acts, acts, value=-1)  # sigma' = s (1 - s), (B, T, 3H)
             r, z, n = acts.chunk(3, dim=2)  # 3 x (B, T, H)
             k_r, k_z, k_n = k.chunk(3, dim=2)
             k_n.sub_(n).add_(1).addcmul_(k_n, z, value=-1)  # dn_pre/dh_t = (1 - z)(1 - n^2)

@@ -168,15 +168,18 @@ def test_evaluate_checkpoint_decodes_the_test_split(toy):
 
 def test_translation_column_layout(tmp_path):
     """The WMT/OPUS layout on the hub: {"translation": {"en": ..., "de": ...}}."""
-    write_jsonl(tmp_path / "tr.jsonl", toy_rows(2, key="translation"))
+    rows = toy_rows(2, key="translation")
+    write_jsonl(tmp_path / "trv.jsonl", rows[:4])
+    rows.append({"translation": {"en": "cat " * 150, "de": "Katze " * 150}})  # over max_len
+    write_jsonl(tmp_path / "tr.jsonl", rows)
     (tmp_path / "c.yaml").write_text(f"""
-data: {{path: json, data_files: {{train: tr.jsonl, validation: tr.jsonl}}, src: en, tgt: de,
+data: {{path: json, data_files: {{train: tr.jsonl, validation: trv.jsonl}}, src: en, tgt: de,
        test_split: null}}
 {MODEL}
 train: {{max_steps: 3, batch_size: 8}}
 """)
     p = seq2seq("train", "--config", "c.yaml", "--out", "run", "--no-progress", cwd=tmp_path)
-    assert f"{2 * len(PAIRS)} training pairs" in p.stderr
+    assert f"{2 * len(PAIRS)} training pairs (1 dropped" in p.stderr  # the length filter
     assert (tmp_path / "run" / "last.pt").is_file()
 
 

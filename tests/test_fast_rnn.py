@@ -1,0 +1,173 @@
+"""The hand-written recurrence (seq2seq.fast_rnn) against the plain autograd loop it replaces.
+
+``ManualRNN(fast=False)`` (cells in a loop, plain autograd) is the reference: the fast path must
+give the same outputs, final states and gradients of every parameter, input and initial state,
+over mixed lengths, both directions and stacked layers; its backward must pass gradcheck; and
+the oneDNN prepacked-weight matmuls must agree with plain ``torch.addmm``.
+"""
+
+import itertools
+
+import pytest
+import torch
+
+from seq2seq import fast_rnn, rnn
+from seq2seq.fast_rnn import mkldnn_available, recurrence
+from seq2seq.rnn import ManualRNN, State, length_mask
+
+B, T, I, H = 4, 6, 5, 7
+LENGTHS = torch.tensor([6, 3, 1, 5])  # mixed, unsorted, one sequence full length
+ATOL = 1e-5
+
+CONFIGS = list(itertools.product(["lstm", "gru"], [1, 2], [False, True]))  # cell, layers, bidir
+IDS = [f"{c}-L{n}-{'bi' if b else 'uni'}" for c, n, b in CONFIGS]
+
+
+def random_state(cell, size, seed=1, requires_grad=False):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(size, B, H, generator=g).requires_grad_(requires_grad)
+    c = torch.randn(size, B, H, generator=g).requires_grad_(requires_grad) if cell == "lstm" else None
+    return State(h, c)
+
+
+def weighted_sum(tensors, seed=2):
+    """A loss in which every element of every tensor counts, with its own random weight."""
+    g = torch.Generator().manual_seed(seed)
+    return sum((t * torch.randn(t.shape, generator=g)).sum() for t in tensors if t is not None)
+
+
+def run(layer, x, lengths, state, fast):
+    """Outputs, final states, and gradients w.r.t. parameters, ``x`` and the initial state."""
+    layer.fast = fast
+    out, final = layer(x, lengths, state)
+    inputs = [x, *layer.parameters()] + ([] if state is None else [t for t in state if t is not None])
+    grads = torch.autograd.grad(weighted_sum([out, final.h, final.c]), inputs)
+    return [out, final.h] + ([] if final.c is None else [final.c]) + list(grads)
+
+
+@pytest.fixture
+def count_calls(monkeypatch):
+    """How many times ManualRNN called the fast recurrence."""
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return recurrence(*args, **kwargs)
+    monkeypatch.setattr(rnn, "recurrence", spy)
+    return calls
+
+
+@pytest.mark.parametrize("with_state", [False, True], ids=["zero-state", "given-state"])
+@pytest.mark.parametrize("lengths", [LENGTHS, None], ids=["mixed-lengths", "full-length"])
+@pytest.mark.parametrize("cell,num_layers,bidirectional", CONFIGS, ids=IDS)
+def test_fast_matches_plain(cell, num_layers, bidirectional, lengths, with_state, count_calls):
+    torch.manual_seed(0)
+    layer = ManualRNN(cell, I, H, num_layers, bidirectional)
+    D = 2 if bidirectional else 1
+    state = random_state(cell, num_layers * D, requires_grad=True) if with_state else None
+    x = torch.randn(B, T, I, requires_grad=True)
+    plain = run(layer, x, lengths, state, fast=False)
+    assert not count_calls
+    fast = run(layer, x, lengths, state, fast=True)
+    assert len(count_calls) == num_layers * D  # the fast path did run, once per layer and direction
+    assert len(fast) == len(plain)
+    for a, b in zip(fast, plain):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+
+
+def test_fast_matches_plain_with_dropout():
+    """Training mode with dropout between layers: the same dropout masks, the same results."""
+    layer = ManualRNN("lstm", I, H, num_layers=2, bidirectional=True, dropout=0.5).train()
+    x = torch.randn(B, T, I, requires_grad=True)
+    results = []
+    for fast in (False, True):
+        torch.manual_seed(3)
+        results.append(run(layer, x, LENGTHS, None, fast))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+
+
+def test_plain_loop_without_autograd(count_calls):
+    """Inference (no_grad, inference_mode, frozen parameters) and autocast take the plain loop."""
+    layer = ManualRNN("gru", I, H, num_layers=2)
+    x = torch.randn(B, T, I)
+    with torch.no_grad():
+        layer(x, LENGTHS)
+    with torch.inference_mode():
+        layer(x, LENGTHS)
+    layer.requires_grad_(False)
+    layer(x, LENGTHS)
+    layer.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = layer(x, LENGTHS)
+        out.float().sum().backward()
+    assert not count_calls
+    layer(x, LENGTHS)
+    assert len(count_calls) == 2
+
+
+def test_backward_twice_with_retained_graph():
+    """The backward does not modify what the forward saved."""
+    layer = ManualRNN("lstm", I, H, bidirectional=True)
+    x = torch.randn(B, T, I, requires_grad=True)
+    out, final = layer(x, LENGTHS)
+    loss = weighted_sum([out, final.h, final.c])
+    first = torch.autograd.grad(loss, [x, *layer.parameters()], retain_graph=True)
+    second = torch.autograd.grad(loss, [x, *layer.parameters()])
+    for a, b in zip(first, second):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def recurrence_inputs(cell, batch, steps, hidden, dtype, seed=0):
+    """``gi, h0, c0, weight_hh, bias_hh`` (all requiring grad) and a ``valid`` mask."""
+    G = 4 if cell == "lstm" else 3
+    g = torch.Generator().manual_seed(seed)
+    rand = lambda *shape, scale=1.0: (scale * torch.randn(*shape, generator=g, dtype=dtype)).requires_grad_()
+    gi, h0 = rand(batch, steps, G * hidden), rand(batch, hidden)
+    c0 = rand(batch, hidden) if cell == "lstm" else None
+    weight_hh, bias_hh = rand(G * hidden, hidden, scale=hidden ** -0.5), rand(G * hidden)
+    lengths = torch.arange(batch) % steps + 1  # 1, 2, ..., some full length
+    valid = length_mask(lengths, steps).unsqueeze(-1)  # (B, T, 1)
+    return (gi, h0, c0, weight_hh, bias_hh), valid
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["full-length", "mixed-lengths"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gradcheck(cell, reverse, masked):
+    inputs, valid = recurrence_inputs(cell, batch=3, steps=4, hidden=3, dtype=torch.float64)
+    valid = valid if masked else None
+    tensors = [t for t in inputs if t is not None]
+
+    def fn(*args):
+        args = list(args)
+        gi, h0 = args.pop(0), args.pop(0)
+        c0 = args.pop(0) if cell == "lstm" else None
+        out, h, c = recurrence(gi, h0, c0, *args, valid=valid, reverse=reverse)
+        return (out, h) if c is None else (out, h, c)
+    assert torch.autograd.gradcheck(fn, tensors)
+
+
+@pytest.mark.skipif(not mkldnn_available(), reason="no oneDNN prepacked-linear ops in this torch")
+@pytest.mark.parametrize("masked", [False, True], ids=["full-length", "mixed-lengths"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_prepacked_matches_addmm(cell, masked):
+    """The oneDNN prepacked-weight matmuls against plain torch.addmm: same outputs, gradients."""
+    inputs, valid = recurrence_inputs(cell, batch=8, steps=10, hidden=16, dtype=torch.float32)
+    valid = valid if masked else None
+    tensors = [t for t in inputs if t is not None]
+    results = []
+    for prepack in (False, True):
+        out, h, c = recurrence(*inputs, valid=valid, reverse=True, prepack=prepack)
+        results.append([out, h, c] + list(torch.autograd.grad(weighted_sum([out, h, c]), tensors)))
+    for a, b in zip(*results):
+        if a is not None:
+            torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+
+
+def test_prepack_only_where_it_applies(monkeypatch):
+    x32, x64 = torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.float64)
+    assert not fast_rnn.use_prepack(x64)  # float32 only
+    assert fast_rnn.use_prepack(x32) == mkldnn_available()
+    monkeypatch.setattr(fast_rnn, "ONEDNN", False)
+    assert not fast_rnn.use_prepack(x32)
