@@ -15,7 +15,7 @@ from . import __version__
 from .errors import UserError
 
 EPILOG_TRAIN = """examples:
-  seq2seq train --config recipes/reverse.yaml --out runs/reverse
+  seq2seq train --config my.yaml --out runs/my
   seq2seq train --config my.yaml --set model.cell=gru --set train.max_steps=2000 --out runs/gru
   seq2seq train --config my.yaml --out runs/gru --resume      # continue an interrupted run
 
@@ -74,22 +74,10 @@ def _write_lines(lines: List[str], path: Optional[str]) -> None:
 
 
 def _read_input(path: Optional[str], errors: str, what: str = "input file") -> List[str]:
-    from .data import read_lines
+    from .data import read_lines, split_lines
 
     if path is None or path == "-":
-        raw = sys.stdin.buffer.read()
-        lines = raw.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        out = []
-        for n, b in enumerate(lines, 1):
-            try:
-                out.append(b.decode("utf-8", errors=errors).rstrip("\r"))
-            except UnicodeDecodeError as e:
-                raise UserError(f"stdin line {n}: bytes that are not UTF-8 ({e.reason} at byte "
-                                f"{e.start}); use --encoding-errors replace to replace them"
-                                ) from None
-        return out
+        return split_lines(sys.stdin.buffer.read(), "stdin", errors)
     return read_lines(path, errors, what)
 
 

@@ -277,6 +277,7 @@ def load(path: Optional[Union[str, Path]] = None, overrides: List[str] = ()) -> 
         if not isinstance(d, dict):
             raise ConfigError(f"config file {p} must hold a mapping of sections "
                               f"({', '.join(_SECTIONS)})")
+    file_only = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
     for text in overrides:
         (section, key), value = parse_override(text)
         if section not in _SECTIONS:
@@ -288,7 +289,13 @@ def load(path: Optional[Union[str, Path]] = None, overrides: List[str] = ()) -> 
     try:
         return from_dict(d)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+        # name where the bad value came from: the file, or a --set override
+        try:
+            from_dict(file_only)
+            where = "--set" if overrides else None
+        except ConfigError:
+            where = str(path) if path else None
+        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
 
 
 def to_yaml(cfg: Config) -> str:

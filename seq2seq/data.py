@@ -50,6 +50,11 @@ def read_lines(path: str, errors: str = "strict", what: str = "data file") -> Li
         raw = p.read_bytes()
     except OSError as e:
         raise UserError(f"cannot read {what} {p}: {e.strerror}") from None
+    return split_lines(raw, str(p), errors)
+
+
+def split_lines(raw: bytes, name: str, errors: str = "strict") -> List[str]:
+    """UTF-8 ``raw`` bytes as lines; ``name`` (a file, "stdin") is used in error messages."""
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
@@ -58,7 +63,7 @@ def read_lines(path: str, errors: str = "strict", what: str = "data file") -> Li
         try:
             out.append(b.decode("utf-8", errors=errors).rstrip("\r"))
         except UnicodeDecodeError as e:
-            raise UserError(f"{p} line {n}: bytes that are not UTF-8 ({e.reason} at byte "
+            raise UserError(f"{name} line {n}: bytes that are not UTF-8 ({e.reason} at byte "
                             f"{e.start}); use --encoding-errors replace to replace them") from None
     return out
 

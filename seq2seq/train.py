@@ -192,9 +192,10 @@ def plot_curves(records: List[Dict[str, Any]], path: Path) -> None:
     steps = [r["step"] for r in records]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     a.plot(steps, [r["train_loss"] for r in records], label="train (as trained)")
-    a.plot(steps, [r["valid_loss"] for r in records], label="validation (teacher-forced)")
+    if "valid_loss" in records[-1]:  # no validation split: training curves only
+        a.plot(steps, [r.get("valid_loss") for r in records], label="validation (teacher-forced)")
+        b.plot(steps, [r.get("valid_bleu") for r in records], color="tab:green", marker=".")
     a.set_xlabel("step"), a.set_ylabel("loss per token"), a.legend()
-    b.plot(steps, [r["valid_bleu"] for r in records], color="tab:green", marker=".")
     b.set_xlabel("step"), b.set_ylabel("validation BLEU (greedy)")
     if "tf_ratio" in records[0]:
         c = b.twinx()
