@@ -85,6 +85,7 @@ class TrainConfig:
     patience: int = 0  # early stopping: validations without a BLEU gain (0: off)
     keep_last: int = 0  # also keep the checkpoints of the last N validations (step-N.pt), for averaging
     device: str = "auto"  # auto | cpu | cuda
+    amp: Literal["none", "bf16", "fp16"] = "none"  # autocast precision; fp16 (with a grad scaler) needs CUDA
     threads: int = 0  # torch threads (0: torch's default)
     valid_max_sentences: int = 1000  # decode at most this many validation sentences for BLEU
 

@@ -270,7 +270,9 @@ class Batch(NamedTuple):
     index: Tensor  # (B,) positions of these pairs in the data set
 
     def to(self, device) -> "Batch":
-        return Batch(*(t.to(device, non_blocking=True) for t in self))
+        if str(device).startswith("cuda"):  # pinned host memory: asynchronous copies
+            return Batch(*(t.pin_memory().to(device, non_blocking=True) for t in self))
+        return Batch(*(t.to(device) for t in self))
 
     @property
     def n_tokens(self) -> int:

@@ -58,7 +58,7 @@ def mkldnn_available() -> bool:
 
 
 def _linear(weight: Tensor, bias: Optional[Tensor], batch: int, prepack: bool) -> Linear:
-    """``x -> x @ weight^T + bias``; with ``prepack`` through oneDNN with the weight reordered once."""
+    """``x -> x @ weight^T + bias``; with ``prepack`` through oneDNN, the weight reordered once."""
     if prepack:
         packed = torch.ops.mkldnn._reorder_linear_weight(weight, batch)
         return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")

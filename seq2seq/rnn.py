@@ -79,8 +79,9 @@ class ManualRNN(nn.RNNBase):
             (dropout is applied to the outputs of every layer but the last, in training).
         fast: when autograd is recording (and autocast is off), run each layer and direction
             as :func:`seq2seq.fast_rnn.recurrence`: the same function with a hand-written
-            backward, 1.3-1.6x faster to train. False: always the plain loop over the cells,
-            the reference it is tested against. Also settable later (``rnn.fast = False``).
+            backward, 1.1-1.5x faster forward+backward (``scripts/bench.py layer``). False:
+            always the plain loop over the cells, the reference it is tested against. Also an
+            attribute (``rnn.fast = False``).
 
     The input projection ``x @ W_ih^T + b_ih`` of all time steps is one matmul per layer and
     direction before the loop; only ``h @ W_hh^T`` and the gate arithmetic run per step.
@@ -112,7 +113,8 @@ class ManualRNN(nn.RNNBase):
         valid = None if lengths is None else length_mask(lengths.to(x.device), T).unsqueeze(-1)  # (B, T, 1)
         # the hand-written backward pays off only when there is a backward; it runs in the
         # inputs' dtype, so under autocast the plain loop (whose ops autocast) runs instead
-        fast = (self.fast and torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type)
+        fast = (self.fast and torch.is_grad_enabled()
+                and not torch.is_autocast_enabled(x.device.type)
                 and any(p.requires_grad for p in self.parameters()))
         h_n, c_n = [], []
         layer_in = x  # (B, T, I)

@@ -60,6 +60,16 @@ def make_optimizer(model, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(model.parameters(), lr=lr)
 
 
+def mixed_precision(amp: str, device: torch.device):
+    """``(autocast context factory, grad scaler)`` for ``train.amp`` (none | bf16 | fp16)."""
+    if amp == "fp16" and device.type != "cuda":
+        raise UserError("train.amp=fp16 needs a CUDA device; use bf16 on a CPU")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    autocast = lambda: torch.autocast(device.type, dtype=dtype or torch.float32,
+                                      enabled=dtype is not None)
+    return autocast, torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+
+
 class Data:
     """The encoded splits of a run and its tokenizer."""
 
@@ -269,6 +279,7 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
     tok = data.tokenizer
     model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, PAD).to(device)
     opt = make_optimizer(model, t.lr)
+    autocast, scaler = mixed_precision(t.amp, device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {cfg.model.cell} {cfg.model.impl}, attention {cfg.model.attention}, "
         f"{n_params / 1e6:.2f}M parameters, on {device}")
@@ -365,8 +376,9 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
                 for g in opt.param_groups:
                     g["lr"] = learning_rate(t, st["step"], total_steps, st["plateau_factor"])
                 batch = batch.to(device)
-                logits = model(batch.src, batch.src_len, batch.tgt_in, tf_ratio,
-                               cfg.teacher_forcing.feed)
+                with autocast():
+                    logits = model(batch.src, batch.src_len, batch.tgt_in, tf_ratio,
+                                   cfg.teacher_forcing.feed)
                 loss_sum, n = masked_cross_entropy(logits, batch.tgt_out, PAD, t.label_smoothing)
                 loss = loss_sum / max(1, n)
                 if not torch.isfinite(loss):
@@ -378,10 +390,12 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
                                     f"{st['step'] + 1}: stopped; {kept}. Try a lower train.lr "
                                     "or train.clip_norm")
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.scale(loss).backward()
                 if t.clip_norm:
+                    scaler.unscale_(opt)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_norm)
-                opt.step()
+                scaler.step(opt)
+                scaler.update()
                 dt = time.perf_counter() - t0
                 st["step"] += 1
                 st["batch"] += 1

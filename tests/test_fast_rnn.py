@@ -26,8 +26,8 @@ IDS = [f"{c}-L{n}-{'bi' if b else 'uni'}" for c, n, b in CONFIGS]
 def random_state(cell, size, seed=1, requires_grad=False):
     g = torch.Generator().manual_seed(seed)
     h = torch.randn(size, B, H, generator=g).requires_grad_(requires_grad)
-    c = torch.randn(size, B, H, generator=g).requires_grad_(requires_grad) if cell == "lstm" else None
-    return State(h, c)
+    c = torch.randn(size, B, H, generator=g).requires_grad_(requires_grad)
+    return State(h, c if cell == "lstm" else None)
 
 
 def weighted_sum(tensors, seed=2):
@@ -40,7 +40,7 @@ def run(layer, x, lengths, state, fast):
     """Outputs, final states, and gradients w.r.t. parameters, ``x`` and the initial state."""
     layer.fast = fast
     out, final = layer(x, lengths, state)
-    inputs = [x, *layer.parameters()] + ([] if state is None else [t for t in state if t is not None])
+    inputs = [x, *layer.parameters(), *(t for t in (state or ()) if t is not None)]
     grads = torch.autograd.grad(weighted_sum([out, final.h, final.c]), inputs)
     return [out, final.h] + ([] if final.c is None else [final.c]) + list(grads)
 
@@ -122,11 +122,13 @@ def recurrence_inputs(cell, batch, steps, hidden, dtype, seed=0):
     """``gi, h0, c0, weight_hh, bias_hh`` (all requiring grad) and a ``valid`` mask."""
     G = 4 if cell == "lstm" else 3
     g = torch.Generator().manual_seed(seed)
-    rand = lambda *shape, scale=1.0: (scale * torch.randn(*shape, generator=g, dtype=dtype)).requires_grad_()
+
+    def rand(*shape, scale=1.0):
+        return (scale * torch.randn(*shape, generator=g, dtype=dtype)).requires_grad_()
     gi, h0 = rand(batch, steps, G * hidden), rand(batch, hidden)
     c0 = rand(batch, hidden) if cell == "lstm" else None
     weight_hh, bias_hh = rand(G * hidden, hidden, scale=hidden ** -0.5), rand(G * hidden)
-    lengths = torch.arange(batch) % steps + 1  # 1, 2, ..., some full length
+    lengths = steps - torch.arange(batch) % steps  # steps (full length), steps - 1, ...
     valid = length_mask(lengths, steps).unsqueeze(-1)  # (B, T, 1)
     return (gi, h0, c0, weight_hh, bias_hh), valid
 
