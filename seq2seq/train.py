@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from tqdm import tqdm
@@ -244,10 +244,8 @@ def prepare_out(out: Path, resume: bool, overwrite: bool) -> Optional[Path]:
     return None
 
 
-def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, dataset=None,
-          progress: bool = True, extra_validation=None, encoding_errors: str = "strict"
-          ) -> Dict[str, Any]:
-    """Train a model as configured; returns a summary (steps, best validation scores, time).
+class Trainer:
+    """One training run: data, model, optimizer, the loop's state, checkpoints and metrics.
 
     ``dataset``: a ``datasets.DatasetDict`` to use instead of ``cfg.data``. ``extra_validation``:
     keyword arguments for :func:`validate` (e.g. ``free_running=True``). ``encoding_errors``:
@@ -259,79 +257,115 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
     not the extra one at the end of a run, so that stopping at step k and resuming gives the
     same model as one run.
     """
-    out = Path(out)
-    start_ckpt = prepare_out(out, resume, overwrite)
-    t = cfg.train
-    device = pick_device(t.device)
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    torch.manual_seed(t.seed)
-    random.seed(t.seed)
-    ckpt = checkpoint.load(start_ckpt) if start_ckpt else None
-    if ckpt is not None and ckpt["config"]["model"] != dataclasses.asdict(cfg.model):
-        raise UserError(f"--resume: the model section of the config differs from the one in "
-                        f"{start_ckpt}; resume with the same model settings")
-    if ckpt is not None and not all(k in ckpt for k in ("optimizer", "train_state", "rng")):
-        raise UserError(f"--resume: {start_ckpt} holds no training state (optimizer, step, RNG; "
-                        "an averaged checkpoint?), so it cannot be resumed")
-    data = Data(cfg, Tokenizer.from_state(ckpt["tokenizer"]) if ckpt else None, dataset,
-                encoding_errors)
-    tok = data.tokenizer
-    model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, PAD).to(device)
-    opt = make_optimizer(model, t.lr)
-    autocast, scaler = mixed_precision(t.amp, device)
-    n_params = sum(p.numel() for p in model.parameters())
-    log(f"model: {cfg.model.cell} {cfg.model.impl}, attention {cfg.model.attention}, "
-        f"{n_params / 1e6:.2f}M parameters, on {device}")
-    (out / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
 
-    steps_per_epoch = len(data.train_batches(cfg, 0))
-    total_steps = min(t.max_steps or 10**12, t.epochs * steps_per_epoch)
-    tf_total = total_steps if cfg.teacher_forcing.unit == "step" else t.epochs
-    pf = padding_fraction([len(s) + 1 for s in data.train.tgt], data.train_batches(cfg, 0))
-    log(f"batches: {steps_per_epoch} per epoch, target padding {100 * pf:.1f}%; "
-        f"{total_steps} steps in all")
+    def __init__(self, cfg: Config, out, resume: bool = False, overwrite: bool = False,
+                 dataset=None, progress: bool = True, extra_validation=None,
+                 encoding_errors: str = "strict") -> None:
+        self.cfg, self.out, self.progress = cfg, Path(out), progress
+        self.extra_validation = extra_validation or {}
+        start_ckpt = prepare_out(self.out, resume, overwrite)
+        t = cfg.train
+        self.device = pick_device(t.device)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        torch.manual_seed(t.seed)
+        random.seed(t.seed)
+        ckpt = checkpoint.load(start_ckpt) if start_ckpt else None
+        if ckpt is not None and ckpt["config"]["model"] != dataclasses.asdict(cfg.model):
+            raise UserError(f"--resume: the model section of the config differs from the one in "
+                            f"{start_ckpt}; resume with the same model settings")
+        if ckpt is not None and not all(k in ckpt for k in ("optimizer", "train_state", "rng")):
+            raise UserError(f"--resume: {start_ckpt} holds no training state (optimizer, step, "
+                            "RNG; an averaged checkpoint?), so it cannot be resumed")
+        self.data = Data(cfg, Tokenizer.from_state(ckpt["tokenizer"]) if ckpt else None, dataset,
+                         encoding_errors)
+        self.tok = tok = self.data.tokenizer
+        self.model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size,
+                                         PAD).to(self.device)
+        self.opt = make_optimizer(self.model, t.lr)
+        self.autocast, self.scaler = mixed_precision(t.amp, self.device)
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+        log(f"model: {cfg.model.cell} {cfg.model.impl}, attention {cfg.model.attention}, "
+            f"{self.n_params / 1e6:.2f}M parameters, on {self.device}")
+        (self.out / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
 
-    no_score = [-1.0, -1.0, -math.inf]  # (BLEU, chrF, -loss) of no validation yet
-    st = {"step": 0, "epoch": 0, "batch": 0, "best_bleu": -1.0, "best_key": no_score,
-          "sched_best": no_score, "bad_evals": 0, "plateau_factor": 1.0, "train_seconds": 0.0}
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        st.update(ckpt["train_state"])
-        set_rng_state(ckpt["rng"])
-        log(f"resumed from {start_ckpt} at step {st['step']}")
+        steps_per_epoch = len(self.data.train_batches(cfg, 0))
+        self.total_steps = min(t.max_steps or 10**12, t.epochs * steps_per_epoch)
+        self.tf_total = self.total_steps if cfg.teacher_forcing.unit == "step" else t.epochs
+        pf = padding_fraction([len(s) + 1 for s in self.data.train.tgt],
+                              self.data.train_batches(cfg, 0))
+        log(f"batches: {steps_per_epoch} per epoch, target padding {100 * pf:.1f}%; "
+            f"{self.total_steps} steps in all")
 
-    def payload():
-        return {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                "config": cfg.to_dict(), "tokenizer": tok.state(), "train_state": dict(st),
-                "rng": rng_state()}
+        no_score = [-1.0, -1.0, -math.inf]  # (BLEU, chrF, -loss) of no validation yet
+        self.st = {"step": 0, "epoch": 0, "batch": 0, "best_bleu": -1.0, "best_key": no_score,
+                   "sched_best": no_score, "bad_evals": 0, "plateau_factor": 1.0,
+                   "train_seconds": 0.0}
+        if ckpt is not None:
+            self.model.load_state_dict(ckpt["model"])
+            self.opt.load_state_dict(ckpt["optimizer"])
+            self.st.update(ckpt["train_state"])
+            set_rng_state(ckpt["rng"])
+            log(f"resumed from {start_ckpt} at step {self.st['step']}")
 
-    metrics_path = out / "metrics.jsonl"
-    records = [json.loads(l) for l in metrics_path.read_text().splitlines()] \
-        if ckpt is not None and metrics_path.exists() else []
-    records = [r for r in records if r["step"] <= st["step"]]
-    if ckpt is not None:  # drop records written after the checkpoint (a kill in between)
-        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    extra_validation = extra_validation or {}
-    window = {"loss": 0.0, "tokens": 0, "time": 0.0}
-    plotted = [time.time()]  # when curves.png was last drawn (and once more at the end)
+        self.metrics_path = self.out / "metrics.jsonl"
+        records = [json.loads(l) for l in self.metrics_path.read_text().splitlines()] \
+            if ckpt is not None and self.metrics_path.exists() else []
+        self.records = [r for r in records if r["step"] <= self.st["step"]]
+        if ckpt is not None:  # drop records written after the checkpoint (a kill in between)
+            self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in self.records),
+                                         encoding="utf-8")
+        self.window = {"loss": 0.0, "tokens": 0, "time": 0.0}  # since the last validation
+        self.plotted = time.time()  # when curves.png was last drawn (and once more at the end)
 
-    def evaluate_and_save(tf_ratio: float, scheduled: bool = True) -> bool:
+    def payload(self) -> Dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "config": self.cfg.to_dict(), "tokenizer": self.tok.state(),
+                "train_state": dict(self.st), "rng": rng_state()}
+
+    def train_step(self, batch, tf_ratio: float) -> Tuple[float, int]:
+        """One update; returns the summed token loss and the number of target tokens."""
+        t, st, opt = self.cfg.train, self.st, self.opt
+        for g in opt.param_groups:
+            g["lr"] = learning_rate(t, st["step"], self.total_steps, st["plateau_factor"])
+        batch = batch.to(self.device)
+        with self.autocast():
+            logits = self.model(batch.src, batch.src_len, batch.tgt_in, tf_ratio,
+                                self.cfg.teacher_forcing.feed)  # (B, T, V)
+        loss_sum, n = masked_cross_entropy(logits, batch.tgt_out, PAD, t.label_smoothing)
+        loss = loss_sum / max(1, n)
+        if not torch.isfinite(loss):
+            kept = (f"the last good checkpoint is {self.out / 'last.pt'} (step "
+                    f"{self.records[-1]['step'] if self.records else '?'})"
+                    if (self.out / "last.pt").is_file() else "no checkpoint was saved yet")
+            raise UserError(f"the training loss is {loss.item()} at step {st['step'] + 1}: "
+                            f"stopped; {kept}. Try a lower train.lr or train.clip_norm")
+        opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if t.clip_norm:
+            self.scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
+        self.scaler.step(opt)
+        self.scaler.update()
+        return float(loss_sum.detach()), n
+
+    def validate_and_save(self, tf_ratio: float, scheduled: bool = True) -> bool:
         """Validate, log, save last/best; True when early stopping says stop.
 
         ``scheduled=False`` (the extra validation at the end of a run) leaves the plateau
         schedule and early stopping alone.
         """
+        t, st, window = self.cfg.train, self.st, self.window
         rec = {"step": st["step"], "epoch": st["epoch"], "tf_ratio": round(tf_ratio, 4),
-               "lr": opt.param_groups[0]["lr"],
+               "lr": self.opt.param_groups[0]["lr"],
                "train_loss": window["loss"] / max(1, window["tokens"]),
                "tokens_per_s": window["tokens"] / max(1e-9, window["time"]),
                "train_seconds": round(st["train_seconds"], 1)}
         window.update(loss=0.0, tokens=0, time=0.0)
         improved = True
-        if data.valid is not None:
-            rec.update(validate(model, data.valid, tok, cfg, device, **extra_validation))
+        if self.data.valid is not None:
+            rec.update(validate(self.model, self.data.valid, self.tok, self.cfg, self.device,
+                                **self.extra_validation))
             key = _score_key(rec)
             improved = key > st["best_key"]
             if improved:
@@ -345,99 +379,94 @@ def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, datas
             log(f"step {st['step']}: valid loss {rec['valid_loss']:.3f} ppl "
                 f"{rec['valid_ppl']:.2f} BLEU {rec['valid_bleu']:.2f} chrF "
                 f"{rec['valid_chrf']:.2f} (tf {tf_ratio:.2f})")
-        records.append(rec)
-        with open(metrics_path, "a", encoding="utf-8") as f:
+        self.records.append(rec)
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
-        checkpoint.save(payload(), out / "last.pt")
+        payload = self.payload()
+        checkpoint.save(payload, self.out / "last.pt")
         if improved:
-            checkpoint.save(payload(), out / "best.pt")
+            checkpoint.save(payload, self.out / "best.pt")
         if t.keep_last:
-            checkpoint.save(payload(), out / f"step-{st['step']}.pt")
-            kept = sorted(out.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+            checkpoint.save(payload, self.out / f"step-{st['step']}.pt")
+            kept = sorted(self.out.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
             for old in kept[:-t.keep_last]:
                 old.unlink()
-        if time.time() - plotted[0] > 60:  # drawing takes a while: at most once a minute
-            plot_curves(records, out / "curves.png")
-            plotted[0] = time.time()
+        if time.time() - self.plotted > 60:  # drawing takes a while: at most once a minute
+            plot_curves(self.records, self.out / "curves.png")
+            self.plotted = time.time()
         return bool(t.patience) and st["bad_evals"] >= t.patience
 
-    model.train()
-    stopped_by = None
-    tf_ratio = teacher_forcing.ratio_at(cfg.teacher_forcing, 0, tf_total)
-    bar = tqdm(total=total_steps, initial=st["step"], desc="train", unit="step",
-               disable=not progress, dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
-    with _Stop() as stop:
-        while st["step"] < total_steps and st["epoch"] < t.epochs and stopped_by is None:
-            batches = data.train_batches(cfg, st["epoch"])
-            for batch in iterate(data.train, batches[st["batch"]:]):
-                t0 = time.perf_counter()
-                unit_i = st["step"] if cfg.teacher_forcing.unit == "step" else st["epoch"]
-                tf_ratio = teacher_forcing.ratio_at(cfg.teacher_forcing, unit_i, tf_total)
-                for g in opt.param_groups:
-                    g["lr"] = learning_rate(t, st["step"], total_steps, st["plateau_factor"])
-                batch = batch.to(device)
-                with autocast():
-                    logits = model(batch.src, batch.src_len, batch.tgt_in, tf_ratio,
-                                   cfg.teacher_forcing.feed)
-                loss_sum, n = masked_cross_entropy(logits, batch.tgt_out, PAD, t.label_smoothing)
-                loss = loss_sum / max(1, n)
-                if not torch.isfinite(loss):
-                    bar.close()
-                    kept = (f"the last good checkpoint is {out / 'last.pt'} (step "
-                            f"{records[-1]['step'] if records else '?'})"
-                            if (out / "last.pt").is_file() else "no checkpoint was saved yet")
-                    raise UserError(f"the training loss is {loss.item()} at step "
-                                    f"{st['step'] + 1}: stopped; {kept}. Try a lower train.lr "
-                                    "or train.clip_norm")
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if t.clip_norm:
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_norm)
-                scaler.step(opt)
-                scaler.update()
-                dt = time.perf_counter() - t0
-                st["step"] += 1
-                st["batch"] += 1
-                st["train_seconds"] += dt
-                window["loss"] += float(loss_sum.detach())
-                window["tokens"] += n
-                window["time"] += dt
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{n / dt:.0f}",
-                                tf=f"{tf_ratio:.2f}", refresh=False)
-                if t.eval_every and st["step"] % t.eval_every == 0:
-                    if evaluate_and_save(tf_ratio):
+    def run(self) -> Dict[str, Any]:
+        """The loop: epochs of bucketed batches until the step, epoch or time budget is spent."""
+        cfg, t, st = self.cfg, self.cfg.train, self.st
+        self.model.train()
+        stopped_by = None
+        tf_ratio = teacher_forcing.ratio_at(cfg.teacher_forcing, 0, self.tf_total)
+        bar = tqdm(total=self.total_steps, initial=st["step"], desc="train", unit="step",
+                   disable=not self.progress, dynamic_ncols=True, mininterval=0.5,
+                   file=sys.stderr)
+        with _Stop() as stop:
+            while st["step"] < self.total_steps and st["epoch"] < t.epochs and stopped_by is None:
+                batches = self.data.train_batches(cfg, st["epoch"])
+                for batch in iterate(self.data.train, batches[st["batch"]:]):
+                    t0 = time.perf_counter()
+                    unit_i = st["step"] if cfg.teacher_forcing.unit == "step" else st["epoch"]
+                    tf_ratio = teacher_forcing.ratio_at(cfg.teacher_forcing, unit_i, self.tf_total)
+                    try:
+                        loss_sum, n = self.train_step(batch, tf_ratio)
+                    except UserError:
+                        bar.close()
+                        raise
+                    dt = time.perf_counter() - t0
+                    st["step"] += 1
+                    st["batch"] += 1
+                    st["train_seconds"] += dt
+                    self.window["loss"] += loss_sum
+                    self.window["tokens"] += n
+                    self.window["time"] += dt
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_sum / max(1, n):.3f}", tok_s=f"{n / dt:.0f}",
+                                    tf=f"{tf_ratio:.2f}", refresh=False)
+                    if t.eval_every and st["step"] % t.eval_every == 0:
+                        if self.validate_and_save(tf_ratio):
+                            stopped_by = "early stopping"
+                    if stop.signal is not None:
+                        stopped_by = signal.Signals(stop.signal).name
+                    elif t.max_minutes and st["train_seconds"] >= 60 * t.max_minutes:
+                        stopped_by = "time budget"
+                    if st["step"] >= self.total_steps or stopped_by:
+                        break
+                else:
+                    st["epoch"] += 1
+                    st["batch"] = 0
+                    if not t.eval_every and self.validate_and_save(tf_ratio):
                         stopped_by = "early stopping"
-                if stop.signal is not None:
-                    stopped_by = signal.Signals(stop.signal).name
-                elif t.max_minutes and st["train_seconds"] >= 60 * t.max_minutes:
-                    stopped_by = "time budget"
-                if st["step"] >= total_steps or stopped_by:
-                    break
-            else:
-                st["epoch"] += 1
-                st["batch"] = 0
-                if not t.eval_every:
-                    if evaluate_and_save(tf_ratio):
-                        stopped_by = "early stopping"
-        bar.close()
-        interrupted = bool(stopped_by and stopped_by.startswith("SIG"))
-        if interrupted:
-            checkpoint.save(payload(), out / "last.pt")
-            log(f"stopped by {stopped_by} at step {st['step']}; checkpoint saved to "
-                f"{out / 'last.pt'}; continue with --resume")
-        elif not records or records[-1]["step"] != st["step"]:
-            evaluate_and_save(tf_ratio, scheduled=False)
-    if records:
-        plot_curves(records, out / "curves.png")
-    if stopped_by == "time budget":
-        log(f"time budget: stopped after {st['train_seconds'] / 60:.1f} minutes of training "
-            f"(train.max_minutes={t.max_minutes}) at step {st['step']}")
-    if stopped_by == "early stopping":
-        log(f"early stopping at step {st['step']}: no BLEU gain in {t.patience} validations")
-    best = max((r for r in records if "valid_bleu" in r), key=_score_key,
-               default=records[-1] if records else {})
-    return {"steps": st["step"], "epochs": st["epoch"], "train_seconds": st["train_seconds"],
-            "best": best, "interrupted": interrupted,
-            "out": str(out), "parameters": n_params}
+            bar.close()
+            interrupted = bool(stopped_by and stopped_by.startswith("SIG"))
+            if interrupted:
+                checkpoint.save(self.payload(), self.out / "last.pt")
+                log(f"stopped by {stopped_by} at step {st['step']}; checkpoint saved to "
+                    f"{self.out / 'last.pt'}; continue with --resume")
+            elif not self.records or self.records[-1]["step"] != st["step"]:
+                self.validate_and_save(tf_ratio, scheduled=False)
+        if self.records:
+            plot_curves(self.records, self.out / "curves.png")
+        if stopped_by == "time budget":
+            log(f"time budget: stopped after {st['train_seconds'] / 60:.1f} minutes of training "
+                f"(train.max_minutes={t.max_minutes}) at step {st['step']}")
+        if stopped_by == "early stopping":
+            log(f"early stopping at step {st['step']}: no BLEU gain in {t.patience} validations")
+        best = max((r for r in self.records if "valid_bleu" in r), key=_score_key,
+                   default=self.records[-1] if self.records else {})
+        return {"steps": st["step"], "epochs": st["epoch"], "train_seconds": st["train_seconds"],
+                "best": best, "interrupted": interrupted, "out": str(self.out),
+                "parameters": self.n_params}
+
+
+def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, dataset=None,
+          progress: bool = True, extra_validation=None, encoding_errors: str = "strict"
+          ) -> Dict[str, Any]:
+    """Train a model as configured (see :class:`Trainer`); returns a summary of the run
+    (steps, epochs, training seconds, the best validation record, parameters)."""
+    return Trainer(cfg, out, resume, overwrite, dataset, progress, extra_validation,
+                   encoding_errors).run()
