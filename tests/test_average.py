@@ -1,0 +1,41 @@
+"""Checkpoint averaging: the mean of the weights, usable by translate."""
+
+import torch
+
+from seq2seq import checkpoint
+from seq2seq.config import Config, ModelConfig
+from seq2seq.model import Seq2Seq
+from seq2seq.tokenizer import PAD, Tokenizer
+
+
+def make_ckpt(path, seed, tok):
+    torch.manual_seed(seed)
+    cfg = Config(model=ModelConfig(embedding_dim=8, hidden_size=8))
+    model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, PAD)
+    checkpoint.save({"model": model.state_dict(), "config": cfg.to_dict(),
+                     "tokenizer": tok.state()}, path)
+    return model.state_dict()
+
+
+def test_average_is_the_mean_and_translates(tmp_path, run_cli):
+    tok = Tokenizer.train(["a b c d"] * 20, ["d c b a"] * 20, Config().tokenizer)
+    a = make_ckpt(tmp_path / "a.pt", 1, tok)
+    b = make_ckpt(tmp_path / "b.pt", 2, tok)
+    run_cli("average", "--checkpoints", tmp_path / "a.pt", tmp_path / "b.pt",
+            "--out", tmp_path / "avg.pt")
+    avg = checkpoint.load(tmp_path / "avg.pt")["model"]
+    for k in a:
+        assert torch.allclose(avg[k], (a[k] + b[k]) / 2, atol=1e-6), k
+    p = run_cli("translate", "--checkpoint", tmp_path / "avg.pt", input="a b\n\nc\n")
+    assert len(p.stdout.splitlines()) == 3
+
+
+def test_average_refuses_checkpoints_of_different_runs(tmp_path, run_cli):
+    tok1 = Tokenizer.train(["a b c d"] * 20, ["d c b a"] * 20, Config().tokenizer)
+    tok2 = Tokenizer.train(["x y z"] * 20, ["z y x"] * 20, Config().tokenizer)
+    make_ckpt(tmp_path / "a.pt", 1, tok1)
+    make_ckpt(tmp_path / "b.pt", 1, tok2)
+    p = run_cli("average", "--checkpoints", tmp_path / "a.pt", tmp_path / "b.pt",
+                "--out", tmp_path / "avg.pt", check=False)
+    assert p.returncode == 2 and "not from the same run" in p.stderr
+    assert "Traceback" not in p.stderr

@@ -1,0 +1,87 @@
+"""Beam search: batched over sentences and beams, GNMT length normalization, n-best."""
+
+import pytest
+import torch
+
+from seq2seq.config import ModelConfig
+from seq2seq.data import collate
+from seq2seq.decode import beam_search, gnmt_length_penalty, greedy
+from seq2seq.model import Seq2Seq
+from seq2seq.tokenizer import EOS, PAD
+
+VOCAB = 4 + 8  # reverse sequences of 8 symbols (ids 4..11)
+
+
+@pytest.fixture(scope="module")
+def model_and_batch():
+    """A half-trained model: it says EOS, but is unsure enough for beams to differ."""
+    g = torch.Generator().manual_seed(3)
+    src = [torch.randint(4, VOCAB, (int(torch.randint(3, 9, (1,), generator=g)),),
+                         generator=g).tolist() for _ in range(32)]
+    batch = collate(src, [s[::-1] for s in src], range(len(src)))
+    torch.manual_seed(3)
+    model = Seq2Seq.from_config(ModelConfig(cell="gru", embedding_dim=16, hidden_size=32,
+                                            dropout=0.0, input_feeding=True), VOCAB, VOCAB, PAD)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(30):
+        logits = model(batch.src, batch.src_len, batch.tgt_in)
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.tgt_out,
+                                                 ignore_index=PAD)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), batch
+
+
+def log_prob(model, src, src_len, hyp):
+    """log P(hyp + EOS | src) by teacher forcing."""
+    tgt_in = torch.tensor([[2] + hyp])
+    tgt_out = torch.tensor([hyp + [EOS]])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(src, src_len, tgt_in).float(), -1)  # (1, T, V)
+    return float(logp.gather(2, tgt_out.unsqueeze(-1)).sum())
+
+
+def test_beam_of_one_without_length_penalty_is_greedy(model_and_batch):
+    model, b = model_and_batch
+    g, _ = greedy(model, b.src, b.src_len)
+    beams = beam_search(model, b.src, b.src_len, beam=1, length_penalty=0.0)
+    assert [x[0][1] for x in beams] == g
+    assert any(len(h) < 1.5 * int(n) + 10 for h, n in zip(g, b.src_len))  # EOS was said
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_scores_are_normalized_log_probabilities(model_and_batch, alpha):
+    model, b = model_and_batch
+    beams = beam_search(model, b.src, b.src_len, beam=4, length_penalty=alpha, n_best=3)
+    for i, nbest in enumerate(beams[:8]):
+        n = int(b.src_len[i])
+        scores = [s for s, _ in nbest]
+        assert scores == sorted(scores, reverse=True)
+        assert len({tuple(h) for _, h in nbest}) == len(nbest)  # distinct hypotheses
+        for score, hyp in nbest:
+            lp = float(gnmt_length_penalty(torch.tensor(len(hyp) + 1), alpha))
+            expected = log_prob(model, b.src[i:i + 1, :n], b.src_len[i:i + 1], hyp) / lp
+            assert score == pytest.approx(expected, abs=1e-3)
+
+
+def test_wider_beam_finds_at_least_as_probable_output(model_and_batch):
+    model, b = model_and_batch
+    g, _ = greedy(model, b.src, b.src_len)
+    beams = beam_search(model, b.src, b.src_len, beam=5, length_penalty=0.0)
+    better = 0
+    for i, (nb, hyp) in enumerate(zip(beams, g)):
+        n = int(b.src_len[i])
+        greedy_lp = log_prob(model, b.src[i:i + 1, :n], b.src_len[i:i + 1], hyp)
+        assert nb[0][0] >= greedy_lp - 1e-4
+        better += nb[0][0] > greedy_lp + 1e-4
+    assert better > 0  # the beam is not just greedy search in disguise
+
+
+def test_batched_equals_one_sentence_at_a_time(model_and_batch):
+    model, b = model_and_batch
+    batched = beam_search(model, b.src, b.src_len, beam=3, n_best=2)
+    for i in range(6):
+        n = int(b.src_len[i])
+        alone = beam_search(model, b.src[i:i + 1, :n], b.src_len[i:i + 1], beam=3, n_best=2)
+        assert [h for _, h in alone[0]] == [h for _, h in batched[i]]
