@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, teacher_forcing
+from . import checkpoint, distributed, teacher_forcing
 from .config import Config, to_yaml
 from .data import (IdPairs, bucket_batches, encode_pairs, filter_length, iterate, load_splits,
                    padding_fraction)
@@ -31,8 +31,12 @@ from .model import Seq2Seq
 from .tokenizer import PAD, Tokenizer
 
 
+_QUIET = {"on": False}  # set on the ranks other than 0 of a distributed run
+
+
 def log(msg: str) -> None:
-    tqdm.write(msg, file=sys.stderr)
+    if not _QUIET["on"]:
+        tqdm.write(msg, file=sys.stderr)
 
 
 def pick_device(name: str) -> torch.device:
@@ -94,10 +98,15 @@ class Data:
             f"{self.tokenizer.src_vocab_size}/{self.tokenizer.tgt_vocab_size}; "
             f"{time.time() - t0:.1f} s")
 
-    def train_batches(self, cfg, epoch: int) -> List[List[int]]:
+    def train_batches(self, cfg, epoch: int, d: distributed.Dist = distributed.Dist()
+                      ) -> List[List[int]]:
+        """This epoch's batches (this rank's shards of the global batches when distributed)."""
         t = cfg.train
-        return bucket_batches([len(s) for s in self.train.src], [len(s) for s in self.train.tgt],
-                              t.batch_size, t.batch_tokens, seed=t.seed * 100003 + epoch)
+        global_batches = bucket_batches(
+            [len(s) for s in self.train.src], [len(s) for s in self.train.tgt],
+            t.batch_size * d.world, t.batch_tokens and t.batch_tokens * d.world,
+            seed=t.seed * 100003 + epoch)
+        return distributed.shard(global_batches, d)
 
 
 @torch.no_grad()
@@ -263,9 +272,15 @@ class Trainer:
                  encoding_errors: str = "strict") -> None:
         self.cfg, self.out, self.progress = cfg, Path(out), progress
         self.extra_validation = extra_validation or {}
-        start_ckpt = prepare_out(self.out, resume, overwrite)
         t = cfg.train
         self.device = pick_device(t.device)
+        self.dist = d = distributed.setup(self.device.type)
+        _QUIET["on"] = not d.main
+        if d.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", d.local_rank)
+        # rank 0 checks and prepares the run folder; the broadcast makes the others wait for it
+        start_ckpt = distributed.broadcast(
+            prepare_out(self.out, resume, overwrite) if d.main else None, d)
         if t.threads:
             torch.set_num_threads(t.threads)
         torch.manual_seed(t.seed)
@@ -277,25 +292,34 @@ class Trainer:
         if ckpt is not None and not all(k in ckpt for k in ("optimizer", "train_state", "rng")):
             raise UserError(f"--resume: {start_ckpt} holds no training state (optimizer, step, "
                             "RNG; an averaged checkpoint?), so it cannot be resumed")
-        self.data = Data(cfg, Tokenizer.from_state(ckpt["tokenizer"]) if ckpt else None, dataset,
-                         encoding_errors)
+        tok = Tokenizer.from_state(ckpt["tokenizer"]) if ckpt else None
+        if d.main:
+            self.data = Data(cfg, tok, dataset, encoding_errors)
+            distributed.broadcast(self.data.tokenizer.state(), d)
+        else:  # one tokenizer for all ranks: rank 0's
+            tok = Tokenizer.from_state(distributed.broadcast(None, d))
+            self.data = Data(cfg, tok, dataset, encoding_errors)
         self.tok = tok = self.data.tokenizer
         self.model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size,
                                          PAD).to(self.device)
+        self.ddp = self.model  # what the training step calls
         self.opt = make_optimizer(self.model, t.lr)
         self.autocast, self.scaler = mixed_precision(t.amp, self.device)
         self.n_params = sum(p.numel() for p in self.model.parameters())
         log(f"model: {cfg.model.cell} {cfg.model.impl}, attention {cfg.model.attention}, "
             f"{self.n_params / 1e6:.2f}M parameters, on {self.device}")
-        (self.out / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
+        if d.main:
+            (self.out / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
 
-        steps_per_epoch = len(self.data.train_batches(cfg, 0))
+        steps_per_epoch = len(self.data.train_batches(cfg, 0, d))
         self.total_steps = min(t.max_steps or 10**12, t.epochs * steps_per_epoch)
         self.tf_total = self.total_steps if cfg.teacher_forcing.unit == "step" else t.epochs
         pf = padding_fraction([len(s) + 1 for s in self.data.train.tgt],
-                              self.data.train_batches(cfg, 0))
+                              self.data.train_batches(cfg, 0, d))
         log(f"batches: {steps_per_epoch} per epoch, target padding {100 * pf:.1f}%; "
-            f"{self.total_steps} steps in all")
+            f"{self.total_steps} steps in all"
+            + (f"; {d.world} processes, {t.batch_size} sentences each per step"
+               if d.world > 1 else ""))
 
         no_score = [-1.0, -1.0, -math.inf]  # (BLEU, chrF, -loss) of no validation yet
         self.st = {"step": 0, "epoch": 0, "batch": 0, "best_bleu": -1.0, "best_key": no_score,
@@ -307,12 +331,17 @@ class Trainer:
             self.st.update(ckpt["train_state"])
             set_rng_state(ckpt["rng"])
             log(f"resumed from {start_ckpt} at step {self.st['step']}")
+        if d.world > 1:  # gradients averaged across ranks by DDP
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
         self.metrics_path = self.out / "metrics.jsonl"
         records = [json.loads(l) for l in self.metrics_path.read_text().splitlines()] \
             if ckpt is not None and self.metrics_path.exists() else []
         self.records = [r for r in records if r["step"] <= self.st["step"]]
-        if ckpt is not None:  # drop records written after the checkpoint (a kill in between)
+        if ckpt is not None and d.main:  # drop records written after the checkpoint (a kill)
             self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in self.records),
                                          encoding="utf-8")
         self.window = {"loss": 0.0, "tokens": 0, "time": 0.0}  # since the last validation
@@ -330,15 +359,17 @@ class Trainer:
             g["lr"] = learning_rate(t, st["step"], self.total_steps, st["plateau_factor"])
         batch = batch.to(self.device)
         with self.autocast():
-            logits = self.model(batch.src, batch.src_len, batch.tgt_in, tf_ratio,
-                                self.cfg.teacher_forcing.feed)  # (B, T, V)
+            logits = self.ddp(batch.src, batch.src_len, batch.tgt_in, tf_ratio,
+                              self.cfg.teacher_forcing.feed)  # (B, T, V)
         loss_sum, n = masked_cross_entropy(logits, batch.tgt_out, PAD, t.label_smoothing)
-        loss = loss_sum / max(1, n)
-        if not torch.isfinite(loss):
+        # per token of the global batch: DDP averages over ranks, so scale by the world size
+        n_global = distributed.all_sum(n, self.dist)
+        loss = loss_sum * (self.dist.world / max(1.0, n_global))
+        if distributed.any_true(not bool(torch.isfinite(loss)), self.dist):
             kept = (f"the last good checkpoint is {self.out / 'last.pt'} (step "
                     f"{self.records[-1]['step'] if self.records else '?'})"
                     if (self.out / "last.pt").is_file() else "no checkpoint was saved yet")
-            raise UserError(f"the training loss is {loss.item()} at step {st['step'] + 1}: "
+            raise UserError(f"the training loss is not finite at step {st['step'] + 1}: "
                             f"stopped; {kept}. Try a lower train.lr or train.clip_norm")
         opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -350,11 +381,18 @@ class Trainer:
         return float(loss_sum.detach()), n
 
     def validate_and_save(self, tf_ratio: float, scheduled: bool = True) -> bool:
-        """Validate, log, save last/best; True when early stopping says stop.
+        """Validate, log, save last/best (rank 0); True when early stopping says stop.
 
         ``scheduled=False`` (the extra validation at the end of a run) leaves the plateau
-        schedule and early stopping alone.
+        schedule and early stopping alone. Other ranks receive rank 0's loop state.
         """
+        stop = self._validate_and_save(tf_ratio, scheduled) if self.dist.main else False
+        if self.dist.world > 1:
+            self.st, stop = distributed.broadcast((self.st, stop), self.dist)
+            self.window.update(loss=0.0, tokens=0, time=0.0)
+        return stop
+
+    def _validate_and_save(self, tf_ratio: float, scheduled: bool) -> bool:
         t, st, window = self.cfg.train, self.st, self.window
         rec = {"step": st["step"], "epoch": st["epoch"], "tf_ratio": round(tf_ratio, 4),
                "lr": self.opt.param_groups[0]["lr"],
@@ -402,12 +440,13 @@ class Trainer:
         self.model.train()
         stopped_by = None
         tf_ratio = teacher_forcing.ratio_at(cfg.teacher_forcing, 0, self.tf_total)
+        d = self.dist
         bar = tqdm(total=self.total_steps, initial=st["step"], desc="train", unit="step",
-                   disable=not self.progress, dynamic_ncols=True, mininterval=0.5,
+                   disable=not (self.progress and d.main), dynamic_ncols=True, mininterval=0.5,
                    file=sys.stderr)
         with _Stop() as stop:
             while st["step"] < self.total_steps and st["epoch"] < t.epochs and stopped_by is None:
-                batches = self.data.train_batches(cfg, st["epoch"])
+                batches = self.data.train_batches(cfg, st["epoch"], d)
                 for batch in iterate(self.data.train, batches[st["batch"]:]):
                     t0 = time.perf_counter()
                     unit_i = st["step"] if cfg.teacher_forcing.unit == "step" else st["epoch"]
@@ -430,9 +469,11 @@ class Trainer:
                     if t.eval_every and st["step"] % t.eval_every == 0:
                         if self.validate_and_save(tf_ratio):
                             stopped_by = "early stopping"
-                    if stop.signal is not None:
-                        stopped_by = signal.Signals(stop.signal).name
-                    elif t.max_minutes and st["train_seconds"] >= 60 * t.max_minutes:
+                        st = self.st
+                    if distributed.any_true(stop.signal is not None, d):
+                        stopped_by = signal.Signals(stop.signal or signal.SIGTERM).name
+                    elif t.max_minutes and distributed.any_true(
+                            d.main and st["train_seconds"] >= 60 * t.max_minutes, d):
                         stopped_by = "time budget"
                     if st["step"] >= self.total_steps or stopped_by:
                         break
@@ -441,16 +482,20 @@ class Trainer:
                     st["batch"] = 0
                     if not t.eval_every and self.validate_and_save(tf_ratio):
                         stopped_by = "early stopping"
+                    st = self.st
             bar.close()
             interrupted = bool(stopped_by and stopped_by.startswith("SIG"))
             if interrupted:
-                checkpoint.save(self.payload(), self.out / "last.pt")
+                if d.main:
+                    checkpoint.save(self.payload(), self.out / "last.pt")
                 log(f"stopped by {stopped_by} at step {st['step']}; checkpoint saved to "
                     f"{self.out / 'last.pt'}; continue with --resume")
-            elif not self.records or self.records[-1]["step"] != st["step"]:
+            elif distributed.broadcast(not self.records or
+                                       self.records[-1]["step"] != st["step"], d):
                 self.validate_and_save(tf_ratio, scheduled=False)
-        if self.records:
+        if self.records and d.main:
             plot_curves(self.records, self.out / "curves.png")
+        distributed.cleanup(d)
         if stopped_by == "time budget":
             log(f"time budget: stopped after {st['train_seconds'] / 60:.1f} minutes of training "
                 f"(train.max_minutes={t.max_minutes}) at step {st['step']}")

@@ -1,0 +1,81 @@
+"""Data-parallel training with PyTorch's own engine (``torchrun`` + DistributedDataParallel).
+
+    torchrun --nproc_per_node=2 -m seq2seq train --config x.yaml --out runs/x      # one machine
+    torchrun --nnodes=2 --node_rank=R --master_addr=HOST --nproc_per_node=G -m seq2seq train ...
+
+``torchrun`` sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; without them everything here is a
+no-op and training runs in one process. Each global batch (``batch_size * world`` sentences,
+length-bucketed and shuffled with the seed exactly as in one process) is split into one
+contiguous shard per rank, so N processes with batch B see the same data per step as one
+process with batch N*B, and the loss is normalized by the global number of target tokens so
+the averaged gradients are the same too. Rank 0 alone validates, writes checkpoints, metrics
+and progress bars; the loop's state is broadcast from it after every validation.
+"""
+
+import os
+from typing import Any, List, NamedTuple, Sequence
+
+import torch
+import torch.distributed as dist
+
+
+class Dist(NamedTuple):
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device_type: str) -> Dist:
+    """Join the process group that torchrun describes (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def cleanup(d: Dist) -> None:
+    if d.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard(global_batches: Sequence[List[int]], d: Dist) -> List[List[int]]:
+    """This rank's contiguous part of every global batch (batches too small to split dropped)."""
+    if d.world == 1:
+        return list(global_batches)
+    out = []
+    for b in global_batches:
+        if len(b) < d.world:
+            continue
+        size = -(-len(b) // d.world)  # ceil: the last rank may get a little less
+        part = b[d.rank * size:(d.rank + 1) * size]
+        if not part:  # uneven tail: keep all ranks in step with a slice of the first part
+            part = b[:1]
+        out.append(part)
+    return out
+
+
+def all_sum(x: float, d: Dist) -> float:
+    if d.world == 1:
+        return x
+    t = torch.tensor([float(x)], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t)
+
+
+def any_true(flag: bool, d: Dist) -> bool:
+    return all_sum(1.0 if flag else 0.0, d) > 0
+
+
+def broadcast(obj: Any, d: Dist) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if d.world == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
