@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def build_parser():
-    p = recipe.parser(__doc__, HERE / "reverse.yaml", "runs/TASK")
+    p = recipe.parser(__doc__, HERE / "reverse.yaml", "runs/reverse")
     p.add_argument("--task", choices=("reverse", "copy"), default="reverse",
                    help="reverse the sequence (default) or copy it unchanged")
     p.add_argument("--data-seed", type=int, default=1, metavar="N",
@@ -37,5 +37,6 @@ def main(args) -> None:
 
 if __name__ == "__main__":
     args = build_parser().parse_args()
-    args.out = args.out.replace("TASK", args.task)  # runs/reverse or runs/copy
+    if args.task == "copy" and args.out == "runs/reverse":  # the default folder names the task
+        args.out = "runs/copy"
     sys.exit(recipe.main(main, args))

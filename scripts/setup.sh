@@ -13,12 +13,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "setup: installing $TORCH_SPEC (CPU build)" >&2
-  .venv/bin/pip install -q --disable-pip-version-check "$TORCH_SPEC"
+  .venv/bin/pip install -q --disable-pip-version-check "$TORCH_SPEC" 2>&1 | { grep -v "^WARNING: Location" >&2 || true; }
+  .venv/bin/python -c "import torch" || { echo "setup: installing $TORCH_SPEC failed (see above)" >&2; exit 1; }
 fi
 if ! .venv/bin/python -c "import seq2seq, sentencepiece, datasets, sacrebleu, pytest, hypothesis, matplotlib" 2>/dev/null \
    || [ setup.cfg -nt .venv/.seq2seq-installed ]; then
   echo "setup: installing seq2seq and its requirements into .venv" >&2
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | { grep -v "^WARNING: Location" >&2 || true; }
   .venv/bin/python -c "import seq2seq, sentencepiece, datasets, sacrebleu, pytest, hypothesis" \
     || { echo "setup: the install failed (see above)" >&2; exit 1; }
   touch .venv/.seq2seq-installed

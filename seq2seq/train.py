@@ -369,7 +369,8 @@ class Trainer:
             kept = (f"the last good checkpoint is {self.out / 'last.pt'} (step "
                     f"{self.records[-1]['step'] if self.records else '?'})"
                     if (self.out / "last.pt").is_file() else "no checkpoint was saved yet")
-            raise UserError(f"the training loss is not finite at step {st['step'] + 1}: "
+            value = loss.item() if not torch.isfinite(loss) else "not finite on another process"
+            raise UserError(f"the training loss is {value} at step {st['step'] + 1}: "
                             f"stopped; {kept}. Try a lower train.lr or train.clip_norm")
         opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
