@@ -29,38 +29,48 @@ def greedy(model, src: Tensor, src_len: Tensor, max_len_a: float = 1.5, max_len_
 
     Returns:
         token ids per sentence (without BOS/EOS), and the attention maps (or None).
+
+    Attention keys are projected once per batch (:meth:`Decoder.start`); once a quarter of the
+    sentences still in the batch have finished, they are dropped from it, so long sentences do
+    not drag the finished ones along.
     """
     enc = model.encoder(src, src_len)
     state = model.decoder.start(enc)
-    B = src.size(0)
+    B, S = src.shape
     limit = (max_len_a * src_len.to(src.device).float() + max_len_b).long().clamp(min=1)  # (B,)
+    T = int(limit.max())
+    out = torch.full((B, T), PAD, dtype=torch.long, device=src.device)  # (B, T)
+    att = src.new_zeros(B, T, S, dtype=torch.float) if return_attention else None
+    rows = torch.arange(B, device=src.device)  # the sentences in the batch, (b,)
+    finished = torch.zeros(B, dtype=torch.bool, device=src.device)  # (b,)
     y = torch.full((B,), BOS, dtype=torch.long, device=src.device)
-    done = torch.zeros(B, dtype=torch.bool, device=src.device)
-    steps, maps = [], []
-    for t in range(int(limit.max())):
-        logits, state, weights = model.decoder.step(y, state, enc)  # (B, V)
-        y = logits.argmax(-1).masked_fill(done, PAD)  # (B,)
-        steps.append(y)
-        if return_attention and weights is not None:
-            maps.append(weights)
-        done = done | (y == EOS) | (t + 1 >= limit)
-        if bool(done.all()):
+    for t in range(T):
+        logits, state, weights = model.decoder.step(y, state, enc)  # (b, V)
+        y = logits.argmax(-1)  # (b,)
+        out[rows, t] = y.masked_fill(finished, PAD)  # finished rows wait for the next compaction
+        if att is not None and weights is not None:
+            att[rows, t] = weights.float()
+        finished = finished | (y == EOS) | (t + 1 >= limit)
+        n_done = int(finished.sum())
+        if n_done == len(rows):
             break
-    out = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in range(B)]  # (B, T)
+        if n_done * 4 >= len(rows):  # a quarter has finished: drop them from the batch
+            keep = (~finished).nonzero().squeeze(1)  # (b',)
+            rows, y, limit, finished = rows[keep], y[keep], limit[keep], finished[keep]
+            state = state.select(keep)
+            enc = Encoded(enc.out[keep], enc.pad_mask[keep], enc.state)
     hyps = []
-    for row in out:
+    for row in out.tolist():
         hyp = []
         for tok in row:
             if tok in (EOS, PAD):
                 break
             hyp.append(tok)
         hyps.append(hyp)
-    if not (return_attention and maps):
+    if att is None:
         return hyps, None
-    att = torch.stack(maps, dim=1)  # (B, T, S)
     lens = src_len.tolist()
-    return hyps, [att[i, :len(h) + 1, :lens[i]].float().cpu() for i, h in enumerate(hyps)]
-
+    return hyps, [att[i, :len(h) + 1, :lens[i]].cpu() for i, h in enumerate(hyps)]
 
 
 def gnmt_length_penalty(length: Tensor, alpha: float) -> Tensor:
