@@ -113,6 +113,8 @@ def cmd_translate(args) -> int:
     from .checkpoint import load_model
     from .decode import translate
 
+    if args.length_penalty < 0:
+        raise UserError(f"--length-penalty must be >= 0, got {args.length_penalty}")
     if args.beam < 1 or not 1 <= args.n_best <= args.beam:
         raise UserError(f"need --beam >= 1 and 1 <= --n-best <= --beam (got --beam {args.beam}, "
                         f"--n-best {args.n_best})")
@@ -146,6 +148,9 @@ def cmd_translate(args) -> int:
 def cmd_evaluate(args) -> int:
     from .evaluate import format_scores, score
 
+    if args.beam < 1 or args.length_penalty < 0:
+        raise UserError(f"need --beam >= 1 and --length-penalty >= 0 (got {args.beam}, "
+                        f"{args.length_penalty})")
     if args.hyp or args.ref:
         if not (args.hyp and args.ref):
             raise UserError("evaluate needs both --hyp and --ref (or --checkpoint)")
@@ -196,6 +201,8 @@ def cmd_average(args) -> int:
     from .checkpoint import average
 
     paths = list(args.checkpoints)
+    if args.last < 0:
+        raise UserError(f"--last must be >= 0, got {args.last}")
     if len(paths) == 1 and Path(paths[0]).is_dir():
         found = sorted(Path(paths[0]).glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
         if not found:

@@ -46,6 +46,7 @@ def greedy(model, src: Tensor, src_len: Tensor, max_len_a: float = 1.5, max_len_
     y = torch.full((B,), BOS, dtype=torch.long, device=src.device)
     for t in range(T):
         logits, state, weights = model.decoder.step(y, state, enc)  # (b, V)
+        logits[:, PAD] = float("-inf")  # never predicted, as in beam search
         y = logits.argmax(-1)  # (b,)
         out[rows, t] = y.masked_fill(finished, PAD)  # finished rows wait for the next compaction
         if att is not None and weights is not None:
@@ -70,7 +71,9 @@ def greedy(model, src: Tensor, src_len: Tensor, max_len_a: float = 1.5, max_len_
     if att is None:
         return hyps, None
     lens = src_len.tolist()
-    return hyps, [att[i, :len(h) + 1, :lens[i]].cpu() for i, h in enumerate(hyps)]
+    ends = out.tolist()  # a row per output token, plus one for EOS when the sentence said it
+    return hyps, [att[i, :len(h) + int(len(h) < T and ends[i][len(h)] == EOS), :lens[i]].cpu()
+                  for i, h in enumerate(hyps)]
 
 
 def gnmt_length_penalty(length: Tensor, alpha: float) -> Tensor:
@@ -197,8 +200,9 @@ def translate(model, tok, lines: Sequence[str], batch_size: int = 128, max_len_a
             hyps = [[h] + [[]] * (n_best - 1) for h in best]
             if att is not None:
                 for k, i in enumerate(b):
+                    eos = ["</s>"] if att[k].size(0) > len(best[k]) else []
                     maps[i] = ([tok.src.id_to_piece(x) for x in src[k]],
-                               tok.tgt_pieces(best[k]) + ["</s>"], att[k])
+                               tok.tgt_pieces(best[k]) + eos, att[k])
         for i, hs in zip(b, hyps):
             out[i] = [t.replace("\n", " ") for t in tok.decode_tgt(hs)]
     out = [o[0] for o in out] if n_best == 1 else out

@@ -34,9 +34,12 @@ def setup(device_type: str) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():  # CPU tensors (the loop's small reductions) go through gloo
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 def cleanup(d: Dist) -> None:
@@ -45,19 +48,12 @@ def cleanup(d: Dist) -> None:
 
 
 def shard(global_batches: Sequence[List[int]], d: Dist) -> List[List[int]]:
-    """This rank's contiguous part of every global batch (batches too small to split dropped)."""
+    """This rank's contiguous part of every global batch: the parts differ by at most one
+    sentence and together are the batch; batches with fewer sentences than ranks are dropped."""
     if d.world == 1:
         return list(global_batches)
-    out = []
-    for b in global_batches:
-        if len(b) < d.world:
-            continue
-        size = -(-len(b) // d.world)  # ceil: the last rank may get a little less
-        part = b[d.rank * size:(d.rank + 1) * size]
-        if not part:  # uneven tail: keep all ranks in step with a slice of the first part
-            part = b[:1]
-        out.append(part)
-    return out
+    return [b[len(b) * d.rank // d.world:len(b) * (d.rank + 1) // d.world]
+            for b in global_batches if len(b) >= d.world]
 
 
 def all_sum(x: float, d: Dist) -> float:
@@ -70,6 +66,23 @@ def all_sum(x: float, d: Dist) -> float:
 
 def any_true(flag: bool, d: Dist) -> bool:
     return all_sum(1.0 if flag else 0.0, d) > 0
+
+
+def on_main(fn, d: Dist):
+    """``fn()`` on rank 0, its result on every rank; a UserError it raises is raised on all
+    ranks (so that none is left waiting in a collective)."""
+    from .errors import UserError
+
+    value, error = None, None
+    if d.main:
+        try:
+            value = fn()
+        except UserError as e:
+            error = str(e)
+    value, error = broadcast((value, error), d)
+    if error is not None:
+        raise UserError(error)
+    return value
 
 
 def broadcast(obj: Any, d: Dist) -> Any:

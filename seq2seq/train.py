@@ -279,8 +279,7 @@ class Trainer:
         if d.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", d.local_rank)
         # rank 0 checks and prepares the run folder; the broadcast makes the others wait for it
-        start_ckpt = distributed.broadcast(
-            prepare_out(self.out, resume, overwrite) if d.main else None, d)
+        start_ckpt = distributed.on_main(lambda: prepare_out(self.out, resume, overwrite), d)
         if t.threads:
             torch.set_num_threads(t.threads)
         torch.manual_seed(t.seed)
@@ -293,12 +292,12 @@ class Trainer:
             raise UserError(f"--resume: {start_ckpt} holds no training state (optimizer, step, "
                             "RNG; an averaged checkpoint?), so it cannot be resumed")
         tok = Tokenizer.from_state(ckpt["tokenizer"]) if ckpt else None
-        if d.main:
-            self.data = Data(cfg, tok, dataset, encoding_errors)
-            distributed.broadcast(self.data.tokenizer.state(), d)
-        else:  # one tokenizer for all ranks: rank 0's
-            tok = Tokenizer.from_state(distributed.broadcast(None, d))
-            self.data = Data(cfg, tok, dataset, encoding_errors)
+        main_data = []  # one tokenizer for all ranks: rank 0's
+        tok_state = distributed.on_main(
+            lambda: main_data.append(Data(cfg, tok, dataset, encoding_errors))
+            or main_data[0].tokenizer.state(), d)
+        self.data = main_data[0] if main_data else Data(cfg, Tokenizer.from_state(tok_state),
+                                                        dataset, encoding_errors)
         self.tok = tok = self.data.tokenizer
         self.model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size,
                                          PAD).to(self.device)
@@ -339,7 +338,7 @@ class Trainer:
 
         self.metrics_path = self.out / "metrics.jsonl"
         records = [json.loads(l) for l in self.metrics_path.read_text().splitlines()] \
-            if ckpt is not None and self.metrics_path.exists() else []
+            if ckpt is not None and d.main and self.metrics_path.exists() else []
         self.records = [r for r in records if r["step"] <= self.st["step"]]
         if ckpt is not None and d.main:  # drop records written after the checkpoint (a kill)
             self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in self.records),

@@ -85,3 +85,21 @@ def test_batched_equals_one_sentence_at_a_time(model_and_batch):
         n = int(b.src_len[i])
         alone = beam_search(model, b.src[i:i + 1, :n], b.src_len[i:i + 1], beam=3, n_best=2)
         assert [h for _, h in alone[0]] == [h for _, h in batched[i]]
+
+
+def test_greedy_attention_maps_fit_the_output_alone_and_batched(model_and_batch):
+    """One map row per output token plus one for EOS when it was said; a short length limit
+    cuts some sentences off, which must not add a row."""
+    model, b = model_and_batch
+    hyps, maps = greedy(model, b.src, b.src_len, 1.0, 1, return_attention=True)
+    cut = 0
+    for i, (h, m) in enumerate(zip(hyps, maps)):
+        n = int(b.src_len[i])
+        alone, alone_maps = greedy(model, b.src[i:i + 1, :n], b.src_len[i:i + 1], 1.0, 1,
+                                   return_attention=True)
+        assert alone[0] == h
+        assert alone_maps[0].shape == m.shape and m.shape[1] == n
+        assert m.shape[0] in (len(h), len(h) + 1)
+        cut += m.shape[0] == len(h)
+        assert torch.allclose(m.sum(-1), torch.ones(m.shape[0]), atol=1e-5)
+    assert cut > 0  # the limit did cut some sentences off
