@@ -17,7 +17,6 @@ synthetic data of the same shape is used.
 
 import argparse
 import json
-import os
 import platform
 import random
 import resource
@@ -39,7 +38,7 @@ from seq2seq.decode import greedy  # noqa: E402
 from seq2seq.loss import masked_cross_entropy  # noqa: E402
 from seq2seq.model import Seq2Seq  # noqa: E402
 from seq2seq.rnn import make_rnn  # noqa: E402
-from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer  # noqa: E402
+from seq2seq.tokenizer import PAD, Tokenizer  # noqa: E402
 from seq2seq.train import make_optimizer  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "multi30k"

@@ -410,6 +410,12 @@ def _err(stds: List[float]) -> Optional[List[float]]:
     return stds if any(stds) else None
 
 
+def _save(plt, fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _pyplot():
     import matplotlib
 
@@ -440,9 +446,7 @@ def plot_scores(rows, path: Path, title: str) -> None:
         ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
         ax.legend(fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_by_length(rows, bucket_names, path: Path, title: str) -> None:
@@ -457,9 +461,7 @@ def plot_by_length(rows, bucket_names, path: Path, title: str) -> None:
     ax.set_ylabel("test BLEU (greedy)")
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_curves(settings, run_dirs: Dict[str, List[Path]], sched: Dict[str, dict], path: Path,
@@ -495,9 +497,7 @@ def plot_curves(settings, run_dirs: Dict[str, List[Path]], sched: Dict[str, dict
         ax.set_xlabel("step")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def position_rows(settings, results) -> List[Dict[str, Any]]:
@@ -536,9 +536,7 @@ def plot_positions(settings, rows, path: Path, title: str) -> None:
     ax.set_ylabel("token accuracy % (free solid, TF dashed)")
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 # -- main -----------------------------------------------------------------------------------
