@@ -29,9 +29,12 @@ class DataConfig:
     valid_split: Optional[str] = "validation"  # None: no validation
     test_split: Optional[str] = "test"
     max_len: int = 100  # drop training pairs with more subword pieces than this on either side
+    streaming: bool = False  # read the training split as a stream, chunk by chunk (corpora larger than memory); needs train.max_steps
+    chunk_size: int = 100000  # streaming: pairs tokenized, bucketed and shuffled together; the tokenizer learns from the first chunk
 
     def __post_init__(self):
         _positive(self, "max_len")
+        _positive(self, "chunk_size")
 
 
 @dataclass(frozen=True)

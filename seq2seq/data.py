@@ -58,14 +58,16 @@ def split_lines(raw: bytes, name: str, errors: str = "strict") -> List[str]:
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    out = []
-    for n, b in enumerate(lines, 1):
-        try:
-            out.append(b.decode("utf-8", errors=errors).rstrip("\r"))
-        except UnicodeDecodeError as e:
-            raise UserError(f"{name} line {n}: bytes that are not UTF-8 ({e.reason} at byte "
-                            f"{e.start}); use --encoding-errors replace to replace them") from None
-    return out
+    return [decode_line(b, name, n, errors) for n, b in enumerate(lines, 1)]
+
+
+def decode_line(b: bytes, name: str, n: int, errors: str = "strict") -> str:
+    """Line ``n`` of ``name`` as text, without its line end."""
+    try:
+        return b.decode("utf-8", errors=errors).rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{name} line {n}: bytes that are not UTF-8 ({e.reason} at byte "
+                        f"{e.start}); use --encoding-errors replace to replace them") from None
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -101,13 +103,19 @@ def _split_files(data_files, split: str) -> List[str]:
     return [str(f) for f in (files if isinstance(files, (list, tuple)) else [files])]
 
 
-def _load_text_pairs(data_files, split: str, errors: str) -> Pairs:
+def text_files(data_files, split: str) -> Tuple[str, str]:
+    """The (source file, target file) of a split when ``data.path`` is ``text``."""
     files = (data_files or {}).get(split) if isinstance(data_files, dict) else None
     if files is None:
         raise UserError(f"data.path is text but data.data_files has no {split!r} entry "
                         "([source file, target file])")
     if not isinstance(files, (list, tuple)) or len(files) != 2:
         raise UserError(f"data.data_files.{split} must be [source file, target file], got {files!r}")
+    return str(files[0]), str(files[1])
+
+
+def _load_text_pairs(data_files, split: str, errors: str) -> Pairs:
+    files = text_files(data_files, split)
     src, tgt = read_lines(files[0], errors), read_lines(files[1], errors)
     if split and not src and not tgt:
         raise UserError(f"the {split!r} split is empty ({files[0]} and {files[1]} have no lines)")
@@ -117,8 +125,9 @@ def _load_text_pairs(data_files, split: str, errors: str) -> Pairs:
     return src, tgt
 
 
-def load_dataset_dict(dcfg):
-    """``datasets.load_dataset`` with the config's path, name and data_files; clear errors."""
+def load_dataset_dict(dcfg, streaming: bool = False):
+    """``datasets.load_dataset`` with the config's path, name and data_files; clear errors.
+    ``streaming``: an ``IterableDatasetDict`` that reads rows as they are iterated."""
     import datasets
 
     path = dcfg.path
@@ -145,7 +154,8 @@ def load_dataset_dict(dcfg):
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     datasets.disable_progress_bars()
     try:
-        return datasets.load_dataset(path, dcfg.name, data_files=dcfg.data_files)
+        return datasets.load_dataset(path, dcfg.name, data_files=dcfg.data_files,
+                                     streaming=streaming)
     except (ConnectionError, TimeoutError) as e:
         raise UserError(f"cannot reach the Hugging Face hub to load {path!r}: {_first_line(e)}. "
                         + _LOCAL_HINT) from None
@@ -248,6 +258,14 @@ def load_splits(dcfg, splits: Sequence[str], dataset=None, errors: str = "strict
     """Read the named splits as (source lines, target lines); ``dataset``: a DatasetDict."""
     if dataset is None and dcfg.path == "text":
         return {s: _load_text_pairs(dcfg.data_files, s, errors) for s in splits}
+    if dataset is None and dcfg.streaming:  # read just these splits, not the large train split
+        from .stream import stream_pairs
+
+        out = {}
+        for s in splits:
+            pairs = list(stream_pairs(dcfg, s, errors=errors))
+            out[s] = [a for a, _ in pairs], [b for _, b in pairs]
+        return out
     dd = dataset if dataset is not None else load_dataset_dict(dcfg)
     out = {}
     for s in splits:

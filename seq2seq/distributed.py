@@ -43,7 +43,10 @@ def setup(device_type: str) -> Dist:
 
 
 def cleanup(d: Dist) -> None:
+    """Leave the process group together: a rank that tears its group down while another is
+    still working (rank 0 drawing the curves) can abort in gloo's threads."""
     if d.world > 1 and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

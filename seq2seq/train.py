@@ -14,20 +14,21 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from tqdm import tqdm
 
 from . import checkpoint, distributed, teacher_forcing
 from .config import Config, to_yaml
-from .data import (IdPairs, bucket_batches, encode_pairs, filter_length, iterate, load_splits,
-                   padding_fraction)
+from .data import (Batch, IdPairs, bucket_batches, encode_pairs, filter_length, iterate,
+                   load_splits, padding_fraction)
 from .decode import greedy
 from .errors import UserError
 from .evaluate import score
 from .loss import masked_cross_entropy
 from .model import Seq2Seq
+from .stream import StreamingData
 from .tokenizer import PAD, Tokenizer
 
 
@@ -107,6 +108,22 @@ class Data:
             t.batch_size * d.world, t.batch_tokens and t.batch_tokens * d.world,
             seed=t.seed * 100003 + epoch)
         return distributed.shard(global_batches, d)
+
+    def steps_per_epoch(self, cfg, d: distributed.Dist = distributed.Dist()) -> Optional[int]:
+        return len(self.train_batches(cfg, 0, d))
+
+    def epoch(self, cfg, epoch: int, d: distributed.Dist = distributed.Dist(), start: int = 0
+              ) -> Iterator[Batch]:
+        """This epoch's batches from batch ``start`` (where a resumed run left off)."""
+        return iterate(self.train, self.train_batches(cfg, epoch, d)[start:])
+
+
+def load_data(cfg: Config, tokenizer: Optional[Tokenizer], dataset=None,
+              encoding_errors: str = "strict"):
+    """The run's data: in memory (:class:`Data`), or streamed (``data.streaming``)."""
+    if cfg.data.streaming:
+        return StreamingData(cfg, tokenizer, dataset, encoding_errors, log=log)
+    return Data(cfg, tokenizer, dataset, encoding_errors)
 
 
 @torch.no_grad()
@@ -294,10 +311,10 @@ class Trainer:
         tok = Tokenizer.from_state(ckpt["tokenizer"]) if ckpt else None
         main_data = []  # one tokenizer for all ranks: rank 0's
         tok_state = distributed.on_main(
-            lambda: main_data.append(Data(cfg, tok, dataset, encoding_errors))
+            lambda: main_data.append(load_data(cfg, tok, dataset, encoding_errors))
             or main_data[0].tokenizer.state(), d)
-        self.data = main_data[0] if main_data else Data(cfg, Tokenizer.from_state(tok_state),
-                                                        dataset, encoding_errors)
+        self.data = main_data[0] if main_data else load_data(
+            cfg, Tokenizer.from_state(tok_state), dataset, encoding_errors)
         self.tok = tok = self.data.tokenizer
         self.model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size,
                                          PAD).to(self.device)
@@ -310,13 +327,20 @@ class Trainer:
         if d.main:
             (self.out / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
 
-        steps_per_epoch = len(self.data.train_batches(cfg, 0, d))
-        self.total_steps = min(t.max_steps or 10**12, t.epochs * steps_per_epoch)
+        steps_per_epoch = self.data.steps_per_epoch(cfg, d)
+        if steps_per_epoch is None:  # streamed: unknown until the stream has been read
+            if not t.max_steps:
+                raise UserError("data.streaming: the number of batches per epoch is not known "
+                                "in advance; set train.max_steps")
+            self.total_steps = t.max_steps
+            what = f"bucketed per chunk of {cfg.data.chunk_size} pairs"
+        else:
+            self.total_steps = min(t.max_steps or 10**12, t.epochs * steps_per_epoch)
+            pf = padding_fraction([len(s) + 1 for s in self.data.train.tgt],
+                                  self.data.train_batches(cfg, 0, d))
+            what = f"{steps_per_epoch} per epoch, target padding {100 * pf:.1f}%"
         self.tf_total = self.total_steps if cfg.teacher_forcing.unit == "step" else t.epochs
-        pf = padding_fraction([len(s) + 1 for s in self.data.train.tgt],
-                              self.data.train_batches(cfg, 0, d))
-        log(f"batches: {steps_per_epoch} per epoch, target padding {100 * pf:.1f}%; "
-            f"{self.total_steps} steps in all"
+        log(f"batches: {what}; {self.total_steps} steps in all"
             + (f"; {d.world} processes, {t.batch_size} sentences each per step"
                if d.world > 1 else ""))
 
@@ -446,8 +470,7 @@ class Trainer:
                    file=sys.stderr)
         with _Stop() as stop:
             while st["step"] < self.total_steps and st["epoch"] < t.epochs and stopped_by is None:
-                batches = self.data.train_batches(cfg, st["epoch"], d)
-                for batch in iterate(self.data.train, batches[st["batch"]:]):
+                for batch in self.data.epoch(cfg, st["epoch"], d, start=st["batch"]):
                     t0 = time.perf_counter()
                     unit_i = st["step"] if cfg.teacher_forcing.unit == "step" else st["epoch"]
                     tf_ratio = teacher_forcing.ratio_at(cfg.teacher_forcing, unit_i, self.tf_total)

@@ -55,7 +55,7 @@ def test_two_processes_equal_one_with_double_batch(tmp_path):
     cfg = str(tmp_path / "cfg.yaml")
     run([sys.executable, "-m", "seq2seq", "train", "--config", cfg, "--set", "train.batch_size=16",
          "--out", str(tmp_path / "one"), "--no-progress"])
-    run(["torchrun", "--nproc_per_node=2", "--master_port=29517", "-m", "seq2seq", "train",
+    run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "seq2seq", "train",
          "--config", cfg, "--set", "train.batch_size=8", "--out", str(tmp_path / "two"),
          "--no-progress"])
     a, b = params(tmp_path / "one" / "last.pt"), params(tmp_path / "two" / "last.pt")
@@ -65,10 +65,10 @@ def test_two_processes_equal_one_with_double_batch(tmp_path):
     assert [json.loads(l)["step"] for l in open(tmp_path / "two" / "metrics.jsonl")] == [3, 6]
 
     # resume: 2 processes to step 3 (a run with max_steps=3), then --resume to 6
-    run(["torchrun", "--nproc_per_node=2", "--master_port=29518", "-m", "seq2seq", "train",
+    run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "seq2seq", "train",
          "--config", cfg, "--set", "train.batch_size=8", "--set", "train.max_steps=3",
          "--out", str(tmp_path / "resumed"), "--no-progress"])
-    run(["torchrun", "--nproc_per_node=2", "--master_port=29519", "-m", "seq2seq", "train",
+    run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "seq2seq", "train",
          "--config", cfg, "--set", "train.batch_size=8", "--out", str(tmp_path / "resumed"),
          "--resume", "--no-progress"])
     c = params(tmp_path / "resumed" / "last.pt")
