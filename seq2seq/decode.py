@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .data import collate
+from .decoder import argmax
 from .encoder import Encoded
 from .tokenizer import BOS, EOS, PAD
 
@@ -44,10 +45,11 @@ def greedy(model, src: Tensor, src_len: Tensor, max_len_a: float = 1.5, max_len_
     rows = torch.arange(B, device=src.device)  # the sentences in the batch, (b,)
     finished = torch.zeros(B, dtype=torch.bool, device=src.device)  # (b,)
     y = torch.full((B,), BOS, dtype=torch.long, device=src.device)
+    project = model.decoder.projector(B)
     for t in range(T):
-        logits, state, weights = model.decoder.step(y, state, enc)  # (b, V)
+        logits, state, weights = model.decoder.step(y, state, enc, project)  # (b, V)
         logits[:, PAD] = float("-inf")  # never predicted, as in beam search
-        y = logits.argmax(-1)  # (b,)
+        y = argmax(logits)  # (b,)
         out[rows, t] = y.masked_fill(finished, PAD)  # finished rows wait for the next compaction
         if att is not None and weights is not None:
             att[rows, t] = weights.float()
@@ -117,8 +119,9 @@ def beam_search(model, src: Tensor, src_len: Tensor, beam: int = 5, length_penal
     finished: List[List[Tuple[float, List[int]]]] = [[] for _ in range(B)]
     done = [False] * B
     base = (torch.arange(B, device=src.device) * K).unsqueeze(1)  # (B, 1)
+    project = model.decoder.projector(B * K)
     for t in range(max_len):
-        logits, state, _ = model.decoder.step(y, state, enc)  # (B*K, V)
+        logits, state, _ = model.decoder.step(y, state, enc, project)  # (B*K, V)
         logp = torch.log_softmax(logits.float(), dim=-1)  # (B*K, V)
         logp[:, PAD] = float("-inf")
         V = logp.size(-1)

@@ -12,7 +12,8 @@ Each step (Luong, Pham and Manning, 2015, section 3; the same wiring for both sc
 else the hidden size.
 """
 
-from typing import List, NamedTuple, Optional, Tuple
+import functools
+from typing import Callable, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,32 @@ from torch import Tensor, nn
 
 from .attention import BahdanauAttention, LuongAttention
 from .encoder import Encoded
+from .fast_rnn import prepacked_linear
 from .rnn import State, make_rnn
+
+
+@functools.lru_cache(maxsize=None)
+def _block(vocab_size: int) -> int:
+    """A divisor of the vocabulary size near 100 (0: none between 50 and 250)."""
+    ds = [d for d in range(50, 251) if vocab_size % d == 0]
+    return min(ds, key=lambda d: abs(d - 100)) if ds else 0
+
+
+def argmax(logits: Tensor) -> Tensor:
+    """``logits.argmax(-1)`` of ``(B, V)`` logits: the same ids (the first of tied maxima).
+
+    On the CPU torch's argmax over a long last dimension is slow (about 1 ns an element, 15x
+    slower than ``amax``), so the block of ~100 logits holding the maximum is found with
+    ``amax`` first and the argmax is taken inside it: 4x faster at (128, 8000).
+    """
+    B, V = logits.shape
+    k = _block(V)
+    if logits.device.type != "cpu" or not k or B == 0:
+        return logits.argmax(-1)
+    blocks = logits.reshape(B, V // k, k)  # (B, V/k, k)
+    best = blocks.amax(-1).argmax(-1)  # (B,) the first block that holds the maximum
+    inner = blocks[torch.arange(B, device=logits.device), best]  # (B, k)
+    return best * k + inner.argmax(-1)
 
 
 class DecoderState(NamedTuple):
@@ -104,11 +130,22 @@ class Decoder(nn.Module):
         """Attentional vectors ``(..., O)`` -> logits ``(..., V)``."""
         return self.out(self.dropout(o))
 
-    def step(self, y_prev: Tensor, state: DecoderState, enc: Encoded
+    def projector(self, batch: int) -> Callable[[Tensor], Tensor]:
+        """:meth:`project` for a decoding loop in eval mode (``batch`` rows a step): on a
+        float32 CPU model the output weight is prepacked for oneDNN once, not at every step
+        (1.2-1.4x faster for the largest matmul of decoding; same numbers to rounding)."""
+        w = self.out.weight
+        if self.training or torch.is_grad_enabled() and w.requires_grad:
+            return self.project
+        return prepacked_linear(w, self.out.bias, max(1, batch)) or self.project
+
+    def step(self, y_prev: Tensor, state: DecoderState, enc: Encoded,
+             project: Optional[Callable[[Tensor], Tensor]] = None
              ) -> Tuple[Tensor, DecoderState, Optional[Tensor]]:
-        """One step from token ids ``y_prev (B,)``: logits ``(B, V)``, new state, weights ``(B, S)``."""
+        """One step from token ids ``y_prev (B,)``: logits ``(B, V)``, new state, weights
+        ``(B, S)``. ``project``: a :meth:`projector` to use instead of :meth:`project`."""
         o, state, weights = self._step(self.dropout(self.embedding(y_prev)), state, enc)
-        return self.project(o), state, weights
+        return (project or self.project)(o), state, weights
 
     def _step(self, emb_t: Tensor, state: DecoderState, enc: Encoded):
         x = emb_t if state.att is None else torch.cat([emb_t, state.att], dim=-1)  # (B, E[+O])
@@ -139,7 +176,7 @@ class Decoder(nn.Module):
                     if feed == "sample":
                         pred = torch.multinomial(F.softmax(logits.float(), -1), 1).squeeze(1)
                     else:
-                        pred = logits.argmax(-1)  # (B,)
+                        pred = argmax(logits)  # (B,)
                     gold = torch.rand(B, device=tgt_in.device) < tf_ratio  # per token, per example
                 x_t = torch.where(gold.unsqueeze(1), x_t,
                                   self.dropout(self.embedding(pred)))  # (B, E)

@@ -68,6 +68,15 @@ def _linear(weight: Tensor, bias: Optional[Tensor], batch: int, prepack: bool) -
     return lambda x: torch.addmm(bias, x, weight_t)
 
 
+def prepacked_linear(weight: Tensor, bias: Optional[Tensor], batch: int) -> Optional[Linear]:
+    """``x -> x @ weight^T + bias`` through oneDNN with the weight reordered once, for inference
+    loops (no autograd through it); None where that path does not apply (not float32 on the
+    CPU, or the private ops are missing)."""
+    if not use_prepack(weight):
+        return None
+    return _linear(weight.detach(), None if bias is None else bias.detach(), batch, True)
+
+
 #: False: the per-step matmuls run through plain ``torch.addmm`` even where oneDNN is available
 #: (for comparisons; both paths are tested to give equal results).
 ONEDNN = True

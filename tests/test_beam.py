@@ -103,3 +103,35 @@ def test_greedy_attention_maps_fit_the_output_alone_and_batched(model_and_batch)
         cut += m.shape[0] == len(h)
         assert torch.allclose(m.sum(-1), torch.ones(m.shape[0]), atol=1e-5)
     assert cut > 0  # the limit did cut some sentences off
+
+
+@pytest.mark.parametrize("V", [12, 8000, 8003, 1000])
+def test_blocked_argmax_is_torch_argmax(V):
+    from seq2seq.decoder import argmax
+
+    g = torch.Generator().manual_seed(V)
+    logits = torch.randn(37, V, generator=g)
+    logits[0, [3, V - 2]] = 50.0  # a tie: the first index wins, as in torch.argmax
+    logits[1, :] = 0.0  # all tied
+    logits[2, V // 2:] = 9.0  # ties across blocks
+    assert torch.equal(argmax(logits), logits.argmax(-1))
+    assert argmax(logits[:0]).shape == (0,)
+
+
+def test_decoding_with_and_without_the_prepacked_projection(model_and_batch, monkeypatch):
+    from seq2seq import fast_rnn
+
+    model, b = model_and_batch
+    fast = greedy(model, b.src, b.src_len)[0], beam_search(model, b.src, b.src_len, beam=3)
+    with torch.inference_mode():
+        assert (model.decoder.projector(8) != model.decoder.project) == \
+            fast_rnn.use_prepack(b.src.float())
+    assert model.decoder.projector(8) == model.decoder.project  # autograd on: the plain layer
+    monkeypatch.setattr(fast_rnn, "ONEDNN", False)
+    with torch.inference_mode():
+        assert model.decoder.projector(8) == model.decoder.project
+    plain = greedy(model, b.src, b.src_len)[0], beam_search(model, b.src, b.src_len, beam=3)
+    assert fast[0] == plain[0]
+    assert [[h for _, h in x] for x in fast[1]] == [[h for _, h in x] for x in plain[1]]
+    for x, y in zip(fast[1], plain[1]):
+        assert [s for s, _ in x] == pytest.approx([s for s, _ in y], abs=1e-4)
