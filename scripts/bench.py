@@ -292,26 +292,38 @@ def dataclass_replace(obj, **kw):
 # -- decode ----------------------------------------------------------------------------------
 
 def bench_decode(args) -> dict:
-    tok_src, tok_tgt, _ = multi30k_lines(args.data_dir, "train", 29000)
-    tok = Tokenizer.train(tok_src, tok_tgt, Config().tokenizer)
     src, _, real = multi30k_lines(args.data_dir, "test_2016_flickr", 1000)
-    mcfg = model_config(args)
-    model = Seq2Seq.from_config(mcfg, tok.src_vocab_size, tok.tgt_vocab_size, PAD).eval()
+    if args.checkpoint:  # a trained model: sentences stop where the model says EOS
+        from seq2seq.checkpoint import load_model
+
+        model, tok, _ = load_model(args.checkpoint, None, torch.device("cpu"))
+        a, b, what = 1.5, 10, f"the trained model {args.checkpoint}"
+    else:  # an untrained model rarely says EOS: cap the length as a trained one would stop
+        tok_src, tok_tgt, _ = multi30k_lines(args.data_dir, "train", 29000)
+        tok = Tokenizer.train(tok_src, tok_tgt, Config().tokenizer)
+        model = Seq2Seq.from_config(model_config(args), tok.src_vocab_size, tok.tgt_vocab_size,
+                                    PAD)
+        a, b, what = 1.2, 2, "an untrained default model, length capped at 1.2 x source + 2"
+    model.eval()
     ids = tok.encode_src(src)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     batches = [collate([ids[i] for i in order[k:k + 128]], None, order[k:k + 128])
                for k in range(0, len(order), 128)]
     singles = [collate([ids[i]], None, [i]) for i in range(min(50, len(ids)))]
-    # an untrained model rarely says EOS: cap the length as a trained one would stop (~1.2 x src)
-    run_batched = lambda: [greedy(model, b.src, b.src_len, 1.2, 2) for b in batches]
-    run_single = lambda: [greedy(model, b.src, b.src_len, 1.2, 2) for b in singles]
-    ts = interleave({"batched": run_batched, "single": run_single}, args.repeats)
-    b_sps = len(ids) / statistics.median(ts["batched"])
-    s_sps = len(singles) / statistics.median(ts["single"])
-    rows = [{"mode": "batched (128)", "sentences/s": round(b_sps), "speed-up": f"{b_sps / s_sps:.1f}x"},
-            {"mode": "one at a time", "sentences/s": round(s_sps), "speed-up": "1.0x"}]
-    print(f"greedy decoding of {'test_2016_flickr' if real else 'synthetic'} ({len(ids)} sentences), "
-          f"untrained default model, length capped at 1.2 x source + 2")
+
+    def run(batches, bf16=False):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return [greedy(model, x.src, x.src_len, a, b) for x in batches]
+
+    ts = interleave({"batched": lambda: run(batches), "bf16": lambda: run(batches, True),
+                     "single": lambda: run(singles)}, args.repeats)
+    sps = {k: (len(singles) if k == "single" else len(ids)) / statistics.median(v)
+           for k, v in ts.items()}
+    rows = [{"mode": m, "sentences/s": round(sps[k]), "speed-up": f"{sps[k] / sps['single']:.1f}x"}
+            for m, k in (("batched (128)", "batched"), ("batched (128), bf16 autocast", "bf16"),
+                         ("one at a time", "single"))]
+    print(f"greedy decoding of {'test_2016_flickr' if real else 'synthetic'} ({len(ids)} "
+          f"sentences), {what}")
     print(table(rows, list(rows[0])))
     return {"rows": rows}
 
@@ -334,6 +346,9 @@ def main() -> int:
                    help="layer: wall time, or this thread's CPU time (steadier on a shared "
                         "machine; meaningful with --threads 1 only)")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="raw Multi30k files")
+    p.add_argument("--checkpoint", type=Path,
+                   help="decode: a trained model (e.g. runs/multi30k/best.pt) instead of an "
+                        "untrained one")
     p.add_argument("--json", action="store_true", help="also print one JSON object at the end")
     args = p.parse_args()
     if args.threads:

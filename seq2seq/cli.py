@@ -107,6 +107,11 @@ def cmd_train(args) -> int:
     return 130 if summary["interrupted"] else 0
 
 
+BF16_HELP = ("decode under bfloat16 autocast: about 1.3x faster on CPUs with bf16 instructions "
+             "(AVX512-BF16, AMX) and on GPUs, slower on other CPUs; outputs may differ slightly "
+             "(Multi30k: BLEU -0.1)")
+
+
 def cmd_translate(args) -> int:
     import torch
 
@@ -132,7 +137,8 @@ def cmd_translate(args) -> int:
     result = translate(model, tok, lines, args.batch_size or cfg.decode.batch_size, a, b,
                        device=device, progress=args.output is not None,
                        return_attention=args.attention_plot is not None, beam=args.beam,
-                       length_penalty=args.length_penalty, n_best=args.n_best)
+                       length_penalty=args.length_penalty, n_best=args.n_best,
+                       bf16=args.bf16)
     hyps, maps = result if args.attention_plot is not None else (result, None)
     if args.n_best > 1:  # n_best lines per input line
         hyps = [h for n_best in hyps for h in n_best]
@@ -173,7 +179,7 @@ def cmd_evaluate(args) -> int:
         srcs, refs = load_splits(cfg.data, [split], errors=args.encoding_errors)[split]
         hyps = translate(model, tok, srcs, cfg.decode.batch_size, cfg.decode.max_len_a,
                          cfg.decode.max_len_b, device=device, progress=True, beam=args.beam,
-                         length_penalty=args.length_penalty)
+                         length_penalty=args.length_penalty, bf16=args.bf16)
         if args.output:
             _write_lines(hyps, args.output)
     else:
@@ -269,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="GNMT length normalization exponent for beam search (0: none)")
     tr.add_argument("--n-best", type=int, default=1, metavar="K",
                     help="write the K best hypotheses of the beam, K lines per input line")
+    tr.add_argument("--bf16", action="store_true", help=BF16_HELP)
     _add_encoding(tr, "the input")
     tr.add_argument("--attention-plot", metavar="DIR",
                     help="also write a PNG heatmap of the attention weights per sentence")
@@ -290,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --checkpoint: beam search with N beams (default 1: greedy)")
     e.add_argument("--length-penalty", type=float, default=1.0, metavar="A",
                    help="GNMT length normalization exponent for beam search")
+    e.add_argument("--bf16", action="store_true", help=BF16_HELP)
     e.add_argument("--json", action="store_true", help="print one JSON object")
     _add_encoding(e, "--hyp, --ref or the data")
     _add_common(e)

@@ -135,7 +135,8 @@ class Decoder(nn.Module):
         float32 CPU model the output weight is prepacked for oneDNN once, not at every step
         (1.2-1.4x faster for the largest matmul of decoding; same numbers to rounding)."""
         w = self.out.weight
-        if self.training or torch.is_grad_enabled() and w.requires_grad:
+        if (self.training or torch.is_grad_enabled() and w.requires_grad
+                or torch.is_autocast_enabled(w.device.type)):  # autocast: bf16 activations
             return self.project
         return prepacked_linear(w, self.out.bias, max(1, batch)) or self.project
 

@@ -135,3 +135,10 @@ def test_decoding_with_and_without_the_prepacked_projection(model_and_batch, mon
     assert [[h for _, h in x] for x in fast[1]] == [[h for _, h in x] for x in plain[1]]
     for x, y in zip(fast[1], plain[1]):
         assert [s for s, _ in x] == pytest.approx([s for s, _ in y], abs=1e-4)
+
+
+def test_decoding_under_bf16_autocast(model_and_batch):
+    model, b = model_and_batch
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hyps, _ = greedy(model, b.src, b.src_len)
+    assert len(hyps) == len(b.src) and all(isinstance(t, int) for h in hyps for t in h)

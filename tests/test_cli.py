@@ -132,6 +132,15 @@ def test_translate_keeps_line_count_order_and_empty_lines(toy, translated):
     assert rev[::-1] == out  # each line's translation stays with its line, whatever the batches
 
 
+def test_bf16_translation_keeps_lines_and_mostly_agrees(toy, translated):
+    text = (toy.dir / "in.txt").read_text(encoding="utf-8")
+    out = seq2seq("translate", "--checkpoint", toy.run, "--bf16", input=text,
+                  cwd=toy.dir).stdout.split("\n")
+    fp32 = translated.split("\n")
+    assert len(out) == len(fp32) and out[1] == out[4] == ""
+    assert sum(a == b for a, b in zip(out, fp32)) >= len(fp32) - 2  # rounding, not a new model
+
+
 def test_stdin_to_stdout_equals_files(toy, translated):
     text = (toy.dir / "in.txt").read_text(encoding="utf-8")
     p = seq2seq("translate", "--checkpoint", toy.run / "best.pt", input=text, cwd=toy.dir)
