@@ -74,3 +74,18 @@ def test_two_processes_equal_one_with_double_batch(tmp_path):
     c = params(tmp_path / "resumed" / "last.pt")
     for k in a:
         assert torch.allclose(b[k], c[k], atol=1e-5), k
+
+
+def test_two_processes_stream_the_same_batches_as_one(tmp_path):
+    """data.streaming: every rank reads the stream and takes its share of each global batch."""
+    write_data(tmp_path)
+    cfg = str(tmp_path / "cfg.yaml")
+    stream = ["--set", "data.streaming=true", "--set", "data.chunk_size=40"]
+    run([sys.executable, "-m", "seq2seq", "train", "--config", cfg, "--set", "train.batch_size=16",
+         *stream, "--out", str(tmp_path / "one"), "--no-progress"])
+    run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "seq2seq", "train",
+         "--config", cfg, "--set", "train.batch_size=8", *stream, "--out", str(tmp_path / "two"),
+         "--no-progress"])
+    a, b = params(tmp_path / "one" / "last.pt"), params(tmp_path / "two" / "last.pt")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
