@@ -9,7 +9,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, List, Tuple, Union
 
 import torch
 
@@ -132,6 +132,11 @@ def load_model(dir_or_file, impl: str = None, device="cpu") -> Tuple[Seq2Seq, To
         raise UserError(f"checkpoint {path}: the weights do not fit its config "
                         f"({detail[:300] or _first(e)})") from None
     return model.to(device).eval(), tok, cfg
+
+
+def kept(run_dir) -> List[Path]:
+    """The ``step-N.pt`` checkpoints that ``train.keep_last`` kept in a run folder, oldest first."""
+    return sorted(Path(run_dir).glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
 
 
 def average(paths, out) -> Dict[str, Any]:

@@ -204,13 +204,13 @@ def cmd_compare_tf(args) -> int:
 
 
 def cmd_average(args) -> int:
-    from .checkpoint import average
+    from .checkpoint import average, kept
 
     paths = list(args.checkpoints)
     if args.last < 0:
         raise UserError(f"--last must be >= 0, got {args.last}")
     if len(paths) == 1 and Path(paths[0]).is_dir():
-        found = sorted(Path(paths[0]).glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+        found = kept(paths[0])
         if not found:
             raise UserError(f"{paths[0]} holds no step-N.pt checkpoints (train with "
                             "--set train.keep_last=N to keep them)")

@@ -3,7 +3,9 @@
 A recipe script (``recipes/*.py``) parses ``--out`` and ``--set`` with :func:`parser`, builds
 its config (and, for toy tasks, its data as a ``datasets.DatasetDict``), and calls :func:`run`,
 which writes ``DIR/scores.json`` (``bleu``, ``chrf``, ``exact_match``, ``signature``,
-``train_seconds``) and prints the scores with their sacreBLEU signature.
+``train_seconds``) and prints the scores with their sacreBLEU signature. With
+``train.keep_last >= 2`` it also averages the kept checkpoints into ``DIR/averaged.pt`` and
+scores that too (``scores.json``'s ``averaged``).
 """
 
 import argparse
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from . import config as config_mod
-from .checkpoint import load_model
+from .checkpoint import average, kept, load_model
 from .data import load_splits
 from .decode import translate
 from .errors import UserError
@@ -54,18 +56,29 @@ def run(cfg, out, dataset=None, resume: bool = False, progress: bool = True,
     if not split:
         raise UserError("the recipe's config has no data.test_split to score")
     srcs, refs = load_splits(cfg.data, [split], dataset)[split]
-    hyps = translate(model, tok, srcs, cfg.decode.batch_size, cfg.decode.max_len_a,
-                     cfg.decode.max_len_b, device=device, progress=progress)
+    decode = lambda m: translate(m, tok, srcs, cfg.decode.batch_size, cfg.decode.max_len_a,
+                                 cfg.decode.max_len_b, device=device, progress=progress)
+    hyps = decode(model)
     (out / f"{split}.hyp").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     s = score(hyps, refs)
     result = {"bleu": s["bleu"], "chrf": s["chrf"], "exact_match": s["exact_match"],
               "signature": s["signature"], "chrf_signature": s["chrf_signature"],
               "train_seconds": round(summary["train_seconds"], 1), "steps": summary["steps"],
               "parameters": summary["parameters"], "split": split, "n": s["n"]}
+    paths = kept(out)
+    if cfg.train.keep_last >= 2 and len(paths) >= 2:  # also score the average of the kept ones
+        average(paths, out / "averaged.pt")
+        s_avg = score(decode(load_model(out / "averaged.pt", device=device)[0]), refs)
+        result["averaged"] = {"bleu": s_avg["bleu"], "chrf": s_avg["chrf"],
+                              "exact_match": s_avg["exact_match"],
+                              "checkpoints": [p.name for p in paths]}
     (out / "scores.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for src, hyp, ref in list(zip(srcs, hyps, refs))[:examples]:
         print(f"  src: {src}\n  hyp: {hyp}\n  ref: {ref}\n")
     print(f"{split}: " + format_scores(s))
+    if "averaged" in result:
+        print(f"{split}, {out / 'averaged.pt'} (the average of {', '.join(p.name for p in paths)}"
+              f"): " + format_scores(s_avg))
     print(f"training: {summary['steps']} steps, {summary['train_seconds'] / 60:.1f} min; "
           f"{summary['parameters'] / 1e6:.2f}M parameters; scores in {out / 'scores.json'}")
     return result

@@ -222,7 +222,8 @@ def test_reverse_recipe_end_to_end(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     p = subprocess.run(
         [sys.executable, str(RECIPES / "reverse.py"), "--out", str(out), "--no-progress",
-         "--set", "train.max_steps=30", "--set", "train.eval_every=30",
+         "--set", "train.max_steps=30", "--set", "train.eval_every=10",
+         "--set", "train.keep_last=2",
          "--set", "train.threads=1", "--set", "model.hidden_size=32",
          "--set", "model.embedding_dim=16"],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
@@ -234,3 +235,7 @@ def test_reverse_recipe_end_to_end(tmp_path):
     assert scores["steps"] == 30 and scores["n"] == 1000
     assert "BLEU signature: nrefs:1" in p.stdout
     assert len((out / "test.hyp").read_text().splitlines()) == 1000
+    # keep_last: the last two checkpoints are averaged and scored too
+    avg = scores["averaged"]
+    assert avg["checkpoints"] == ["step-20.pt", "step-30.pt"] and 0 <= avg["bleu"] <= 100
+    assert (out / "averaged.pt").is_file() and "the average of step-20.pt, step-30.pt" in p.stdout
