@@ -15,8 +15,8 @@ from seq2seq import recipe
 from seq2seq.errors import UserError
 
 HERE = Path(__file__).resolve().parent
-QUICK = ["train.max_minutes=15", "train.patience=0", "train.keep_last=0", "model.hidden_size=256", "model.input_feeding=false",
-         "model.embedding_dim=256"]
+QUICK = ["train.max_minutes=15", "train.patience=0", "train.keep_last=0",
+         "model.hidden_size=256", "model.input_feeding=false", "model.embedding_dim=256"]
 
 
 def local_files(data_dir: str):
