@@ -12,6 +12,7 @@ the averaged gradients are the same too. Rank 0 alone validates, writes checkpoi
 and progress bars; the loop's state is broadcast from it after every validation.
 """
 
+import gc
 import os
 from typing import Any, List, NamedTuple, Sequence
 
@@ -46,6 +47,7 @@ def cleanup(d: Dist) -> None:
     """Leave the process group together: a rank that tears its group down while another is
     still working (rank 0 drawing the curves) can abort in gloo's threads."""
     if d.world > 1 and dist.is_initialized():
+        gc.collect()  # objects that hold work of the group (a dropped DDP wrapper) go first
         dist.barrier()
         dist.destroy_process_group()
 

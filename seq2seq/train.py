@@ -518,6 +518,7 @@ class Trainer:
                 self.validate_and_save(tf_ratio, scheduled=False)
         if self.records and d.main:
             plot_curves(self.records, self.out / "curves.png")
+        self.ddp = self.model  # DDP's reducer goes before the process group it talks to
         distributed.cleanup(d)
         if stopped_by == "time budget":
             log(f"time budget: stopped after {st['train_seconds'] / 60:.1f} minutes of training "
