@@ -22,7 +22,7 @@ from typing import Iterator, List, Optional, Tuple
 
 from . import distributed
 from .data import (Batch, IdPairs, Pairs, bucket_batches, decode_line, encode_pairs,
-                   filter_length, iterate, load_dataset_dict, text_files)
+                   filter_length, iterate, load_dataset_dict, load_splits, text_files)
 from .errors import UserError
 from .tokenizer import Tokenizer
 
@@ -116,11 +116,11 @@ class StreamingData:
             tokenizer = Tokenizer.train(*first, cfg.tokenizer)
         self.tokenizer = tokenizer
         self.valid: Optional[IdPairs] = None
-        if d.valid_split:
-            pairs = list(stream_pairs(d, d.valid_split, dataset, encoding_errors))
-            if not pairs:
+        if d.valid_split:  # read whole, as load_splits reads any split of a streamed config
+            pairs = load_splits(d, [d.valid_split], dataset, encoding_errors)[d.valid_split]
+            if not pairs[0]:
                 raise UserError(f"the validation split {d.valid_split!r} is empty")
-            self.valid = encode_pairs(tokenizer, ([a for a, _ in pairs], [b for _, b in pairs]))
+            self.valid = encode_pairs(tokenizer, pairs)
         log(f"data: streaming the training split in chunks of {d.chunk_size} pairs "
             f"(data.chunk_size); {len(self.valid.src) if self.valid else 0} validation pairs; "
             f"vocab {tokenizer.src_vocab_size}/{tokenizer.tgt_vocab_size}")
