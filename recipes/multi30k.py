@@ -45,4 +45,4 @@ if __name__ == "__main__":
                    help="read the raw Multi30k files from DIR instead of the hub")
     p.add_argument("--quick", action="store_true",
                    help="a 15-minute training budget (reaches about 25+ BLEU)")
-    sys.exit(recipe.main(main, p.parse_args()))
+    sys.exit(recipe.main(main, p.parse_args(), "multi30k.py"))

@@ -31,15 +31,15 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from seq2seq import fast_rnn  # noqa: E402
+from seq2seq import cpu_kernels  # noqa: E402
 from seq2seq.config import Config, ModelConfig, from_dict  # noqa: E402
-from seq2seq.data import IdPairs, bucket_batches, collate, iterate, padding_fraction  # noqa: E402
+from seq2seq.batching import IdPairs, bucket_batches, collate, iterate, padding_fraction  # noqa: E402
 from seq2seq.decode import greedy  # noqa: E402
 from seq2seq.loss import masked_cross_entropy  # noqa: E402
 from seq2seq.model import Seq2Seq  # noqa: E402
 from seq2seq.rnn import make_rnn  # noqa: E402
 from seq2seq.tokenizer import PAD, Tokenizer  # noqa: E402
-from seq2seq.train import make_optimizer  # noqa: E402
+from seq2seq.optim import make_optimizer  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "multi30k"
 
@@ -117,12 +117,13 @@ def bench_layer(args) -> dict:
             x = torch.randn(B, T, I, requires_grad=True)
 
             def step(layer, fast=True, onednn=True):
-                manual.fast, fast_rnn.ONEDNN = fast, onednn
+                manual.backward = "handwritten" if fast else "autograd"
+                cpu_kernels.ONEDNN = onednn
                 try:
                     out, _ = layer(x)
                     out.sum().backward()
                 finally:
-                    manual.fast, fast_rnn.ONEDNN = True, True
+                    manual.backward, cpu_kernels.ONEDNN = "handwritten", True
             sides = {"fast": lambda: step(manual), "no-oneDNN": lambda: step(manual, onednn=False),
                      "plain": lambda: step(manual, fast=False), "fused": lambda: step(fused)}
             ts = interleave(sides, args.repeats, clock=clock)
@@ -139,7 +140,7 @@ def bench_layer(args) -> dict:
                          "fused GFLOP/s": round(flops / med["fused"] / 1e9, 1),
                          "fused % of peak": round(100 * flops / med["fused"] / 1e9 / peak)})
     print(f"sgemm peak (1024^3, best of {args.repeats}): {peak:.0f} GFLOP/s; {args.clock} time; "
-          "fast = ManualRNN's hand-written backward (seq2seq.fast_rnn), no-oneDNN = the same with "
+          "fast = ManualRNN's hand-written backward (seq2seq.cpu_kernels), no-oneDNN = the same with "
           "plain addmm, plain = cells under autograd (the reference); ratios: median over rounds")
     print(table(rows, list(rows[0])))
     return {"sgemm_peak_gflops": peak, "clock": args.clock, "rows": rows}

@@ -3,19 +3,21 @@
 A checkpoint is one ``torch.save`` file holding the model weights, the config, the
 sentencepiece models, the optimizer and its schedule, the step and the RNG states, so that
 ``translate`` needs nothing else and ``train --resume`` continues exactly where it stopped.
+Where checkpoints go in a run folder: :mod:`seq2seq.run_folder`.
 """
 
 import os
+import random
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Dict, Tuple, Union
 
 import torch
 
 from . import __version__
 from .config import Config, from_dict
-from .errors import UserError
+from .errors import UserError, first_line
 from .model import Seq2Seq
 from .tokenizer import PAD, Tokenizer
 
@@ -51,10 +53,6 @@ def save(payload: Dict[str, Any], path: Union[str, Path]) -> None:
         os.close(dir_fd)
 
 
-def _first(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-
-
 def resolve(dir_or_file: Union[str, Path]) -> Path:
     """A run folder means its ``best.pt`` (else ``last.pt``); a file means itself."""
     p = Path(dir_or_file)
@@ -84,7 +82,7 @@ def load(dir_or_file: Union[str, Path], map_location="cpu") -> Dict[str, Any]:
             bad = z.testzip()
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise UserError(f"checkpoint {path} is truncated or corrupted ({size} bytes; not a "
-                        f"complete zip archive: {_first(e)})") from None
+                        f"complete zip archive: {first_line(e)})") from None
     if bad is not None:
         raise UserError(f"checkpoint {path} is corrupted ({size} bytes; checksum mismatch in "
                         f"{bad})")
@@ -93,9 +91,8 @@ def load(dir_or_file: Union[str, Path], map_location="cpu") -> Dict[str, Any]:
     except MemoryError:
         raise
     except Exception as e:  # a damaged file can make the unpickler raise almost anything
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"checkpoint {path} is truncated or corrupted ({size} bytes; "
-                        f"{type(e).__name__}: {msg})") from None
+                        f"{type(e).__name__}: {first_line(e)})") from None
     if not isinstance(ckpt, dict) or "format" not in ckpt:
         raise UserError(f"{path} is not a seq2seq checkpoint (a torch file without our "
                         "'format' key)")
@@ -107,6 +104,19 @@ def load(dir_or_file: Union[str, Path], map_location="cpu") -> Dict[str, Any]:
     if missing:
         raise UserError(f"checkpoint {path} lacks {', '.join(missing)}: damaged, or not written "
                         "by seq2seq train")
+    return ckpt
+
+
+def load_resumable(path, model_cfg) -> Dict[str, Any]:
+    """A checkpoint to continue training from (``train --resume``): it must hold the training
+    state and have been trained with the model settings ``model_cfg``."""
+    ckpt = load(path)
+    if from_dict({"model": ckpt["config"]["model"]}).model != model_cfg:
+        raise UserError(f"--resume: the model section of the config differs from the one in "
+                        f"{path}; resume with the same model settings")
+    if not all(k in ckpt for k in ("optimizer", "train_state", "rng")):
+        raise UserError(f"--resume: {path} holds no training state (optimizer, step, RNG; an "
+                        "averaged checkpoint?), so it cannot be resumed")
     return ckpt
 
 
@@ -130,13 +140,22 @@ def load_model(dir_or_file, impl: str = None, device="cpu") -> Tuple[Seq2Seq, To
     except RuntimeError as e:  # name the keys: "Missing key(s) in state_dict: ..."
         detail = " ".join(l.strip() for l in str(e).splitlines()[1:] if l.strip())
         raise UserError(f"checkpoint {path}: the weights do not fit its config "
-                        f"({detail[:300] or _first(e)})") from None
+                        f"({detail[:300] or first_line(e)})") from None
     return model.to(device).eval(), tok, cfg
 
 
-def kept(run_dir) -> List[Path]:
-    """The ``step-N.pt`` checkpoints that ``train.keep_last`` kept in a run folder, oldest first."""
-    return sorted(Path(run_dir).glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+def rng_state() -> Dict[str, Any]:
+    """The random number generators' states (torch, Python, CUDA), for a checkpoint."""
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(s: Dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved."""
+    torch.set_rng_state(s["torch"])
+    random.setstate(s["python"])
+    if s.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
 
 
 def average(paths, out) -> Dict[str, Any]:

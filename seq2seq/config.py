@@ -1,8 +1,8 @@
 """Configuration: frozen dataclasses loaded from YAML.
 
 Unknown or misspelled keys are rejected with the nearest valid key, values are type- and
-range-checked, and ``--set a.b=c`` overrides apply on top of the file. Every default is
-commented inline; the YAML files under ``recipes/`` use the same names.
+range-checked, and ``--set a.b=c`` overrides apply on top of the file. Every key is commented
+inline with its meaning; the YAML files under ``recipes/`` use the same names.
 """
 
 import dataclasses
@@ -25,9 +25,9 @@ class DataConfig:
     data_files: Optional[Any] = None  # passed to load_dataset; for path "text": {split: [src_file, tgt_file]}
     src: str = "src"  # source column, or key in a `translation` column
     tgt: str = "tgt"  # target column, or key in a `translation` column
-    train_split: str = "train"
-    valid_split: Optional[str] = "validation"  # None: no validation
-    test_split: Optional[str] = "test"
+    train_split: str = "train"  # the split to train on (and to learn the tokenizer from)
+    valid_split: Optional[str] = "validation"  # validated during training, picks best.pt; None: no validation
+    test_split: Optional[str] = "test"  # what recipes and `evaluate --checkpoint` decode and score by default
     max_len: int = 100  # drop training pairs with more subword pieces than this on either side
     streaming: bool = False  # read the training split as a stream, chunk by chunk (corpora larger than memory); needs train.max_steps
     chunk_size: int = 100000  # streaming: pairs tokenized, bucketed and shuffled together; the tokenizer learns from the first chunk
@@ -42,7 +42,7 @@ class TokenizerConfig:
     model_type: Literal["unigram", "bpe"] = "bpe"  # sentencepiece model type (bpe trains in a second)
     vocab_size: int = 8000  # upper bound; shrunk automatically when the data has fewer pieces
     joint: bool = True  # one model for source and target (False: one each)
-    character_coverage: float = 1.0
+    character_coverage: float = 1.0  # share of characters the pieces must cover (the rest: bytes or UNK)
     byte_fallback: bool = True  # unseen characters become bytes, so decode(encode(x)) == x
     split_digits: bool = False  # one piece per digit (helps number tasks)
 
@@ -53,10 +53,11 @@ class TokenizerConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    cell: Literal["lstm", "gru"] = "lstm"
-    impl: Literal["manual", "fused"] = "fused"  # same parameters and numbers; fused is nn.LSTM/nn.GRU
-    attention: Literal["none", "bahdanau", "luong"] = "bahdanau"
-    embedding_dim: int = 256
+    cell: Literal["lstm", "gru"] = "lstm"  # recurrent cell of the encoder and the decoder
+    impl: Literal["manual", "fused"] = "fused"  # same parameters and numbers; fused is nn.LSTM/nn.GRU, manual the cells of seq2seq/cells.py
+    manual_backward: Literal["handwritten", "autograd"] = "handwritten"  # impl manual, training: the hand-written backward of seq2seq/cpu_kernels.py (same numbers, faster; autograd under autocast), or autograd through the cells
+    attention: Literal["none", "bahdanau", "luong"] = "bahdanau"  # additive (Bahdanau 2015) or general (Luong 2015) attention, masked on source padding
+    embedding_dim: int = 256  # source and target embedding size
     hidden_size: int = 512  # per direction in the encoder; the decoder's size
     num_layers: int = 1  # encoder and decoder layers
     bidirectional: bool = True  # encoder only
@@ -78,12 +79,12 @@ class TrainConfig:
     batch_size: int = 64  # sentences per batch (when batch_tokens is not set)
     batch_tokens: Optional[int] = None  # target-token budget per batch instead of batch_size
     lr: float = 1e-3  # Adam learning rate
-    lr_schedule: Literal["constant", "plateau", "cosine"] = "plateau"
+    lr_schedule: Literal["constant", "plateau", "cosine"] = "plateau"  # plateau: times lr_decay when validation stalls; cosine: to 0 at the last step
     lr_decay: float = 0.5  # plateau: multiply lr by this when validation BLEU stalls
     warmup_steps: int = 0  # linear warm-up of the learning rate
     clip_norm: float = 1.0  # gradient-norm clipping (0: off)
-    label_smoothing: float = 0.0
-    seed: int = 1
+    label_smoothing: float = 0.0  # share of the target probability spread over the vocabulary
+    seed: int = 1  # model initialization, batch order, dropout and teacher-forcing coins
     eval_every: int = 0  # validate every N updates (0: once per epoch)
     patience: int = 0  # early stopping: validations without a BLEU gain (0: off)
     keep_last: int = 0  # also keep the checkpoints of the last N validations (step-N.pt), for averaging
@@ -108,7 +109,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TeacherForcingConfig:
-    schedule: Literal["constant", "linear", "exponential", "inverse_sigmoid"] = "constant"
+    schedule: Literal["constant", "linear", "exponential", "inverse_sigmoid"] = "constant"  # how the ratio changes over training (seq2seq/teacher_forcing.py)
     ratio: float = 1.0  # constant: the probability of feeding the gold token
     k: Optional[float] = None  # linear: start (1.0); exponential: base < 1; inverse_sigmoid: k >= 1
     c: Optional[float] = None  # linear: decrease per unit
@@ -124,9 +125,27 @@ class TeacherForcingConfig:
 
 @dataclass(frozen=True)
 class DecodeConfig:
+    """How translate, evaluate and the recipes decode (validation during training is greedy).
+    The options of ``seq2seq translate``/``evaluate`` override these keys one by one."""
+
+    beam: int = 1  # beams per sentence (1: greedy search)
+    length_penalty: float = 1.0  # beam search: GNMT length normalization exponent (0: none)
+    n_best: int = 1  # translate: write the n best hypotheses of the beam per input (n <= beam)
     max_len_a: float = 1.5  # maximum output length: a * source length + b (pieces)
-    max_len_b: int = 10
-    batch_size: int = 128  # sentences per decoding batch
+    max_len_b: int = 10  # ... the b of a * source length + b
+    max_src_len: int = 1024  # sources longer than this (pieces) are truncated, with a warning
+    batch_size: int = 128  # sentences per decoding batch (divided by the beam size)
+    bf16: bool = False  # decode under bfloat16 autocast (faster on CPUs with AVX512-BF16 or AMX; outputs may differ slightly)
+
+    def __post_init__(self):
+        for k in ("beam", "n_best", "max_src_len", "batch_size"):
+            _positive(self, k)
+        for k in ("length_penalty", "max_len_a", "max_len_b"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"decode.{k} must be >= 0, got {getattr(self, k)}")
+        if self.n_best > self.beam:
+            raise ConfigError(f"decode.n_best ({self.n_best}) must be <= decode.beam "
+                              f"({self.beam})")
 
 
 @dataclass(frozen=True)

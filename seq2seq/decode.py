@@ -11,8 +11,10 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .data import collate
-from .decoder import argmax
+from .batching import collate
+from .config import DecodeConfig
+from .cpu_kernels import argmax
+from .device import bf16_autocast
 from .encoder import Encoded
 from .tokenizer import BOS, EOS, PAD
 
@@ -164,57 +166,52 @@ def beam_search(model, src: Tensor, src_len: Tensor, beam: int = 5, length_penal
                                     float("-inf"))
     return [sorted(f, key=lambda x: -x[0])[:n_best] for f in finished]
 
-def translate(model, tok, lines: Sequence[str], batch_size: int = 128, max_len_a: float = 1.5,
-              max_len_b: int = 10, max_src_len: int = 1024, device="cpu",
-              progress: bool = False, return_attention: bool = False, beam: int = 1,
-              length_penalty: float = 1.0, n_best: int = 1, bf16: bool = False):
+
+def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfig(),
+              device="cpu", progress: bool = False, return_attention: bool = False):
     """Translate text lines; exactly one output per input, in input order.
 
-    Empty (or whitespace-only) lines give empty outputs without being decoded. Sources longer
-    than ``max_src_len`` pieces are truncated (with a warning on stderr). Lines are decoded in
-    batches of similar length and put back in order. ``beam > 1`` uses :func:`beam_search`
-    (``--beam 1`` is greedy search); with ``n_best > 1`` each output is a list of ``n_best``
-    strings. With ``return_attention`` (greedy only), also returns per line
-    ``(source pieces, output pieces, weights (T, S))`` or None. ``bf16``: decode under bfloat16
-    autocast (faster where the CPU has bf16 instructions; outputs may differ slightly).
+    ``opts``: how to decode (a :class:`seq2seq.config.DecodeConfig`: beam, length penalty,
+    n-best, length limits, batch size, bf16). Empty (or whitespace-only) lines give empty
+    outputs without being decoded. Sources longer than ``opts.max_src_len`` pieces are
+    truncated (with a warning on stderr). Lines are decoded in batches of similar length and
+    put back in order. ``opts.beam > 1`` uses :func:`beam_search`, else :func:`greedy`; with
+    ``opts.n_best > 1`` each output is a list of ``n_best`` strings. With
+    ``return_attention`` (greedy only), also returns per line ``(source pieces, output pieces,
+    weights (T, S))`` or None.
     """
-    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-        return _translate(model, tok, lines, batch_size, max_len_a, max_len_b, max_src_len,
-                          device, progress, return_attention, beam, length_penalty, n_best)
-
-
-def _translate(model, tok, lines, batch_size, max_len_a, max_len_b, max_src_len, device,
-               progress, return_attention, beam, length_penalty, n_best):
     from tqdm import tqdm
 
     ids = tok.encode_src(lines)
     todo = [i for i, l in enumerate(lines) if l.strip()]
-    truncated = [i for i in todo if len(ids[i]) > max_src_len]
+    truncated = [i for i in todo if len(ids[i]) > opts.max_src_len]
     if truncated:
-        print(f"warning: {len(truncated)} line(s) longer than {max_src_len} pieces truncated "
-              f"(first: line {truncated[0] + 1})", file=sys.stderr)
+        print(f"warning: {len(truncated)} line(s) longer than {opts.max_src_len} pieces "
+              f"truncated (first: line {truncated[0] + 1})", file=sys.stderr)
     todo.sort(key=lambda i: len(ids[i]))
+    n_best = opts.n_best
     out = [[""] * n_best for _ in lines]
     maps = [None] * len(lines)
-    batch_size = max(1, batch_size // beam)
+    batch_size = max(1, opts.batch_size // opts.beam)
     batches = [todo[k:k + batch_size] for k in range(0, len(todo), batch_size)]
-    for b in tqdm(batches, desc="translate", unit="batch", disable=not progress, leave=False):
-        src = [ids[i][:max_src_len] for i in b]
-        batch = collate(src, None, b).to(device)
-        if beam > 1:
-            nbest = beam_search(model, batch.src, batch.src_len, beam, length_penalty, n_best,
-                                max_len_a, max_len_b)
-            hyps = [[h for _, h in x] + [[]] * (n_best - len(x)) for x in nbest]
-        else:
-            best, att = greedy(model, batch.src, batch.src_len, max_len_a, max_len_b,
-                               return_attention)
-            hyps = [[h] + [[]] * (n_best - 1) for h in best]
-            if att is not None:
-                for k, i in enumerate(b):
-                    eos = ["</s>"] if att[k].size(0) > len(best[k]) else []
-                    maps[i] = ([tok.src.id_to_piece(x) for x in src[k]],
-                               tok.tgt_pieces(best[k]) + eos, att[k])
-        for i, hs in zip(b, hyps):
-            out[i] = [t.replace("\n", " ") for t in tok.decode_tgt(hs)]
+    with bf16_autocast(device, opts.bf16):
+        for b in tqdm(batches, desc="translate", unit="batch", disable=not progress, leave=False):
+            src = [ids[i][:opts.max_src_len] for i in b]
+            batch = collate(src, None, b).to(device)
+            if opts.beam > 1:
+                nbest = beam_search(model, batch.src, batch.src_len, opts.beam,
+                                    opts.length_penalty, n_best, opts.max_len_a, opts.max_len_b)
+                hyps = [[h for _, h in x] + [[]] * (n_best - len(x)) for x in nbest]
+            else:
+                best, att = greedy(model, batch.src, batch.src_len, opts.max_len_a,
+                                   opts.max_len_b, return_attention)
+                hyps = [[h] + [[]] * (n_best - 1) for h in best]
+                if att is not None:
+                    for k, i in enumerate(b):
+                        eos = ["</s>"] if att[k].size(0) > len(best[k]) else []
+                        maps[i] = ([tok.src.id_to_piece(x) for x in src[k]],
+                                   tok.tgt_pieces(best[k]) + eos, att[k])
+            for i, hs in zip(b, hyps):
+                out[i] = [t.replace("\n", " ") for t in tok.decode_tgt(hs)]
     out = [o[0] for o in out] if n_best == 1 else out
     return (out, maps) if return_attention else out

@@ -12,7 +12,6 @@ Each step (Luong, Pham and Manning, 2015, section 3; the same wiring for both sc
 else the hidden size.
 """
 
-import functools
 from typing import Callable, List, NamedTuple, Optional, Tuple
 
 import torch
@@ -21,32 +20,8 @@ from torch import Tensor, nn
 
 from .attention import BahdanauAttention, LuongAttention
 from .encoder import Encoded
-from .fast_rnn import prepacked_linear
+from .cpu_kernels import argmax, prepacked_linear
 from .rnn import State, make_rnn
-
-
-@functools.lru_cache(maxsize=None)
-def _block(vocab_size: int) -> int:
-    """A divisor of the vocabulary size near 100 (0: none between 50 and 250)."""
-    ds = [d for d in range(50, 251) if vocab_size % d == 0]
-    return min(ds, key=lambda d: abs(d - 100)) if ds else 0
-
-
-def argmax(logits: Tensor) -> Tensor:
-    """``logits.argmax(-1)`` of ``(B, V)`` logits: the same ids (the first of tied maxima).
-
-    On the CPU torch's argmax over a long last dimension is slow (about 1 ns an element, 15x
-    slower than ``amax``), so the block of ~100 logits holding the maximum is found with
-    ``amax`` first and the argmax is taken inside it: 4x faster at (128, 8000).
-    """
-    B, V = logits.shape
-    k = _block(V)
-    if logits.device.type != "cpu" or not k or B == 0:
-        return logits.argmax(-1)
-    blocks = logits.reshape(B, V // k, k)  # (B, V/k, k)
-    best = blocks.amax(-1).argmax(-1)  # (B,) the first block that holds the maximum
-    inner = blocks[torch.arange(B, device=logits.device), best]  # (B, k)
-    return best * k + inner.argmax(-1)
 
 
 class DecoderState(NamedTuple):
@@ -74,6 +49,8 @@ class Decoder(nn.Module):
         input_feeding: feed ``o_{t-1}`` to the recurrent layer with the embedding.
         tie_embeddings: the output projection reuses the target embedding matrix.
         pad_id: the padding id.
+        manual_backward: ``handwritten``|``autograd``, for ``impl="manual"`` (see
+            :class:`seq2seq.rnn.ManualRNN`).
 
     Teacher forcing: :meth:`forward` takes ``tf_ratio``, the probability of feeding the gold
     previous token. The coin is flipped independently per token per example (as in Bengio et
@@ -86,14 +63,16 @@ class Decoder(nn.Module):
 
     def __init__(self, cell: str, impl: str, vocab_size: int, embedding_dim: int,
                  hidden_size: int, num_layers: int, dropout: float, enc_size: int,
-                 attention: str, input_feeding: bool, tie_embeddings: bool, pad_id: int) -> None:
+                 attention: str, input_feeding: bool, tie_embeddings: bool, pad_id: int,
+                 manual_backward: str = "handwritten") -> None:
         super().__init__()
         self.input_feeding = input_feeding
         self.out_size = embedding_dim if tie_embeddings else hidden_size  # O
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.dropout = nn.Dropout(dropout)
         rnn_in = embedding_dim + (self.out_size if input_feeding else 0)
-        self.rnn = make_rnn(cell, impl, rnn_in, hidden_size, num_layers, False, dropout)
+        self.rnn = make_rnn(cell, impl, rnn_in, hidden_size, num_layers, False, dropout,
+                            manual_backward)
         if attention == "bahdanau":
             self.attention = BahdanauAttention(hidden_size, enc_size, hidden_size)
         elif attention == "luong":

@@ -43,6 +43,17 @@ def setup(device_type: str) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
+def wrap(model: torch.nn.Module, device: torch.device, d: Dist) -> torch.nn.Module:
+    """The model as the training step calls it: in DistributedDataParallel (gradients
+    averaged across ranks) when there are several processes, else itself."""
+    if d.world == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
 def cleanup(d: Dist) -> None:
     """Leave the process group together: a rank that tears its group down while another is
     still working (rank 0 drawing the curves) can abort in gloo's threads."""

@@ -52,18 +52,21 @@ class Encoder(nn.Module):
         vocab_size, embedding_dim, hidden_size, num_layers, bidirectional, dropout: the layer.
         dec_hidden_size, dec_layers: the decoder's state shape, for the bridge.
         pad_id: the padding id (its embedding is zero).
+        manual_backward: ``handwritten``|``autograd``, for ``impl="manual"`` (see
+            :class:`seq2seq.rnn.ManualRNN`).
 
     Inputs: ``src (B, S)`` ids, ``src_len (B,)``. Output: :class:`Encoded`.
     """
 
     def __init__(self, cell: str, impl: str, vocab_size: int, embedding_dim: int,
                  hidden_size: int, num_layers: int, bidirectional: bool, dropout: float,
-                 dec_hidden_size: int, dec_layers: int, pad_id: int) -> None:
+                 dec_hidden_size: int, dec_layers: int, pad_id: int,
+                 manual_backward: str = "handwritten") -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.dropout = nn.Dropout(dropout)
         self.rnn = make_rnn(cell, impl, embedding_dim, hidden_size, num_layers, bidirectional,
-                            dropout)
+                            dropout, manual_backward)
         D = 2 if bidirectional else 1
         self.out_size = D * hidden_size
         self.bridge = Bridge(hidden_size, D, num_layers, dec_hidden_size, dec_layers)

@@ -1,4 +1,5 @@
-"""The error a user can fix: the CLI prints its message on one line, without a traceback."""
+"""The errors a user can fix: every entry point prints their message on one line, without a
+traceback (see :func:`seq2seq.console.run_main`)."""
 
 
 class UserError(Exception):
@@ -7,3 +8,9 @@ class UserError(Exception):
 
 class ConfigError(UserError):
     """A config key or value that is not valid."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -1,12 +1,26 @@
-"""Scores: sacreBLEU BLEU and chrF (with their signatures) and exact match."""
+"""Scores, and the one path from a model (or a checkpoint) and a split (or lines) to them.
 
-from typing import Dict, Sequence
+    ev = evaluate_checkpoint("runs/x", split="test")      # seq2seq evaluate --checkpoint runs/x
+    print(format_scores(ev.scores))                         # BLEU, chrF (signatures), exact match
+    score(hyps, refs)                                       # seq2seq evaluate --hyp F --ref F
+
+:func:`validate` is what the training loop measures on the validation split. ``torch`` is
+imported where it is needed, so that scoring text files starts in a fraction of a second.
+"""
+
+import dataclasses
+import math
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import sacrebleu
 
+from .errors import ConfigError, UserError
+from .readers import Pairs, load_splits
 
-def score(hyps: Sequence[str], refs: Sequence[str]) -> Dict[str, object]:
-    """Corpus BLEU, chrF and exact match (percent) of hypotheses against one reference each."""
+
+def score(hyps: Sequence[str], refs: Sequence[str]) -> Dict[str, Any]:
+    """Corpus BLEU, chrF and exact match (percent) of hypotheses against one reference each,
+    with the sacreBLEU signatures."""
     if len(hyps) != len(refs):
         raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
     bleu, chrf = sacrebleu.BLEU(), sacrebleu.CHRF()
@@ -20,7 +34,124 @@ def score(hyps: Sequence[str], refs: Sequence[str]) -> Dict[str, object]:
     }
 
 
-def format_scores(s: Dict[str, object]) -> str:
+def format_scores(s: Dict[str, Any]) -> str:
     return (f"BLEU {s['bleu']:.2f}  chrF {s['chrf']:.2f}  exact match {s['exact_match']:.2f}%"
             f"  ({s['n']} sentences)\n"
             f"  BLEU signature: {s['signature']}\n  chrF signature: {s['chrf_signature']}")
+
+
+class Evaluation(NamedTuple):
+    """A split decoded and scored."""
+
+    split: str
+    srcs: List[str]
+    refs: List[str]
+    hyps: List[str]
+    scores: Dict[str, Any]  # see score()
+
+
+def read_split(cfg, split: Optional[str] = None, dataset=None, errors: str = "strict"
+               ) -> Pairs:
+    """Source and reference lines of ``split`` (default: ``data.test_split``) of a config's data
+    (or of ``dataset``, a ``datasets.DatasetDict``)."""
+    split = split or cfg.data.test_split
+    if not split:
+        raise UserError("no split to evaluate: give --split or set data.test_split")
+    return load_splits(cfg.data, [split], dataset, errors)[split]
+
+
+def decode_options(cfg, overrides: Optional[Dict[str, Any]] = None):
+    """The config's ``decode`` section with ``overrides`` (keys of it; None values ignored)."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    try:
+        return dataclasses.replace(cfg.decode, **overrides)
+    except ConfigError as e:  # say it with the option's name
+        raise UserError(str(e).replace("decode.", "--").replace("_", "-")) from None
+
+
+def evaluate_model(model, tok, cfg, split: Optional[str] = None, dataset=None, decode=None,
+                   device="cpu", progress: bool = False, errors: str = "strict") -> Evaluation:
+    """Decode ``split`` of the config's data (or ``dataset``) with ``model`` and score it.
+    ``decode``: overrides of ``cfg.decode`` (beam, length_penalty, batch_size, bf16, ...)."""
+    from .decode import translate
+
+    split = split or cfg.data.test_split
+    srcs, refs = read_split(cfg, split, dataset, errors)
+    opts = dataclasses.replace(decode_options(cfg, decode), n_best=1)
+    hyps = translate(model, tok, srcs, opts, device=device, progress=progress)
+    return Evaluation(split, srcs, refs, hyps, score(hyps, refs))
+
+
+def evaluate_checkpoint(checkpoint, split: Optional[str] = None, dataset=None, decode=None,
+                        impl: Optional[str] = None, device="auto", progress: bool = False,
+                        errors: str = "strict") -> Evaluation:
+    """Load a checkpoint (a run folder: its best.pt) and :func:`evaluate_model` it."""
+    from .checkpoint import load_model
+    from .device import pick_device
+
+    device = pick_device(device) if isinstance(device, str) else device
+    model, tok, cfg = load_model(checkpoint, impl, device)
+    return evaluate_model(model, tok, cfg, split, dataset, decode, device, progress, errors)
+
+
+def validate(model, data, tok, cfg, device, free_running: bool = False) -> Dict[str, Any]:
+    """The training loop's validation on ``data`` (:class:`seq2seq.batching.IdPairs`).
+
+    Teacher-forced loss and perplexity; greedy BLEU, chrF and exact match on the first
+    ``train.valid_max_sentences``; with ``free_running``, also the loss when the decoder is
+    fed its own argmax predictions (``tf_ratio=0``): the gap between the two is exposure bias.
+    """
+    import torch
+
+    from .batching import IdPairs, bucket_batches, iterate
+    from .loss import masked_cross_entropy
+    from .tokenizer import PAD
+
+    was_training = model.training
+    model.eval()
+    loss_tf = loss_free = 0.0
+    n_tok = 0
+    with torch.no_grad():
+        batches = bucket_batches([len(s) for s in data.src], [len(s) for s in data.tgt],
+                                 cfg.decode.batch_size)
+        for batch in iterate(data, batches):
+            batch = batch.to(device)
+            logits = model(batch.src, batch.src_len, batch.tgt_in, 1.0)  # (B, T, V)
+            loss, n = masked_cross_entropy(logits, batch.tgt_out, PAD)
+            loss_tf += float(loss)
+            n_tok += n
+            if free_running:
+                logits = model(batch.src, batch.src_len, batch.tgt_in, 0.0)
+                loss_free += float(masked_cross_entropy(logits, batch.tgt_out, PAD)[0])
+        sub = IdPairs(*(x[:cfg.train.valid_max_sentences] for x in data))
+        hyps = tok.decode_tgt(greedy_ids(model, sub.src, cfg.decode, device))
+    s = score(hyps, sub.tgt_text)
+    model.train(was_training)
+    out = {"valid_loss": loss_tf / max(1, n_tok),
+           "valid_ppl": math.exp(min(50.0, loss_tf / max(1, n_tok))),
+           "valid_bleu": s["bleu"], "valid_chrf": s["chrf"], "valid_exact_match": s["exact_match"]}
+    if free_running:
+        out["valid_loss_free"] = loss_free / max(1, n_tok)
+    return out
+
+
+def score_key(rec: Dict[str, Any]) -> List[float]:
+    """What "better" means for validation records: BLEU, then chrF, then a lower loss (short
+    toy outputs all score BLEU 0)."""
+    return [rec["valid_bleu"], rec["valid_chrf"], -rec["valid_loss"]]
+
+
+def greedy_ids(model, src: Sequence[Sequence[int]], opts, device) -> List[List[int]]:
+    """Greedy output ids for every source (ids) in order, decoded in length-bucketed batches
+    of ``opts.batch_size`` with ``opts``'s length limits."""
+    from .batching import bucket_batches, collate
+    from .decode import greedy
+
+    lens = [len(s) for s in src]
+    out: List[List[int]] = [[] for _ in lens]
+    for b in bucket_batches(lens, lens, opts.batch_size):
+        batch = collate([src[i] for i in b], None, b).to(device)
+        hyps, _ = greedy(model, batch.src, batch.src_len, opts.max_len_a, opts.max_len_b)
+        for i, h in zip(b, hyps):
+            out[i] = h
+    return out

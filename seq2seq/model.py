@@ -3,7 +3,7 @@
 from torch import Tensor, nn
 
 from .decoder import Decoder
-from .encoder import Encoded, Encoder
+from .encoder import Encoder
 
 
 class Seq2Seq(nn.Module):
@@ -25,14 +25,22 @@ class Seq2Seq(nn.Module):
         encoder = Encoder(cfg.cell, cfg.impl, src_vocab, cfg.embedding_dim, cfg.hidden_size,
                           cfg.num_layers, cfg.bidirectional, cfg.dropout,
                           dec_hidden_size=cfg.hidden_size, dec_layers=cfg.num_layers,
-                          pad_id=pad_id)
+                          pad_id=pad_id, manual_backward=cfg.manual_backward)
         decoder = Decoder(cfg.cell, cfg.impl, tgt_vocab, cfg.embedding_dim, cfg.hidden_size,
                           cfg.num_layers, cfg.dropout, encoder.out_size, cfg.attention,
-                          cfg.input_feeding, cfg.tie_embeddings, pad_id)
+                          cfg.input_feeding, cfg.tie_embeddings, pad_id,
+                          manual_backward=cfg.manual_backward)
         return cls(encoder, decoder)
 
-    def encode(self, src: Tensor, src_len: Tensor) -> Encoded:
-        return self.encoder(src, src_len)
+    @staticmethod
+    def describe(cfg) -> str:
+        """The model of a :class:`seq2seq.config.ModelConfig` in words, for the run's log:
+        which layers, and for ``impl: manual`` which backward trains them."""
+        backward = ""
+        if cfg.impl == "manual":
+            backward = (" (hand-written backward, autograd under autocast)"
+                        if cfg.manual_backward == "handwritten" else " (autograd backward)")
+        return f"{cfg.cell} {cfg.impl}{backward}, attention {cfg.attention}"
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor, tf_ratio: float = 1.0,
                 feed: str = "argmax") -> Tensor:

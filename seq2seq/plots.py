@@ -1,23 +1,52 @@
 """Plots written as PNG files (matplotlib, Agg backend: no display needed).
 
-    attention_maps(maps, "att/")   # seq2seq translate --attention-plot att/
+    attention_maps(maps, "att/")              # seq2seq translate --attention-plot att/
+    training_curves(records, "run/curves.png")  # drawn by the training loop
 """
 
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from torch import Tensor
 
 AttentionMap = Tuple[Sequence[str], Sequence[str], Tensor]  # source pieces, output pieces, (T, S)
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save(plt, fig, path: Union[str, Path]) -> None:
+    """Lay out, write as a PNG and close ``fig``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def training_curves(records: List[Dict[str, Any]], path: Union[str, Path]) -> None:
+    """Training and validation loss, and validation BLEU (with the teacher-forcing ratio),
+    against the step, from the records of a run's ``metrics.jsonl``."""
+    if not records:
+        return
+    plt = pyplot()
+    steps = [r["step"] for r in records]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.plot(steps, [r["train_loss"] for r in records], label="train (as trained)")
+    if "valid_loss" in records[-1]:  # no validation split: training curves only
+        a.plot(steps, [r.get("valid_loss") for r in records], label="validation (teacher-forced)")
+        b.plot(steps, [r.get("valid_bleu") for r in records], color="tab:green", marker=".")
+    a.set_xlabel("step"), a.set_ylabel("loss per token"), a.legend()
+    b.set_xlabel("step"), b.set_ylabel("validation BLEU (greedy)")
+    if "tf_ratio" in records[0]:
+        c = b.twinx()
+        c.plot(steps, [r["tf_ratio"] for r in records], color="tab:gray", ls="--")
+        c.set_ylabel("teacher-forcing ratio", color="tab:gray"), c.set_ylim(-0.05, 1.05)
+    save(plt, fig, path)
 
 
 def attention_maps(maps: List[Optional[AttentionMap]], out_dir: Union[str, Path]) -> int:
@@ -32,7 +61,7 @@ def attention_maps(maps: List[Optional[AttentionMap]], out_dir: Union[str, Path]
     Returns:
         the number of PNG files written.
     """
-    plt = _pyplot()
+    plt = pyplot()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = 0
@@ -55,8 +84,6 @@ def attention_maps(maps: List[Optional[AttentionMap]], out_dir: Union[str, Path]
         ax.set_xlabel("source")
         ax.set_ylabel("output")
         fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
-        fig.tight_layout()
-        fig.savefig(out / f"attention_{n:04d}.png", dpi=100)
-        plt.close(fig)
+        save(plt, fig, out / f"attention_{n:04d}.png")
         written += 1
     return written

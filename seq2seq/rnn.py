@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .cells import gru_cell, lstm_cell
-from .fast_rnn import recurrence
+from .cpu_kernels import recurrence
 
 
 class State(NamedTuple):
@@ -65,6 +65,12 @@ def _check_cell(cell: str) -> str:
     return cell.upper()
 
 
+def _check_backward(backward: str) -> str:
+    if backward not in ("handwritten", "autograd"):
+        raise ValueError(f"backward must be 'handwritten' or 'autograd', got {backward!r}")
+    return backward
+
+
 def length_mask(lengths: Tensor, max_len: int) -> Tensor:
     """``(B,)`` lengths -> ``(B, T)`` bool, True at valid positions."""
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]  # (B, T)
@@ -77,25 +83,28 @@ class ManualRNN(nn.RNNBase):
         cell: ``"lstm"`` or ``"gru"``.
         input_size, hidden_size, num_layers, bidirectional, dropout: as in ``nn.LSTM``
             (dropout is applied to the outputs of every layer but the last, in training).
-        fast: when autograd is recording (and autocast is off), run each layer and direction
-            as :func:`seq2seq.fast_rnn.recurrence`: the same function with a hand-written
-            backward, 1.1-1.5x faster forward+backward (``scripts/bench.py layer``). False:
-            always the plain loop over the cells, the reference it is tested against. Also an
-            attribute (``rnn.fast = False``).
+        backward: ``"handwritten"`` (``model.manual_backward``'s default): when autograd is
+            recording and autocast is off, run each layer and direction as
+            :func:`seq2seq.cpu_kernels.recurrence`, the same function with a hand-written
+            backward, 1.1-1.5x faster forward+backward (``scripts/bench.py layer``); otherwise
+            (inference, autocast) the loop over the cells. ``"autograd"``: always the loop over
+            the cells under plain autograd, the reference the hand-written one is tested
+            against. Also an attribute (``rnn.backward = "autograd"``).
 
     The input projection ``x @ W_ih^T + b_ih`` of all time steps is one matmul per layer and
     direction before the loop; only ``h @ W_hh^T`` and the gate arithmetic run per step.
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bidirectional: bool = False, dropout: float = 0.0, fast: bool = True) -> None:
+                 bidirectional: bool = False, dropout: float = 0.0,
+                 backward: str = "handwritten") -> None:
         super().__init__(_check_cell(cell), input_size, hidden_size, num_layers=num_layers,
                          bias=True, batch_first=True,
                          dropout=dropout if num_layers > 1 else 0.0,
                          bidirectional=bidirectional)
         self.cell = cell
         self._cell_fn = lstm_cell if cell == "lstm" else gru_cell
-        self.fast = fast
+        self.backward = _check_backward(backward)
 
     def _weights(self, layer: int, direction: int) -> List[Tensor]:
         suffix = f"l{layer}" + ("_reverse" if direction else "")
@@ -113,7 +122,7 @@ class ManualRNN(nn.RNNBase):
         valid = None if lengths is None else length_mask(lengths.to(x.device), T).unsqueeze(-1)  # (B, T, 1)
         # the hand-written backward pays off only when there is a backward; it runs in the
         # inputs' dtype, so under autocast the plain loop (whose ops autocast) runs instead
-        fast = (self.fast and torch.is_grad_enabled()
+        fast = (self.backward == "handwritten" and torch.is_grad_enabled()
                 and not torch.is_autocast_enabled(x.device.type)
                 and any(p.requires_grad for p in self.parameters()))
         h_n, c_n = [], []
@@ -141,7 +150,7 @@ class ManualRNN(nn.RNNBase):
     def _loop(self, gi: Tensor, h: Tensor, c: Optional[Tensor], w_hh: Tensor, b_hh: Tensor,
               valid: Optional[Tensor], reverse: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """One layer and direction, cell by cell under plain autograd: the reference for
-        :func:`seq2seq.fast_rnn.recurrence`, which takes the same arguments."""
+        :func:`seq2seq.cpu_kernels.recurrence`, which takes the same arguments."""
         T = gi.size(1)
         out: List[Optional[Tensor]] = [None] * T
         for t in (range(T - 1, -1, -1) if reverse else range(T)):
@@ -212,12 +221,15 @@ class FusedGRU(_Fused, nn.GRU):
 
 
 def make_rnn(cell: str, impl: str, input_size: int, hidden_size: int, num_layers: int = 1,
-             bidirectional: bool = False, dropout: float = 0.0) -> nn.Module:
-    """Build a recurrent layer: ``cell`` is ``lstm``|``gru``, ``impl`` is ``manual``|``fused``."""
+             bidirectional: bool = False, dropout: float = 0.0,
+             manual_backward: str = "handwritten") -> nn.Module:
+    """Build a recurrent layer: ``cell`` is ``lstm``|``gru``, ``impl`` is ``manual``|``fused``;
+    ``manual_backward`` is :class:`ManualRNN`'s ``backward`` (ignored by ``fused``)."""
     _check_cell(cell)
     dropout = dropout if num_layers > 1 else 0.0
     if impl == "manual":
-        return ManualRNN(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
+        return ManualRNN(cell, input_size, hidden_size, num_layers, bidirectional, dropout,
+                         manual_backward)
     if impl != "fused":
         raise ValueError(f"impl must be 'manual' or 'fused', got {impl!r}")
     fused = FusedLSTM if cell == "lstm" else FusedGRU

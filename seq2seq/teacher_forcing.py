@@ -4,7 +4,8 @@ Bengio, Vinyals, Jaitly and Shazeer (2015), "Scheduled Sampling for Sequence Pre
 Recurrent Neural Networks", section 2.4: at step (or epoch) ``i`` the decoder is fed the gold
 previous token with probability ``eps_i`` and its own prediction otherwise. The paper decays
 ``eps_i`` from 1 (full teacher forcing) towards a floor. The decoder only ever sees the float;
-the training loop calls :func:`ratio_at` (config in, float out).
+the training loop calls :func:`ratio_for` (config and the point of the run in, float out), and
+so does the teacher-forcing comparison to report what each schedule did.
 """
 
 import math
@@ -88,3 +89,12 @@ def ratio_at(cfg, i: int, total: Optional[int] = None) -> float:
     if cfg.schedule == "exponential":
         return exponential(i, params["k"], cfg.min)
     return max(cfg.min, inverse_sigmoid(i, params["k"]))
+
+
+def ratio_for(cfg, step: int, epoch: int, total_steps: int, epochs: int) -> float:
+    """The ratio at update ``step`` (in epoch ``epoch``) of a run of ``total_steps`` updates
+    and at most ``epochs`` epochs: ``i`` is the step or the epoch by ``cfg.unit``, and the
+    budget in that unit fills in unset ``k``/``c``."""
+    if cfg.unit == "step":
+        return ratio_at(cfg, step, total_steps)
+    return ratio_at(cfg, epoch, epochs)

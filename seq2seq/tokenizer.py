@@ -47,7 +47,7 @@ def unescape(text: str) -> str:
     return _UNESCAPE.sub(lambda m: _ESC if m.group(1) == _ESC else "\u2581", text)
 
 
-def train_model(lines: Sequence[str], vocab_size: int, model_type: str = "unigram",
+def train_model(lines: Sequence[str], vocab_size: int, model_type: str = "bpe",
                 character_coverage: float = 1.0, byte_fallback: bool = True,
                 split_digits: bool = False) -> bytes:
     """Train a sentencepiece model on ``lines`` and return its serialized proto.
@@ -112,9 +112,6 @@ class Tokenizer:
 
     def decode_tgt(self, ids: Iterable[Sequence[int]]) -> List[str]:
         return [unescape(self.tgt.decode(list(x))) for x in ids]
-
-    def src_pieces(self, line: str) -> List[str]:
-        return self.src.encode_as_pieces(escape(line))
 
     def tgt_pieces(self, ids: Sequence[int]) -> List[str]:
         return [self.tgt.id_to_piece(i) for i in ids]

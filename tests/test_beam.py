@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from seq2seq.config import ModelConfig
-from seq2seq.data import collate
+from seq2seq.batching import collate
 from seq2seq.decode import beam_search, gnmt_length_penalty, greedy
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import EOS, PAD
@@ -107,7 +107,7 @@ def test_greedy_attention_maps_fit_the_output_alone_and_batched(model_and_batch)
 
 @pytest.mark.parametrize("V", [12, 8000, 8003, 1000])
 def test_blocked_argmax_is_torch_argmax(V):
-    from seq2seq.decoder import argmax
+    from seq2seq.cpu_kernels import argmax
 
     g = torch.Generator().manual_seed(V)
     logits = torch.randn(37, V, generator=g)
@@ -119,15 +119,15 @@ def test_blocked_argmax_is_torch_argmax(V):
 
 
 def test_decoding_with_and_without_the_prepacked_projection(model_and_batch, monkeypatch):
-    from seq2seq import fast_rnn
+    from seq2seq import cpu_kernels
 
     model, b = model_and_batch
     fast = greedy(model, b.src, b.src_len)[0], beam_search(model, b.src, b.src_len, beam=3)
     with torch.inference_mode():
         assert (model.decoder.projector(8) != model.decoder.project) == \
-            fast_rnn.use_prepack(b.src.float())
+            cpu_kernels.use_prepack(b.src.float())
     assert model.decoder.projector(8) == model.decoder.project  # autograd on: the plain layer
-    monkeypatch.setattr(fast_rnn, "ONEDNN", False)
+    monkeypatch.setattr(cpu_kernels, "ONEDNN", False)
     with torch.inference_mode():
         assert model.decoder.projector(8) == model.decoder.project
     plain = greedy(model, b.src, b.src_len)[0], beam_search(model, b.src, b.src_len, beam=3)

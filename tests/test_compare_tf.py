@@ -1,22 +1,25 @@
-"""scripts/compare_teacher_forcing.py: settings parsing, clear errors, and one tiny comparison."""
+"""The teacher-forcing comparison (seq2seq.compare, `seq2seq compare-tf`): settings parsing,
+clear errors, an installed package outside the checkout, and one tiny comparison."""
 
 import csv
-import importlib.util
+import os
 import random
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from seq2seq import config
+from seq2seq import config, toy
+from seq2seq.compare import study
+from seq2seq.compare.options import DEFAULT_SETTINGS
+from seq2seq.compare.runs import length_buckets
+from seq2seq.compare.settings import apply_setting, parse_setting, parse_settings
 from seq2seq.errors import UserError
 
 from conftest import ROOT
 
 SCRIPT = ROOT / "scripts" / "compare_teacher_forcing.py"
-_spec = importlib.util.spec_from_file_location("compare_teacher_forcing", SCRIPT)
-ctf = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ctf)
 
 
 @pytest.mark.parametrize("text, label, keys", [
@@ -32,24 +35,24 @@ _spec.loader.exec_module(ctf)
      {"k": 20, "unit": "epoch"}),
 ])
 def test_parse_setting(text, label, keys):
-    s = ctf.parse_setting(text)
+    s = parse_setting(text)
     assert s.label == label
     assert s.keys == {"schedule": text.split(":")[0], **keys}
-    cfg = ctf.apply_setting(config.Config(), s, seed=7)  # valid values pass the config's checks
+    cfg = apply_setting(config.Config(), s, seed=7)  # valid values pass the config's checks
     assert cfg.teacher_forcing.schedule == s.keys["schedule"]
     assert cfg.train.seed == 7
 
 
 def test_parse_settings_splits_and_defaults():
-    got = ctf.parse_settings(["constant:1.0 linear", "inverse_sigmoid:k=20"])
+    got = parse_settings(["constant:1.0 linear", "inverse_sigmoid:k=20"])
     assert [s.label for s in got] == ["constant:1.0", "linear", "inverse_sigmoid:k=20"]
-    assert len(ctf.parse_settings(ctf.DEFAULT_SETTINGS)) == 8
+    assert len(parse_settings(DEFAULT_SETTINGS)) == 8
 
 
 def test_setting_does_not_inherit_schedule_parameters():
     base = config.load(None, ["teacher_forcing.schedule=inverse_sigmoid",
                               "teacher_forcing.k=50", "teacher_forcing.feed=sample"])
-    tf = ctf.apply_setting(base, ctf.parse_setting("exponential"), 1).teacher_forcing
+    tf = apply_setting(base, parse_setting("exponential"), 1).teacher_forcing
     assert tf.schedule == "exponential" and tf.k is None and tf.feed == "sample"
 
 
@@ -65,7 +68,7 @@ def test_setting_does_not_inherit_schedule_parameters():
 ])
 def test_bad_settings_syntax(text, words):
     with pytest.raises(UserError, match=words):
-        ctf.parse_settings([text])
+        parse_settings([text])
 
 
 @pytest.mark.parametrize("text, words", [
@@ -77,29 +80,29 @@ def test_bad_settings_syntax(text, words):
 ])
 def test_bad_settings_values(text, words):
     with pytest.raises(UserError, match=words):
-        ctf.apply_setting(config.Config(), ctf.parse_setting(text), 1)
+        apply_setting(config.Config(), parse_setting(text), 1)
 
 
 def test_length_buckets_cover_every_length():
     lengths = [3, 3, 4, 5, 7, 9, 9, 12, 15, 15]
-    buckets = ctf.length_buckets(lengths, 4)
+    buckets = length_buckets(lengths, 4)
     assert buckets[0][0] == 3 and buckets[-1][1] == 15
     assert all(a[1] + 1 == b[0] for a, b in zip(buckets, buckets[1:]))  # contiguous
-    assert ctf.length_buckets([5] * 10, 4) == [(5, 5)]
+    assert length_buckets([5] * 10, 4) == [(5, 5)]
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_toy_recipe_has_its_data(path):
     """A recipe config without data.path must be one the script can generate data for."""
     if config.load(path).data.path is None:
-        assert path.stem in ctf.TOY_TASKS
+        assert path.stem in toy.TASKS
 
 
 def test_toy_data_is_the_recipes():
-    d = ctf.toy_dataset("length_generalization", 1)
+    d = toy.dataset("length_generalization", 1)
     longest_train = max(len(s.split()) for s in d["train"]["src"])
     assert min(len(s.split()) for s in d["test"]["src"]) > longest_train
-    copy = ctf.toy_dataset("copy", 1)["test"]
+    copy = toy.dataset("copy", 1)["test"]
     assert copy["src"] == copy["tgt"]
 
 
@@ -125,6 +128,23 @@ def test_bad_input_is_one_line(tmp_path, args, words):
 def test_help_through_the_cli(run_cli):
     p = run_cli("compare-tf", "--help")
     assert "--settings" in p.stdout and "inverse_sigmoid" in p.stdout and "--seeds" in p.stdout
+
+
+def test_an_installed_package_runs_it_in_any_folder(tmp_path):
+    """The package alone (no recipes/ or scripts/ beside it), run from another folder."""
+    site, work = tmp_path / "site", tmp_path / "work"
+    shutil.copytree(ROOT / "seq2seq", site / "seq2seq",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    work.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(site))
+    run = lambda *a: subprocess.run([sys.executable, *a], capture_output=True, text=True,
+                                    cwd=work, env=env, timeout=120)
+    p = run("-c", "import seq2seq, seq2seq.compare.study; print(seq2seq.__file__)")
+    assert p.returncode == 0 and p.stdout.startswith(str(site)), p.stderr
+    p = run("-m", "seq2seq", "compare-tf", "--help")
+    assert p.returncode == 0 and "--settings" in p.stdout, p.stderr
+    p = run("-m", "seq2seq", "compare-tf", "--settings", "constant:1.0")
+    assert p.returncode == 2 and "give --config" in p.stderr and "Traceback" not in p.stderr
 
 
 def _reverse_files(d, rng, n):
@@ -180,7 +200,7 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     before = best.stat().st_mtime_ns
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
-    assert ctf.main(args + ["--no-progress"]) == 0
+    assert study.main(args + ["--no-progress"]) == 0
     captured = capsys.readouterr()
     assert best.stat().st_mtime_ns == before
     assert "reusing" in captured.err and table[1] in captured.out

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from seq2seq.config import ModelConfig
-from seq2seq.data import collate
+from seq2seq.batching import collate
 from seq2seq.decode import greedy
 from seq2seq.loss import masked_cross_entropy
 from seq2seq.model import Seq2Seq

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seq2seq.config import ModelConfig
-from seq2seq.data import collate
+from seq2seq.batching import collate
 from seq2seq.decode import greedy
 from seq2seq.encoder import Bridge, Encoder
 from seq2seq.loss import masked_cross_entropy

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from seq2seq import checkpoint, cli, config
 from seq2seq.errors import UserError
-from seq2seq.train import prepare_out, train
+from seq2seq.run_folder import RunFolder
+from seq2seq.train import train
 
 PAIRS = [("a b c", "c b a"), ("d e", "e d"), ("f g h i", "i h g f"), ("j k", "k j"),
          ("a c e g", "g e c a"), ("b d", "d b")]
@@ -323,8 +324,8 @@ def test_out_holding_a_run_is_refused_unless_resume_or_overwrite(trained, tmp_pa
     fails(seq2seq("train", "--config", "cfg.yaml", "--out", "run", cwd=tmp_path),
           "already holds a run", "--resume", "--overwrite")
     assert (run / "last.pt").read_bytes() == before
-    assert prepare_out(run, resume=True, overwrite=False) == run / "last.pt"
-    assert prepare_out(run, resume=False, overwrite=True) is None
+    assert RunFolder(run).prepare(resume=True, overwrite=False) == run / "last.pt"
+    assert RunFolder(run).prepare(resume=False, overwrite=True) is None
     assert not (run / "last.pt").exists() and not (run / "metrics.jsonl").exists()
 
 
@@ -365,7 +366,7 @@ def test_sigkill_while_saving_leaves_the_previous_checkpoint(trained, tmp_path):
             proc.wait()
     ckpt = checkpoint.load(target)  # loads: the old one, or a new one written in full
     assert target.read_bytes() == good or ckpt["model"]["w"].numel() == 4_000_000
-    prepare_out(tmp_path, resume=True, overwrite=False)  # the next run clears what a kill left
+    RunFolder(tmp_path).prepare(resume=True, overwrite=False)  # the next run clears what a kill left
     assert not list(tmp_path.glob(".last.pt.*.tmp"))
 
 

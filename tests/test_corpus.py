@@ -1,5 +1,5 @@
-"""Streaming training data (data.streaming): every pair once per epoch, lazily read, resumable,
-the same readers and errors as the in-memory path, and a CLI run that trains from a stream."""
+"""The training corpus, streamed (data.streaming) against in memory: every pair once per epoch,
+lazily read, resumable, the same readers and errors, and a CLI run that trains from a stream."""
 
 import itertools
 import json
@@ -10,8 +10,8 @@ import pytest
 
 from seq2seq.config import Config, DataConfig, TrainConfig
 from seq2seq.errors import UserError
-from seq2seq.stream import StreamingData, chunks, stream_pairs
-from seq2seq.train import Data
+from seq2seq.corpus import InMemoryCorpus, StreamedCorpus, chunks, load_corpus
+from seq2seq.readers import stream_pairs
 from seq2seq.tokenizer import PAD
 
 
@@ -64,10 +64,11 @@ def test_epoch_holds_every_pair_once_like_the_in_memory_path(tmp_path, fmt):
     train, valid = rows(), rows(12, seed=1)
     files = (write_json if fmt == "json" else write_text)(tmp_path, train, valid)
     mem_cfg, stream_cfg = config(fmt, files, streaming=False), config(fmt, files)
-    mem = Data(mem_cfg, None)
-    stream = StreamingData(stream_cfg, mem.tokenizer, log=lambda m: None)
-    expected = pairs_of(mem.epoch(mem_cfg, 0))
-    got = pairs_of(stream.epoch(stream_cfg, 0))
+    mem = load_corpus(mem_cfg, None, log=lambda m: None)
+    stream = load_corpus(stream_cfg, mem.tokenizer, log=lambda m: None)
+    assert isinstance(mem, InMemoryCorpus) and isinstance(stream, StreamedCorpus)
+    expected = pairs_of(mem.epoch(0))
+    got = pairs_of(stream.epoch(0))
     assert got == expected and sum(got.values()) == len(mem.train.src)  # length filter too
     assert len(mem.train.src) < len(train)  # the filter (max_len 8) dropped some
     assert stream.valid.src_text == [a for a, _ in valid]
@@ -76,22 +77,22 @@ def test_epoch_holds_every_pair_once_like_the_in_memory_path(tmp_path, fmt):
 def test_batches_are_bucketed_within_chunks_and_shuffled_per_epoch(tmp_path):
     files = write_json(tmp_path, rows(), rows(4, 1))
     cfg = config("json", files, chunk_size=40)
-    data = StreamingData(cfg, None, log=lambda m: None)
-    e0 = [b.src.tolist() for b in data.epoch(cfg, 0)]
-    assert e0 == [b.src.tolist() for b in data.epoch(cfg, 0)]  # deterministic
-    assert e0 != [b.src.tolist() for b in data.epoch(cfg, 1)]  # reshuffled each epoch
+    data = StreamedCorpus(cfg, None, log=lambda m: None)
+    e0 = [b.src.tolist() for b in data.epoch(0)]
+    assert e0 == [b.src.tolist() for b in data.epoch(0)]  # deterministic
+    assert e0 != [b.src.tolist() for b in data.epoch(1)]  # reshuffled each epoch
     # a batch never mixes chunks: its rows are all from one block of 40 consecutive pairs
-    for b in data.epoch(cfg, 0):
+    for b in data.epoch(0):
         assert b.index.max() < 40 and b.src.shape[0] <= 8
 
 
 def test_start_skips_batches_as_a_resumed_run_does(tmp_path):
     files = write_json(tmp_path, rows(), rows(4, 1))
     cfg = config("json", files, chunk_size=30)
-    data = StreamingData(cfg, None, log=lambda m: None)
-    full = [b.src.tolist() for b in data.epoch(cfg, 2)]
+    data = StreamedCorpus(cfg, None, log=lambda m: None)
+    full = [b.src.tolist() for b in data.epoch(2)]
     for start in (0, 3, 4, len(full) - 1, len(full)):
-        assert [b.src.tolist() for b in data.epoch(cfg, 2, start=start)] == full[start:]
+        assert [b.src.tolist() for b in data.epoch(2, start=start)] == full[start:]
 
 
 def test_chunks_are_read_lazily():
@@ -118,7 +119,7 @@ def test_misaligned_text_files_are_named(tmp_path):
     (tmp_path / "a").write_text("x\ny\nz\n")
     (tmp_path / "b").write_text("x\ny\n")
     d = DataConfig(path="text", data_files={"train": [str(tmp_path / "a"), str(tmp_path / "b")]})
-    with pytest.raises(UserError, match="has 2 lines but .* has more"):
+    with pytest.raises(UserError, match="a has 3 lines but .*b has 2"):
         list(stream_pairs(d, "train"))
 
 

@@ -1,10 +1,15 @@
 """Toy translation tasks, generated from a seed as ``datasets.DatasetDict`` objects.
 
+    from seq2seq.toy import dataset, reverse
+    dd = dataset("sort", seed=1)            # a task of recipes/toy.py by name
+    dd = reverse(seed=1, min_len=3, max_len=8, train_size=2000)   # or with other settings
+
 Every function returns a ``DatasetDict`` with ``train``, ``validation`` and ``test`` splits,
 each with the string columns ``src`` and ``tgt``, the layout that :func:`seq2seq.recipe.run`
-reads from real data. The same seed gives the same data on every machine (only
-``random.Random`` is used). The splits are disjoint: no item (a sequence, a date, a number)
-is in two of them, so the validation and test scores measure generalization, not memory.
+reads from real data (``recipes/toy.py TASK`` trains on it with ``recipes/TASK.yaml``). The same
+seed gives the same data on every machine (only ``random.Random`` is used). The splits are
+disjoint: no item (a sequence, a date, a number) is in two of them, so the validation and test
+scores measure generalization, not memory.
 
     reverse("c a t")            -> "t a c"           (copy: "c a t")
     sort("37 5 81 5")           -> "5 5 37 81"
@@ -15,11 +20,15 @@ Symbols and numbers are separated by spaces, so that the sentencepiece tokenizer
 piece per symbol (and, with ``split_digits``, one per digit).
 """
 
+from __future__ import annotations
+
 import datetime
 import random
-from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+from collections import defaultdict
+from typing import TYPE_CHECKING, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
-from datasets import Dataset, DatasetDict
+if TYPE_CHECKING:  # imported where data is made: the task names are known without it
+    from datasets import DatasetDict
 
 Example = Tuple[str, str]  # (src, tgt)
 SPLITS = ("train", "validation", "test")
@@ -32,6 +41,8 @@ def make_splits(sample: Callable[[random.Random, str], Tuple[Hashable, Example]]
     ``sample`` returns ``(key, (src, tgt))``; an example whose key was drawn before (in any
     split) is drawn again, so the splits are disjoint on the key.
     """
+    from datasets import Dataset, DatasetDict
+
     rng = random.Random(seed)
     seen = set()
     out = {}
@@ -212,3 +223,45 @@ def numbers(seed: int = 1, direction: str = "words2digits", max_digits: int = 6,
         return n, ((words, digits) if direction == "words2digits" else (digits, words))
 
     return make_splits(sample, _sizes(train_size, valid_size, test_size), seed)
+
+
+# -- the tasks of recipes/toy.py ------------------------------------------------------------
+
+LENGTH_GENERALIZATION = {"train": (3, 12), "test": (13, 20)}  # symbols: min, max
+
+
+def _length_generalization(seed: int) -> DatasetDict:
+    """Reverse, tested on sequences longer than any in training (see LENGTH_GENERALIZATION)."""
+    (lo, hi), (test_lo, test_hi) = LENGTH_GENERALIZATION["train"], LENGTH_GENERALIZATION["test"]
+    return reverse(seed=seed, min_len=lo, max_len=hi, test_min_len=test_lo, test_max_len=test_hi)
+
+
+#: task name -> (generator of its data from a seed, the recipe config it trains with)
+TASKS: Dict[str, Tuple[Callable[[int], DatasetDict], str]] = {
+    "reverse": (lambda seed: reverse(seed=seed), "reverse.yaml"),
+    "copy": (lambda seed: reverse(seed=seed, task="copy"), "reverse.yaml"),
+    "sort": (lambda seed: sort(seed=seed), "sort.yaml"),
+    "dates": (lambda seed: dates(seed=seed), "dates.yaml"),
+    "number_words": (lambda seed: numbers(seed=seed), "number_words.yaml"),
+    "digits2words": (lambda seed: numbers(seed=seed, direction="digits2words"),
+                     "number_words.yaml"),
+    "length_generalization": (_length_generalization, "length_generalization.yaml"),
+}
+
+
+def dataset(task: str, seed: int = 1) -> DatasetDict:
+    """The data of toy task ``task`` (a key of :data:`TASKS`) generated with ``seed``."""
+    if task not in TASKS:
+        raise ValueError(f"unknown toy task {task!r} (known: {', '.join(TASKS)})")
+    return TASKS[task][0](seed)
+
+
+def by_length(srcs: Sequence[str], hyps: Sequence[str], refs: Sequence[str]) -> Dict[int, dict]:
+    """Per source length (symbols): the number of sentences, the exact match (percent) and the
+    mean output length (symbols), as ``{length: {"n", "exact_match", "output_length"}}``."""
+    groups = defaultdict(list)
+    for s, h, r in zip(srcs, hyps, refs):
+        groups[len(s.split())].append((h.strip() == r.strip(), len(h.split())))
+    return {n: {"n": len(g), "exact_match": round(100.0 * sum(e for e, _ in g) / len(g), 1),
+                "output_length": round(sum(l for _, l in g) / len(g), 1)}
+            for n, g in sorted(groups.items())}

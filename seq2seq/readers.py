@@ -1,30 +1,27 @@
-"""Data: Hugging Face ``datasets`` -> sentencepiece ids -> length-bucketed, padded batches.
+"""Readers: parallel text as (source, target) strings, from wherever a config points.
 
-``load_splits`` reads splits as two lists of strings (source, target) from anything
-``datasets.load_dataset`` reads (a hub id, ``json``/``csv``/``parquet`` with local
-``data_files``), from line-aligned plain-text files (``path: text``), or from a
-``datasets.DatasetDict`` built in memory (the toy recipes).
+``load_splits`` reads whole splits as two lists of strings, ``stream_pairs`` reads one split
+lazily, pair by pair (``data.streaming``), both from anything ``datasets.load_dataset`` reads
+(a hub id, ``json``/``csv``/``parquet`` with local ``data_files``), from two line-aligned
+plain-text files (``path: text``), or from a ``datasets.DatasetDict`` built in memory (the toy
+tasks). Source and target are two columns, or two keys of a ``translation`` column (the
+WMT/OPUS layout); :func:`column_layout` decides which for both readers.
 
-``datasets`` and ``torch`` are imported where they are needed, so that reading text
-(``seq2seq evaluate --hyp --ref``) starts in a fraction of a second.
+``datasets`` is imported where it is needed, so that reading text (``seq2seq evaluate --hyp
+--ref``) starts in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import re
 import socket
+from itertools import zip_longest
 from pathlib import Path
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
-from typing import TYPE_CHECKING
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 from urllib.parse import urlparse
 
-from .errors import UserError
-from .tokenizer import BOS, EOS, PAD
-
-if TYPE_CHECKING:
-    from torch import Tensor
+from .errors import UserError, first_line
 
 Pairs = Tuple[List[str], List[str]]
 _LOCAL_BUILDERS = {"json", "csv", "parquet", "arrow", "text", "pandas", "webdataset"}
@@ -41,16 +38,12 @@ def read_lines(path: str, errors: str = "strict", what: str = "data file") -> Li
     ``errors``: ``strict`` (bytes that are not UTF-8 raise a UserError naming the file and the
     line) or ``replace`` (they become U+FFFD). ``what`` names the file in error messages.
     """
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"{what} {p} does not exist")
-    if p.is_dir():
-        raise UserError(f"{what} {p} is a folder, not a file")
+    _check_file(path, what)
     try:
-        raw = p.read_bytes()
+        raw = Path(path).read_bytes()
     except OSError as e:
-        raise UserError(f"cannot read {what} {p}: {e.strerror}") from None
-    return split_lines(raw, str(p), errors)
+        raise UserError(f"cannot read {what} {path}: {e.strerror}") from None
+    return split_lines(raw, str(path), errors)
 
 
 def split_lines(raw: bytes, name: str, errors: str = "strict") -> List[str]:
@@ -114,15 +107,40 @@ def text_files(data_files, split: str) -> Tuple[str, str]:
     return str(files[0]), str(files[1])
 
 
+def _check_file(path: str, what: str = "data file") -> None:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{what} {p} does not exist")
+    if p.is_dir():
+        raise UserError(f"{what} {p} is a folder, not a file")
+    try:
+        open(p, "rb").close()
+    except OSError as e:
+        raise UserError(f"cannot read {what} {p}: {e.strerror}") from None
+
+
+def text_pairs(src_file: str, tgt_file: str, errors: str = "strict"
+               ) -> Iterator[Tuple[str, str]]:
+    """(source, target) lines of two line-aligned UTF-8 files, read lazily; a UserError when
+    one file has more lines than the other (after reading both to the end to count them)."""
+    for f in (src_file, tgt_file):
+        _check_file(f)
+    with open(src_file, "rb") as fs, open(tgt_file, "rb") as ft:
+        for n, (a, b) in enumerate(zip_longest(fs, ft), 1):
+            if a is None or b is None:
+                rest = 1 + sum(1 for _ in (ft if a is None else fs))
+                n_src, n_tgt = (n - 1, n - 1 + rest) if a is None else (n - 1 + rest, n - 1)
+                raise UserError(f"{src_file} has {n_src} lines but {tgt_file} has {n_tgt}: "
+                                "parallel files must be line-aligned")
+            yield decode_line(a, src_file, n, errors), decode_line(b, tgt_file, n, errors)
+
+
 def _load_text_pairs(data_files, split: str, errors: str) -> Pairs:
     files = text_files(data_files, split)
-    src, tgt = read_lines(files[0], errors), read_lines(files[1], errors)
-    if split and not src and not tgt:
+    pairs = list(text_pairs(*files, errors))
+    if split and not pairs:
         raise UserError(f"the {split!r} split is empty ({files[0]} and {files[1]} have no lines)")
-    if len(src) != len(tgt):
-        raise UserError(f"{files[0]} has {len(src)} lines but {files[1]} has {len(tgt)}: "
-                        "parallel files must be line-aligned")
-    return src, tgt
+    return [a for a, _ in pairs], [b for _, b in pairs]
 
 
 def load_dataset_dict(dcfg, streaming: bool = False):
@@ -157,10 +175,10 @@ def load_dataset_dict(dcfg, streaming: bool = False):
         return datasets.load_dataset(path, dcfg.name, data_files=dcfg.data_files,
                                      streaming=streaming)
     except (ConnectionError, TimeoutError) as e:
-        raise UserError(f"cannot reach the Hugging Face hub to load {path!r}: {_first_line(e)}. "
+        raise UserError(f"cannot reach the Hugging Face hub to load {path!r}: {first_line(e)}. "
                         + _LOCAL_HINT) from None
     except FileNotFoundError as e:
-        raise UserError(f"data set {path!r} not found: {_first_line(e)}. " + _LOCAL_HINT) from None
+        raise UserError(f"data set {path!r} not found: {first_line(e)}. " + _LOCAL_HINT) from None
     except Exception as e:  # datasets raises many types for bad files; keep it one line
         for split, files in local_files.items():  # the usual suspects, named precisely
             for f in files:
@@ -175,7 +193,7 @@ def load_dataset_dict(dcfg, streaming: bool = False):
         root = e
         while root.__cause__ is not None or root.__context__ is not None:  # the real reason
             root = root.__cause__ or root.__context__
-        msg = _first_line(root) if root is not e else _first_line(e)
+        msg = first_line(root) if root is not e else first_line(e)
         files = ", ".join(f for fs in local_files.values() for f in fs)
         empty = re.search(r'Instruction "([^"]+)" corresponds to no data', msg)
         if empty:
@@ -185,10 +203,6 @@ def load_dataset_dict(dcfg, streaming: bool = False):
                             ) from None
         raise UserError(f"cannot load data set {path!r}{f' ({files})' if files else ''}: "
                         f"{type(root).__name__}: {msg}") from None
-
-
-def _first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _strings(ds, column: str, key: Optional[str], errors: str, where: str, files) -> List[str]:
@@ -226,31 +240,47 @@ def _strings(ds, column: str, key: Optional[str], errors: str, where: str, files
     return out
 
 
-def pairs_from_dataset(ds, src: str, tgt: str, where: str, errors: str = "strict",
-                       files: Sequence[str] = ()) -> Pairs:
-    """Source and target strings of one ``datasets.Dataset`` split.
-
-    ``src``/``tgt`` name two columns, or two keys of a ``translation`` column (the WMT/OPUS
-    layout: ``{"translation": {"de": ..., "en": ...}}``). ``files``: the local files the split
-    was read from, to name the line of a decoding error.
-    """
-    cols = list(ds.column_names)
-    if src in cols and tgt in cols:
-        return (_strings(ds, src, None, errors, where, files),
-                _strings(ds, tgt, None, errors, where, files))
-    if "translation" in cols:
-        feature = ds.features["translation"]  # a dict of features, or datasets.Translation
-        keys = list(getattr(feature, "languages", None) or
-                    (feature.keys() if hasattr(feature, "keys") else []))
+def column_layout(columns: Sequence[str], src: str, tgt: str, where: str,
+                  translation_keys: Callable[[], Sequence[str]]) -> bool:
+    """Whether ``src``/``tgt`` are two keys of a ``translation`` column (True) or two columns
+    (False); a UserError naming what is there when neither. ``translation_keys()``: the keys
+    of the translation column, asked only when there is one."""
+    if src in columns and tgt in columns:
+        return False
+    if "translation" in columns:
+        keys = list(translation_keys())
         for k in (src, tgt):
             if k not in keys:
                 raise UserError(f"{where}: the translation column has no key {k!r} "
                                 f"(it has: {', '.join(keys)}); set data.src and data.tgt")
+        return True
+    missing = [c for c in (src, tgt) if c not in columns]
+    raise UserError(f"{where}: no column {missing[0]!r} (columns: {', '.join(columns)}); "
+                    "set data.src and data.tgt")
+
+
+def pairs_from_dataset(ds, src: str, tgt: str, where: str, errors: str = "strict",
+                       files: Sequence[str] = ()) -> Pairs:
+    """Source and target strings of one ``datasets.Dataset`` split (see :func:`column_layout`).
+    ``files``: the local files the split was read from, to name the line of a decoding error."""
+    def translation_keys():
+        feature = ds.features["translation"]  # a dict of features, or datasets.Translation
+        return (getattr(feature, "languages", None) or
+                (feature.keys() if hasattr(feature, "keys") else []))
+
+    if column_layout(list(ds.column_names), src, tgt, where, translation_keys):
         return (_strings(ds, "translation", src, errors, where, files),
                 _strings(ds, "translation", tgt, errors, where, files))
-    missing = [c for c in (src, tgt) if c not in cols]
-    raise UserError(f"{where}: no column {missing[0]!r} (columns: {', '.join(cols)}); "
-                    "set data.src and data.tgt")
+    return (_strings(ds, src, None, errors, where, files),
+            _strings(ds, tgt, None, errors, where, files))
+
+
+def row_pair(row: dict, src: str, tgt: str, where: str) -> Tuple[str, str]:
+    """Source and target strings of one row of a streamed split (see :func:`column_layout`)."""
+    if column_layout(list(row), src, tgt, where, lambda: list(row["translation"] or {})):
+        row = row["translation"]
+    a, b = row[src], row[tgt]
+    return ("" if a is None else str(a)), ("" if b is None else str(b))
 
 
 def load_splits(dcfg, splits: Sequence[str], dataset=None, errors: str = "strict"
@@ -259,8 +289,6 @@ def load_splits(dcfg, splits: Sequence[str], dataset=None, errors: str = "strict
     if dataset is None and dcfg.path == "text":
         return {s: _load_text_pairs(dcfg.data_files, s, errors) for s in splits}
     if dataset is None and dcfg.streaming:  # read just these splits, not the large train split
-        from .stream import stream_pairs
-
         out = {}
         for s in splits:
             pairs = list(stream_pairs(dcfg, s, errors=errors))
@@ -278,110 +306,30 @@ def load_splits(dcfg, splits: Sequence[str], dataset=None, errors: str = "strict
     return out
 
 
-# -- batching -------------------------------------------------------------------------------
-
-class Batch(NamedTuple):
-    src: Tensor  # (B, S) source ids, PAD-padded
-    src_len: Tensor  # (B,)
-    tgt_in: Tensor  # (B, T) BOS + target
-    tgt_out: Tensor  # (B, T) target + EOS
-    index: Tensor  # (B,) positions of these pairs in the data set
-
-    def to(self, device) -> "Batch":
-        if str(device).startswith("cuda"):  # pinned host memory: asynchronous copies
-            return Batch(*(t.pin_memory().to(device, non_blocking=True) for t in self))
-        return Batch(*(t.to(device) for t in self))
-
-    @property
-    def n_tokens(self) -> int:
-        return int((self.tgt_out != PAD).sum())
-
-
-def pad(seqs: Sequence[Sequence[int]], value: int = PAD) -> Tensor:
-    import torch
-
-    T = max((len(s) for s in seqs), default=0)
-    out = torch.full((len(seqs), max(T, 1)), value, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if len(s):
-            out[i, :len(s)] = torch.as_tensor(s, dtype=torch.long)
-    return out  # (B, T)
-
-
-def collate(src: Sequence[Sequence[int]], tgt: Optional[Sequence[Sequence[int]]],
-            index: Sequence[int]) -> Batch:
-    import torch
-
-    src_t = pad(src)  # (B, S)
-    src_len = torch.tensor([max(1, len(s)) for s in src], dtype=torch.long)
-    if tgt is None:
-        tgt_in = tgt_out = torch.zeros(len(src), 1, dtype=torch.long)
-    else:
-        tgt_in = pad([[BOS] + list(t) for t in tgt])  # (B, T)
-        tgt_out = pad([list(t) + [EOS] for t in tgt])  # (B, T)
-    return Batch(src_t, src_len, tgt_in, tgt_out, torch.as_tensor(list(index), dtype=torch.long))
-
-
-def bucket_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], batch_size: int,
-                   batch_tokens: Optional[int] = None, seed: Optional[int] = None
-                   ) -> List[List[int]]:
-    """Group indices of similar length into batches.
-
-    Sorted by (source, target) length, with ties broken at random when ``seed`` is given;
-    cut into batches of ``batch_size`` sentences, or of at most ``batch_tokens`` padded tokens
-    (``B * max(S, T)``); the batch order is shuffled with ``seed`` (None: kept in length order).
-    """
-    rng = random.Random(seed)
-    order = list(range(len(src_lens)))
-    if seed is not None:
-        rng.shuffle(order)
-    order.sort(key=lambda i: (src_lens[i], tgt_lens[i]))
-    batches, cur, longest = [], [], 0
-    for i in order:
-        L = max(src_lens[i], tgt_lens[i]) + 1
-        if cur and ((batch_tokens is None and len(cur) >= batch_size) or
-                    (batch_tokens is not None and max(longest, L) * (len(cur) + 1) > batch_tokens)):
-            batches.append(cur)
-            cur, longest = [], 0
-        cur.append(i)
-        longest = max(longest, L)
-    if cur:
-        batches.append(cur)
-    if seed is not None:
-        rng.shuffle(batches)
-    return batches
-
-
-def padding_fraction(lens: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
-    """Share of padded positions in the batches (lengths ``lens``)."""
-    real = sum(lens[i] for b in batches for i in b)
-    total = sum(len(b) * max(lens[i] for i in b) for b in batches if b)
-    return 1.0 - real / max(1, total)
-
-
-class IdPairs(NamedTuple):
-    """A split as ids, with the original strings kept for scoring."""
-
-    src: List[List[int]]
-    tgt: List[List[int]]
-    src_text: List[str]
-    tgt_text: List[str]
-
-
-def encode_pairs(tok, pairs: Pairs) -> IdPairs:
-    src_text, tgt_text = pairs
-    return IdPairs(tok.encode_src(src_text), tok.encode_tgt(tgt_text), src_text, tgt_text)
-
-
-def filter_length(data: IdPairs, max_len: int) -> Tuple[IdPairs, int]:
-    """Drop pairs longer than ``max_len`` pieces on either side, and empty ones."""
-    keep = [i for i in range(len(data.src))
-            if 0 < len(data.src[i]) <= max_len and 0 < len(data.tgt[i]) <= max_len]
-    dropped = len(data.src) - len(keep)
-    return IdPairs(*([x[i] for i in keep] for x in data)), dropped
-
-
-def iterate(data: IdPairs, batches: Sequence[Sequence[int]], with_tgt: bool = True
-            ) -> Iterator[Batch]:
-    for b in batches:
-        yield collate([data.src[i] for i in b], [data.tgt[i] for i in b] if with_tgt else None, b)
+def stream_pairs(dcfg, split: str, dataset=None, errors: str = "strict"
+                 ) -> Iterator[Tuple[str, str]]:
+    """(source, target) strings of a split, read lazily; ``dataset``: a (Iterable)DatasetDict."""
+    if dataset is None and dcfg.path == "text":
+        yield from text_pairs(*text_files(dcfg.data_files, split), errors)
+        return
+    dd = dataset if dataset is not None else load_dataset_dict(dcfg, streaming=True)
+    if split not in dd:
+        raise UserError(f"the data set has no split {split!r} (it has: {', '.join(dd.keys())}); "
+                        "set data.train_split / valid_split")
+    ds = dd[split]
+    if hasattr(ds, "to_iterable_dataset"):  # an in-memory Dataset
+        ds = ds.to_iterable_dataset()
+    rows = iter(ds)
+    n = 0
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except UnicodeDecodeError:
+            raise UserError(f"split {split!r} row {n + 1}: bytes that are not UTF-8") from None
+        except Exception as e:  # the readers raise many types for bad files; one line
+            raise UserError(f"cannot read split {split!r} of {dcfg.path!r} after {n} rows: "
+                            f"{type(e).__name__}: {first_line(e)}") from None
+        n += 1
+        yield row_pair(row, dcfg.src, dcfg.tgt, f"split {split!r}")

@@ -1,6 +1,6 @@
-"""The hand-written recurrence (seq2seq.fast_rnn) against the plain autograd loop it replaces.
+"""The hand-written recurrence (seq2seq.cpu_kernels) against the plain autograd loop it replaces.
 
-``ManualRNN(fast=False)`` (cells in a loop, plain autograd) is the reference: the fast path must
+``ManualRNN(backward="autograd")`` (cells in a loop, plain autograd) is the reference: the fast path must
 give the same outputs, final states and gradients of every parameter, input and initial state,
 over mixed lengths, both directions and stacked layers; its backward must pass gradcheck; and
 the oneDNN prepacked-weight matmuls must agree with plain ``torch.addmm``.
@@ -11,8 +11,8 @@ import itertools
 import pytest
 import torch
 
-from seq2seq import fast_rnn, rnn
-from seq2seq.fast_rnn import mkldnn_available, recurrence
+from seq2seq import cpu_kernels, rnn
+from seq2seq.cpu_kernels import mkldnn_available, recurrence
 from seq2seq.rnn import ManualRNN, State, length_mask
 
 B, T, I, H = 4, 6, 5, 7
@@ -38,7 +38,7 @@ def weighted_sum(tensors, seed=2):
 
 def run(layer, x, lengths, state, fast):
     """Outputs, final states, and gradients w.r.t. parameters, ``x`` and the initial state."""
-    layer.fast = fast
+    layer.backward = "handwritten" if fast else "autograd"
     out, final = layer(x, lengths, state)
     inputs = [x, *layer.parameters(), *(t for t in (state or ()) if t is not None)]
     grads = torch.autograd.grad(weighted_sum([out, final.h, final.c]), inputs)
@@ -169,7 +169,7 @@ def test_prepacked_matches_addmm(cell, masked):
 
 def test_prepack_only_where_it_applies(monkeypatch):
     x32, x64 = torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.float64)
-    assert not fast_rnn.use_prepack(x64)  # float32 only
-    assert fast_rnn.use_prepack(x32) == mkldnn_available()
-    monkeypatch.setattr(fast_rnn, "ONEDNN", False)
-    assert not fast_rnn.use_prepack(x32)
+    assert not cpu_kernels.use_prepack(x64)  # float32 only
+    assert cpu_kernels.use_prepack(x32) == mkldnn_available()
+    monkeypatch.setattr(cpu_kernels, "ONEDNN", False)
+    assert not cpu_kernels.use_prepack(x32)

@@ -1,4 +1,5 @@
-"""The toy recipes: their generated data, their configs, and one run as a user runs it."""
+"""The toy tasks (seq2seq.toy) and their recipe: generated data, configs, one run as a user
+runs it."""
 
 import datetime
 import importlib.util
@@ -13,11 +14,10 @@ import pytest
 from conftest import ROOT
 from seq2seq import config
 
-RECIPES = ROOT / "recipes"
-sys.path.insert(0, str(RECIPES))
-import toy_tasks  # noqa: E402  (recipes/ is not a package: the scripts run from there)
+from seq2seq import toy as toy_tasks
 
-TOY = ["reverse", "sort", "dates", "number_words", "length_generalization"]
+RECIPES = ROOT / "recipes"
+TOY = list(toy_tasks.TASKS)
 SMALL = dict(train_size=300, valid_size=50, test_size=100)
 
 
@@ -173,15 +173,14 @@ def test_numbers_datasets_round_trip_and_are_disjoint():
 
 
 def test_length_generalization_tests_on_longer_inputs_than_it_trains_on():
-    lg = load_script("length_generalization")
-    lo, hi = lg.TRAIN_LENGTHS
-    dd = toy_tasks.reverse(seed=1, min_len=lo, max_len=hi, test_min_len=lg.TEST_LENGTHS[0],
-                           test_max_len=lg.TEST_LENGTHS[1], **SMALL)
+    lo, hi = toy_tasks.LENGTH_GENERALIZATION["train"]
+    test_lo, test_hi = toy_tasks.LENGTH_GENERALIZATION["test"]
+    dd = toy_tasks.dataset("length_generalization", seed=1)
     seen = [len(s.split()) for split in ("train", "validation") for s in dd[split]["src"]]
     test = [len(s.split()) for s in dd["test"]["src"]]
-    assert max(seen) == hi and min(test) > max(seen)
-    assert set(test) == set(range(lg.TEST_LENGTHS[0], lg.TEST_LENGTHS[1] + 1))
-    out = lg.by_length(["a b c", "a b c", "a b"], ["c b a", "c b", "b a"],
+    assert max(seen) == hi and min(seen) == lo and min(test) > max(seen)
+    assert set(test) == set(range(test_lo, test_hi + 1))
+    out = toy_tasks.by_length(["a b c", "a b c", "a b"], ["c b a", "c b", "b a"],
                        ["c b a", "c b a", "b a"])
     assert out == {2: {"n": 1, "exact_match": 100.0, "output_length": 2.0},
                    3: {"n": 2, "exact_match": 50.0, "output_length": 2.5}}
@@ -197,15 +196,13 @@ def test_make_splits_refuses_more_items_than_exist():
 
 @pytest.mark.parametrize("name", TOY)
 def test_recipe_config_is_valid_and_commented(name):
-    path = RECIPES / f"{name}.yaml"
-    script = load_script(name)
-    args = script.build_parser().parse_args([])
-    assert args.config == str(path) and args.out == f"runs/{name}"
+    path = RECIPES / toy_tasks.TASKS[name][1]
+    assert load_script("toy").build_parser().parse_args([name]).task == name
     config.load(path, ["train.threads=1"])
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("#")
     header = [l for l in lines if l.startswith("#")]
-    assert any(f"python recipes/{name}.py --out runs/{name}" in l for l in header)
+    assert any(f"python recipes/toy.py {name} --out runs/{name}" in l for l in header), name
     for line in lines:
         if re.match(r"\s+\w+:\s*\S", line):  # a key with a value: it says what it is
             assert " # " in line, f"{path.name}: no comment on {line.strip()!r}"
@@ -217,11 +214,18 @@ def test_recipe_scripts_do_not_shadow_the_standard_library():
         assert p.stem not in sys.stdlib_module_names, p.name
 
 
+def test_toy_recipe_needs_a_known_task(tmp_path):
+    p = subprocess.run([sys.executable, str(RECIPES / "toy.py"), "revers", "--out", "x"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == 2 and "invalid choice: 'revers'" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
 def test_reverse_recipe_end_to_end(tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     p = subprocess.run(
-        [sys.executable, str(RECIPES / "reverse.py"), "--out", str(out), "--no-progress",
+        [sys.executable, str(RECIPES / "toy.py"), "reverse", "--out", str(out), "--no-progress",
          "--set", "train.max_steps=30", "--set", "train.eval_every=10",
          "--set", "train.keep_last=2",
          "--set", "train.threads=1", "--set", "model.hidden_size=32",

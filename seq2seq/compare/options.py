@@ -1,0 +1,104 @@
+"""The command line of the teacher-forcing comparison (``seq2seq compare-tf``).
+
+Declared here, without importing torch, so that ``seq2seq --help`` stays quick.
+"""
+
+import argparse
+from pathlib import Path
+from typing import Optional
+
+from ..toy import TASKS
+
+DESCRIPTION = """Compare teacher-forcing ratios and scheduled-sampling schedules (Bengio et al.,
+2015) on one task: one model per setting and seed, with the same data, seed and step budget;
+greedy decoding of the test split scored with sacreBLEU; exposure bias measured on the
+validation split.
+
+Per setting it reports:
+  BLEU, chrF, exact match   greedy decoding of the test split (sacreBLEU)
+  loss TF / loss free       validation loss per token when the decoder is fed the gold previous
+                            token (teacher-forced) and when it is fed its own argmax
+                            (free-running); "gap" is free minus TF: the cost of exposure bias
+  free acc                  token accuracy under free-running greedy decoding, over the
+                            reference's positions (by position in position_accuracy.csv/.png)
+  BLEU by length            test BLEU per reference-length bucket (words, near-equal buckets)
+  steps, train s            updates made and training time (seconds in the training step)
+
+Output folder: results.csv and results.md (one row per setting; with --seeds > 1, mean and
+standard deviation), runs.csv (one row per run), position_accuracy.csv, scores.png,
+bleu_by_length.png, training_curves.png, position_accuracy.png, and runs/SETTING/seedN/ (each
+run's checkpoints, metrics.jsonl, test.hyp and result.json). Running the same command again
+reuses finished runs and resumes an interrupted one; --fresh trains everything again.
+"""
+SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
+SETTING_KEYS = ("ratio", "k", "c", "min", "unit", "feed")
+DEFAULT_SETTINGS = ("constant:1.0", "constant:0.75", "constant:0.5", "constant:0.25",
+                    "constant:0.0", "linear", "exponential", "inverse_sigmoid")
+#: the default --config: the reverse recipe's, when the package runs from a source checkout
+SOURCE_CONFIG = Path(__file__).resolve().parents[2] / "recipes" / "reverse.yaml"
+
+EPILOG = f"""settings (--settings, space-separated; default: {' '.join(DEFAULT_SETTINGS)}):
+  constant:R                 feed the gold token with probability R throughout
+  linear[:k=K,c=C,min=M]     eps_i = max(M, K - C*i)
+  exponential[:k=K,min=M]    eps_i = max(M, K**i), K < 1
+  inverse_sigmoid[:k=K]      eps_i = K / (K + exp(i/K)), K >= 1
+  Any teacher_forcing key can be given as key=value: ratio, k, c, min, unit (step|epoch),
+  feed (argmax|sample); keys not given come from the config (k and c from the step budget:
+  linear reaches its floor at the last step, exponential reaches 0.05, inverse_sigmoid
+  crosses 0.5 half-way). Examples: constant:0.5,feed=sample  linear:min=0.25
+
+data:
+  A toy recipe's config (no data.path) gets its data from seq2seq.toy, chosen by --toy or
+  by the config's file name (reverse.yaml -> reverse). Any other config reads its
+  data as `seq2seq train` does, once, and every run shares it. Multi30k from raw files:
+    seq2seq compare-tf --config recipes/multi30k.yaml --set data.path=text \\
+      --set "data.data_files={{train: [D/train.de, D/train.en], validation: [D/val.de, D/val.en], test: [D/test_2016_flickr.de, D/test_2016_flickr.en]}}" \\
+      --set train.max_steps=3000 --set train.max_minutes=null --set train.patience=0 \\
+      --settings constant:1.0 constant:0.75 linear inverse_sigmoid --out runs/ctf-m30k
+
+budget:
+  Every run gets the config's step budget (train.max_steps / train.epochs). A time budget
+  (train.max_minutes) or early stopping (train.patience) can stop runs at different steps;
+  the "steps" column shows it. Settings below 1.0 train more slowly (the decoder steps
+  token by token), so they take longer for the same steps.
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Declare the comparison's options on ``p`` (its description and epilog too)."""
+    p.description = DESCRIPTION
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--config", metavar="FILE.yaml",
+                   help="the base config (default: recipes/reverse.yaml of the source tree, "
+                        "with its generated data; required where the package is installed "
+                        "without it)")
+    p.add_argument("--set", action="append", default=[], metavar="a.b=c",
+                   help="override a config key, e.g. --set train.max_steps=500 (repeatable)")
+    p.add_argument("--settings", nargs="+", metavar="SETTING",
+                   help="teacher-forcing settings to compare (see below)")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="train each setting with N seeds (train.seed, +1, ...) and report the "
+                        "mean ± standard deviation (default: 1)")
+    p.add_argument("--out", default="runs/compare-tf", metavar="DIR",
+                   help="output folder (default: runs/compare-tf)")
+    p.add_argument("--buckets", type=int, default=4, metavar="N",
+                   help="number of reference-length buckets for BLEU by length (default: 4)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="score each run's best.pt (best validation BLEU, the default, as the "
+                        "recipes do) or last.pt (the end of the budget)")
+    p.add_argument("--toy", choices=tuple(TASKS),
+                   help="toy task to generate for a config without data.path (default: the "
+                        "config's file name)")
+    p.add_argument("--data-seed", type=int, default=1, metavar="N",
+                   help="seed of the generated toy data (default: 1)")
+    p.add_argument("--fresh", action="store_true",
+                   help="train every run again instead of reusing finished runs in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog)
+    add_arguments(p)
+    return p

@@ -1,0 +1,189 @@
+"""The comparison's report: one row per setting (mean and standard deviation over seeds),
+CSV files, the markdown table, and the plots."""
+
+import csv
+import json
+import statistics
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..plots import pyplot, save
+
+
+# -- tables ---------------------------------------------------------------------------------
+
+METRICS = [  # (key in a run's result, column title, format)
+    ("bleu", "BLEU", "{:.2f}"), ("chrf", "chrF", "{:.2f}"), ("exact_match", "exact %", "{:.1f}"),
+    ("valid_loss_tf", "loss TF", "{:.3f}"), ("valid_loss_free", "loss free", "{:.3f}"),
+    ("gap", "gap", "{:.3f}"), ("free_acc", "free acc %", "{:.1f}"),
+]
+
+
+def mean_std(xs: Sequence[float]) -> tuple:
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def aggregate(settings, sched: Dict[str, dict], results: Dict[str, List[dict]], bucket_names
+              ) -> List[Dict[str, Any]]:
+    """One row per setting: mean and standard deviation over its seeds."""
+    rows = []
+    for s in settings:
+        rs = results[s.label]
+        row = {"setting": s.label, "schedule": sched[s.label]["schedule"],
+               "ratio_mean": sched[s.label]["ratio_mean"], "seeds": len(rs)}
+        cols = [(k, [r[k] for r in rs]) for k, _, _ in METRICS]
+        cols += [(f"bleu_len_{b}", [r["bleu_by_length"][b] for r in rs]) for b in bucket_names]
+        cols += [("steps", [r["steps"] for r in rs]),
+                 ("train_seconds", [r["train_seconds"] for r in rs])]
+        for k, xs in cols:
+            row[k], row[k + "_std"] = mean_std(xs)
+        rows.append(row)
+    return rows
+
+
+def write_csv(path: Path, rows: List[Dict[str, Any]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def markdown_table(rows: List[Dict[str, Any]], bucket_names, seeds: int) -> str:
+    def cell(row, key, fmt):
+        if seeds > 1:
+            return f"{fmt.format(row[key])} ± {fmt.format(row[key + '_std'])}"
+        return fmt.format(row[key])
+
+    head = (["setting", "mean ratio"] + [t for _, t, _ in METRICS]
+            + [f"BLEU len {b}" for b in bucket_names] + ["steps", "train s"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1))
+             + "|"]
+    for r in rows:
+        cells = [r["setting"], f"{r['ratio_mean']:.2f}"]
+        cells += [cell(r, k, fmt) for k, _, fmt in METRICS]
+        cells += [cell(r, f"bleu_len_{b}", "{:.1f}") for b in bucket_names]
+        cells += [f"{r['steps']:.0f}", cell(r, "train_seconds", "{:.0f}")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# -- plots ----------------------------------------------------------------------------------
+
+def _err(stds: List[float]) -> Optional[List[float]]:
+    """Error bars (the standard deviation over seeds), or None with one seed."""
+    return stds if any(stds) else None
+
+
+def plot_scores(rows, path: Path, title: str) -> None:
+    """Test scores (left) and validation loss teacher-forced vs free-running (right)."""
+    plt = pyplot()
+    labels = [r["setting"] for r in rows]
+    x = list(range(len(rows)))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(max(9.0, 1.3 * len(rows) + 3), 4.2))
+    for j, (key, name) in enumerate((("bleu", "BLEU"), ("chrf", "chrF"),
+                                     ("exact_match", "exact match %"))):
+        a.bar([i + (j - 1) * 0.27 for i in x], [r[key] for r in rows], 0.27,
+              yerr=_err([r[key + "_std"] for r in rows]), capsize=2, label=name)
+    a.set_ylabel("test score (greedy)")
+    for j, (key, name) in enumerate((("valid_loss_tf", "teacher-forced"),
+                                     ("valid_loss_free", "free-running"))):
+        b.bar([i + (j - 0.5) * 0.4 for i in x], [r[key] for r in rows], 0.4,
+              yerr=_err([r[key + "_std"] for r in rows]), capsize=2, label=name)
+    b.set_ylabel("validation loss per token")
+    for ax in (a, b):
+        ax.set_xticks(x)
+        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+        ax.legend(fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    fig.suptitle(title, fontsize=10)
+    save(plt, fig, path)
+
+
+def plot_by_length(rows, bucket_names, path: Path, title: str) -> None:
+    """Test BLEU per reference-length bucket, one line per setting."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for r in rows:
+        ax.errorbar(bucket_names, [r[f"bleu_len_{b}"] for b in bucket_names],
+                    yerr=_err([r[f"bleu_len_{b}_std"] for b in bucket_names]), marker="o",
+                    capsize=2, label=r["setting"])
+    ax.set_xlabel("reference length (words)")
+    ax.set_ylabel("test BLEU (greedy)")
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    save(plt, fig, path)
+
+
+def plot_curves(settings, run_dirs: Dict[str, List[Path]], sched: Dict[str, dict], path: Path,
+                title: str) -> None:
+    """From each run's metrics.jsonl: training loss, validation loss (teacher-forced solid,
+    free-running dashed) and validation BLEU against the step; and each schedule's ratio."""
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n, s in enumerate(settings):
+        color = colors[n % len(colors)]
+        for k, d in enumerate(run_dirs[s.label]):
+            f = d / "metrics.jsonl"
+            recs = [json.loads(l) for l in f.read_text().splitlines()] if f.is_file() else []
+            if not recs:
+                continue
+            steps = [r["step"] for r in recs]
+            label = s.label if k == 0 else None
+            axes[0, 0].plot(steps, [r["train_loss"] for r in recs], color=color, label=label)
+            if "valid_loss" not in recs[0]:  # no validation split
+                continue
+            axes[0, 1].plot(steps, [r["valid_loss"] for r in recs], color=color)
+            axes[0, 1].plot(steps, [r["valid_loss_free"] for r in recs], color=color, ls="--")
+            axes[1, 0].plot(steps, [r["valid_bleu"] for r in recs], color=color)
+        ratios = sched[s.label]["ratios"]
+        axes[1, 1].plot(range(1, len(ratios) + 1), ratios, color=color)
+    axes[0, 0].set_ylabel("training loss (as trained)")
+    axes[0, 1].set_ylabel("validation loss: TF solid, free dashed")
+    axes[1, 0].set_ylabel("validation BLEU (greedy)")
+    axes[1, 1].set_ylabel("teacher-forcing ratio")
+    axes[1, 1].set_ylim(-0.05, 1.05)
+    for ax in axes[1]:
+        ax.set_xlabel("step")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    save(plt, fig, path)
+
+
+def position_rows(settings, results) -> List[Dict[str, Any]]:
+    """Token accuracy by target position, pooled over each setting's seeds."""
+    rows = []
+    for s in settings:
+        pos = [r["position"] for r in results[s.label]]
+        for t in range(max(len(p["n"]) for p in pos)):
+            n = sum(p["n"][t] for p in pos if t < len(p["n"]))
+            if n == 0:
+                continue
+            tf = sum(p["correct_tf"][t] for p in pos if t < len(p["n"]))
+            free = sum(p["correct_free"][t] for p in pos if t < len(p["n"]))
+            rows.append({"setting": s.label, "position": t + 1, "n": n,
+                         "acc_tf": 100.0 * tf / n, "acc_free": 100.0 * free / n})
+    return rows
+
+
+def plot_positions(settings, rows, path: Path, title: str) -> None:
+    """Token accuracy against target position: free-running solid, teacher-forced dashed.
+
+    Positions that fewer than 5% of the references (or 10) reach are left out."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n, s in enumerate(settings):
+        rs = [r for r in rows if r["setting"] == s.label]
+        floor = max(10, 0.05 * max(r["n"] for r in rs))
+        rs = [r for r in rs if r["n"] >= floor]
+        color = colors[n % len(colors)]
+        ax.plot([r["position"] for r in rs], [r["acc_free"] for r in rs], color=color,
+                label=s.label)
+        ax.plot([r["position"] for r in rs], [r["acc_tf"] for r in rs], color=color, ls="--",
+                alpha=0.6)
+    ax.set_xlabel("target position (pieces, EOS included)")
+    ax.set_ylabel("token accuracy % (free solid, TF dashed)")
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    save(plt, fig, path)

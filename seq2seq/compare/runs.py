@@ -1,0 +1,130 @@
+"""The comparison's data, and one run: train, decode the test split, score, diagnose."""
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..checkpoint import load_model
+from ..config import to_yaml
+from ..console import log
+from ..device import pick_device
+from ..errors import UserError
+from ..evaluate import evaluate_model, read_split, score, validate
+from ..readers import load_splits
+from ..toy import TASKS, dataset as toy_dataset
+from ..train import train
+
+
+def load_data(cfg, config_path: str, toy: Optional[str], data_seed: int):
+    """The data of every run, as a ``datasets.DatasetDict`` (loaded or generated once): a toy
+    task's for a config without ``data.path`` (``toy``, or the config's file name)."""
+    from datasets import Dataset, DatasetDict
+
+    if cfg.data.path is None:
+        task = toy or Path(config_path).stem
+        if task not in TASKS:
+            raise UserError(f"{config_path} sets no data.path and is not a toy recipe "
+                            f"({', '.join(TASKS)}): set data.path (see --help), or --toy")
+        return toy_dataset(task, data_seed)
+    if toy:
+        raise UserError(f"--toy {toy}: {config_path} reads its data from data.path "
+                        f"{cfg.data.path!r}; drop --toy or use a toy recipe's config")
+    d = cfg.data
+    splits = [s for s in dict.fromkeys((d.train_split, d.valid_split, d.test_split)) if s]
+    pairs = load_splits(d, splits)
+    return DatasetDict({s: Dataset.from_dict({d.src: src, d.tgt: tgt})
+                        for s, (src, tgt) in pairs.items()})
+
+
+def length_buckets(lengths: Sequence[int], n: int) -> List[tuple]:
+    """Up to ``n`` buckets ``(lo, hi)`` of near-equal size that cover ``lengths``."""
+    xs = sorted(lengths)
+    if not xs:
+        return []
+    his = sorted({xs[max(0, math.ceil(len(xs) * q / n) - 1)] for q in range(1, n + 1)})
+    los = [xs[0]] + [h + 1 for h in his[:-1]]
+    return list(zip(los, his))
+
+
+def bucket_label(b: tuple) -> str:
+    return f"{b[0]}" if b[0] == b[1] else f"{b[0]}-{b[1]}"
+
+
+def position_accuracy(model, data, batch_size: int, device) -> Dict[str, List[int]]:
+    """Per target position (EOS included): how many references reach it, and how many tokens
+    the model gets right there when teacher-forced and when free-running (greedy: fed its own
+    argmax, run for the reference's length)."""
+    import torch
+
+    from ..batching import bucket_batches, iterate
+    from ..tokenizer import PAD
+
+    T = max(len(t) for t in data.tgt) + 1
+    n = torch.zeros(T, dtype=torch.long)  # references that reach each position
+    tf = torch.zeros(T, dtype=torch.long)  # right tokens, teacher-forced
+    free = torch.zeros(T, dtype=torch.long)  # right tokens, free-running
+    model.eval()
+    lens = [len(s) for s in data.src]
+    with torch.no_grad():
+        for batch in iterate(data, bucket_batches(lens, [len(t) for t in data.tgt], batch_size)):
+            batch = batch.to(device)
+            mask = batch.tgt_out != PAD  # (B, T_b)
+            L = mask.size(1)
+            n[:L] += mask.sum(0).cpu()
+            for ratio, acc in ((1.0, tf), (0.0, free)):
+                pred = model(batch.src, batch.src_len, batch.tgt_in, ratio).argmax(-1)  # (B, T_b)
+                acc[:L] += ((pred == batch.tgt_out) & mask).sum(0).cpu()
+    return {"n": n.tolist(), "correct_tf": tf.tolist(), "correct_free": free.tolist()}
+
+
+def train_and_evaluate(cfg, run_dir: Path, dataset, buckets, checkpoint: str, progress: bool,
+                       fresh: bool) -> Dict[str, Any]:
+    """Train one model, then score it. A finished run with the same config is reused; an
+    interrupted one (or one scored with other buckets) is resumed from its last.pt."""
+    from ..batching import encode_pairs
+
+    result_path = run_dir / "result.json"
+    if not fresh and result_path.is_file():
+        old = json.loads(result_path.read_text(encoding="utf-8"))
+        if (old.get("config") == cfg.to_dict() and old.get("checkpoint") == checkpoint
+                and list(old.get("bleu_by_length", {})) == [bucket_label(b) for b in buckets]):
+            log(f"reusing the finished run in {run_dir} (--fresh trains it again)")
+            return old
+    same_run = (not fresh and (run_dir / "config.yaml").is_file()
+                and (run_dir / "config.yaml").read_text(encoding="utf-8") == to_yaml(cfg))
+    t0 = time.time()
+    summary = train(cfg, run_dir, resume=same_run, overwrite=True, dataset=dataset,
+                    progress=progress, extra_validation={"free_running": True})
+    if summary["interrupted"]:
+        raise KeyboardInterrupt
+    device = pick_device(cfg.train.device)
+    model, tok, cfg = load_model(run_dir / f"{checkpoint}.pt", device=device)
+    d = cfg.data
+    diag_split = d.valid_split or d.test_split
+    diag = encode_pairs(tok, read_split(cfg, diag_split, dataset))
+    v = validate(model, diag, tok, cfg, device, free_running=True)
+    pos = position_accuracy(model, diag, cfg.decode.batch_size, device)
+    ev = evaluate_model(model, tok, cfg, d.test_split or d.valid_split, dataset, device=device)
+    (run_dir / f"{ev.split}.hyp").write_text("".join(h + "\n" for h in ev.hyps),
+                                             encoding="utf-8")
+    by_len = {}
+    for b in buckets:
+        idx = [i for i, r in enumerate(ev.refs) if b[0] <= len(r.split()) <= b[1]]
+        by_len[bucket_label(b)] = score([ev.hyps[i] for i in idx],
+                                        [ev.refs[i] for i in idx])["bleu"]
+    s = ev.scores
+    result = {
+        "bleu": s["bleu"], "chrf": s["chrf"], "exact_match": s["exact_match"],
+        "valid_loss_tf": v["valid_loss"], "valid_loss_free": v["valid_loss_free"],
+        "gap": v["valid_loss_free"] - v["valid_loss"],
+        "free_acc": 100.0 * sum(pos["correct_free"]) / max(1, sum(pos["n"])),
+        "tf_acc": 100.0 * sum(pos["correct_tf"]) / max(1, sum(pos["n"])),
+        "bleu_by_length": by_len, "steps": summary["steps"],
+        "train_seconds": summary["train_seconds"], "wall_seconds": time.time() - t0,
+        "position": pos, "eval_split": ev.split, "diag_split": diag_split,
+        "signature": s["signature"], "checkpoint": checkpoint, "config": cfg.to_dict(),
+    }
+    result_path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return result

@@ -1,0 +1,159 @@
+"""The comparison: every setting and seed trained and scored, then the report.
+
+Running the same command again reuses finished runs and resumes an interrupted one.
+"""
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from .. import config
+from ..console import log, run_main
+from ..errors import UserError
+from .options import DEFAULT_SETTINGS, SOURCE_CONFIG, build_parser
+from .report import (METRICS, aggregate, markdown_table, plot_by_length, plot_curves,
+                     plot_positions, plot_scores, position_rows, write_csv)
+from .settings import apply_setting, parse_settings, schedule_summary
+
+
+def _default_config() -> str:
+    if not SOURCE_CONFIG.is_file():
+        raise UserError("no --config given, and recipes/reverse.yaml (the default, in the "
+                        "source tree) is not here: give --config FILE.yaml")
+    return str(SOURCE_CONFIG)
+
+
+def _shown_path(path: str) -> str:
+    """A path relative to the current folder when it is inside it (recipes/reverse.yaml)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else path
+
+
+def _command_line(argv: Optional[Sequence[str]]) -> str:
+    if argv is None:
+        argv = sys.argv[1:]
+        argv = argv[argv.index("compare-tf") + 1:] if "compare-tf" in argv else argv
+    return "seq2seq compare-tf " + shlex.join(argv)
+
+
+def run(args, argv: Optional[Sequence[str]] = None) -> str:
+    """Run the comparison described by the parsed ``args`` (``argv``: the command's arguments,
+    for the report; default: from ``sys.argv``); returns the markdown table."""
+    config_path = args.config or _default_config()
+    settings = parse_settings(args.settings or DEFAULT_SETTINGS)
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.buckets < 1:
+        raise UserError(f"--buckets must be >= 1, got {args.buckets}")
+    cfg = config.load(config_path, args.set)
+    seeds = [cfg.train.seed + k for k in range(args.seeds)]
+    plan = [(s, seed, apply_setting(cfg, s, seed)) for s in settings for seed in seeds]
+    if not (cfg.data.test_split or cfg.data.valid_split):
+        raise UserError("the config has neither data.test_split nor data.valid_split to score")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+
+    from tqdm import tqdm  # the slow imports (torch) after the quick checks
+
+    from ..corpus import InMemoryCorpus
+    from ..evaluate import read_split
+    from ..train import total_steps
+    from .runs import bucket_label, length_buckets, load_data, train_and_evaluate
+
+    if cfg.train.patience or cfg.train.max_minutes:
+        log("note: train.patience or train.max_minutes is set, so runs may stop at different "
+            "steps; --set train.patience=0 --set train.max_minutes=null gives all the same budget")
+
+    dataset = load_data(cfg, config_path, args.toy, args.data_seed)
+    # to count the steps as the loop does, and to check the data before training
+    steps_per_epoch = InMemoryCorpus(cfg, None, dataset, log=log).steps_per_epoch()
+    total = total_steps(cfg.train, steps_per_epoch)
+    sched = {s.label: schedule_summary(c.teacher_forcing, steps_per_epoch, total,
+                                       cfg.train.epochs) for s, _, c in plan}
+    refs = read_split(cfg, cfg.data.test_split or cfg.data.valid_split, dataset)[1]
+    buckets = length_buckets([len(r.split()) for r in refs], args.buckets)
+    bucket_names = [bucket_label(b) for b in buckets]
+    log(f"comparing {len(settings)} setting(s) x {len(seeds)} seed(s), {total} steps each, "
+        f"in {out}")
+
+    slug = {s.label: s.label.replace(":", "-").replace(",", "-").replace("=", "") for s in settings}
+    results: Dict[str, List[dict]] = {s.label: [] for s in settings}
+    run_dirs: Dict[str, List[Path]] = {s.label: [] for s in settings}
+    bar = tqdm(plan, desc="runs", unit="run", disable=args.no_progress, dynamic_ncols=True,
+               file=sys.stderr)
+    for s, seed, run_cfg in bar:
+        bar.set_postfix_str(f"{s.label} seed {seed}")
+        d = out / "runs" / slug[s.label] / f"seed{seed}"
+        d.mkdir(parents=True, exist_ok=True)
+        r = train_and_evaluate(run_cfg, d, dataset, buckets, args.checkpoint,
+                               not args.no_progress, args.fresh)
+        log(f"{s.label} seed {seed}: BLEU {r['bleu']:.2f} exact {r['exact_match']:.1f}% loss "
+            f"TF {r['valid_loss_tf']:.3f} free {r['valid_loss_free']:.3f} "
+            f"({r['train_seconds']:.0f} s)")
+        results[s.label].append(dict(r, setting=s.label, seed=seed))
+        run_dirs[s.label].append(d)
+    bar.close()
+
+    rows = aggregate(settings, sched, results, bucket_names)
+    write_csv(out / "results.csv", rows)
+    write_csv(out / "runs.csv", [
+        {"setting": r["setting"], "seed": r["seed"], **{k: r[k] for k, _, _ in METRICS},
+         **{f"bleu_len_{b}": r["bleu_by_length"][b] for b in bucket_names},
+         "steps": r["steps"], "train_seconds": r["train_seconds"]}
+        for s in settings for r in results[s.label]])
+    pos_rows = position_rows(settings, results)
+    write_csv(out / "position_accuracy.csv", pos_rows)
+    title = f"{_shown_path(config_path)}, {total} steps, {len(seeds)} seed(s)"
+    plot_scores(rows, out / "scores.png", title)
+    plot_by_length(rows, bucket_names, out / "bleu_by_length.png", title)
+    plot_curves(settings, run_dirs, sched, out / "training_curves.png", title)
+    plot_positions(settings, pos_rows, out / "position_accuracy.png", title)
+
+    table = markdown_table(rows, bucket_names, len(seeds))
+    first = results[settings[0].label][0]
+    seeds_text = ("seeds " + ", ".join(map(str, seeds)) + ": mean ± standard deviation"
+                  if len(seeds) > 1 else f"seed {seeds[0]}")
+    config_text = _shown_path(config_path) + (" with --set " + " --set ".join(args.set)
+                                               if args.set else "")
+    sched_lines = "\n".join(f"- `{r['setting']}`: {r['schedule']} (ratio "
+                            f"{sched[r['setting']]['ratio_start']:.2f} -> "
+                            f"{sched[r['setting']]['ratio_end']:.2f}, mean {r['ratio_mean']:.2f})"
+                            for r in rows)
+    md = f"""# Teacher forcing comparison
+
+    {_command_line(argv)}
+
+- config: {config_text}
+- budget: {total} steps per run ({steps_per_epoch} batches per epoch); {seeds_text}
+- scores: greedy decoding of the {first['eval_split']} split with each run's {args.checkpoint}.pt;
+  sacreBLEU {first['signature']}
+- diagnostics: on the {first['diag_split']} split
+
+{table}
+
+Columns: "mean ratio", the teacher-forcing ratio averaged over the training steps; "loss TF"
+and "loss free", the validation loss per token when the decoder is fed the gold previous token
+and when it is fed its own argmax; "gap" = loss free - loss TF (exposure bias); "free acc",
+token accuracy of free-running greedy decoding over the reference's positions (per position in
+position_accuracy.csv); "BLEU len", test BLEU by reference length in words; "train s", seconds
+spent in training steps.
+
+Schedules as resolved for this budget:
+{sched_lines}
+
+Plots: scores.png, bleu_by_length.png, training_curves.png, position_accuracy.png.
+"""
+    (out / "results.md").write_text(md, encoding="utf-8")
+    print(table)
+    print(f"\nresults in {out / 'results.md'}, {out / 'results.csv'} and plots in {out}")
+    return table
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``scripts/compare_teacher_forcing.py``: the same as ``seq2seq compare-tf``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser("compare_teacher_forcing.py").parse_args(argv)
+    return run_main("compare_teacher_forcing", lambda: run(args, argv), args.debug,
+                    "run the same command again to continue (finished runs are reused)")

@@ -1,0 +1,184 @@
+"""The training corpus of a run: one interface, held in memory or streamed.
+
+A :class:`Corpus` gives the training loop everything it reads: the ``tokenizer`` (trained on
+the training split unless a resumed run brings its own), the validation split as ids
+(``valid``), and each epoch's length-bucketed batches (``epoch``), sharded across the
+processes of a distributed run. Two implementations:
+
+- :class:`InMemoryCorpus` (the default) holds every training pair as a string and as ids;
+  an epoch is the whole split, bucketed and shuffled with the seed.
+- :class:`StreamedCorpus` (``data.streaming: true``, for corpora larger than memory) reads the
+  training split as a stream, ``data.chunk_size`` pairs at a time: each chunk is tokenized,
+  length-filtered, bucketed, its batches shuffled, trained on and dropped. What it costs: the
+  tokenizer learns from the first chunk only (make it representative, or shuffle the corpus
+  once on disk); padding is a little higher for small chunks; the number of batches per epoch
+  is not known in advance (``train.max_steps`` is required); ``--resume`` reads the stream
+  again up to where the run stopped. Its validation split is read whole: keep it small.
+"""
+
+import time
+from itertools import islice
+from typing import Callable, Iterator, List, Optional, Tuple
+
+from . import distributed
+from .batching import (Batch, IdPairs, Pairs, bucket_batches, encode_pairs, filter_length,
+                       iterate, padding_fraction)
+from .config import Config
+from .errors import UserError
+from .readers import load_splits, stream_pairs
+from .tokenizer import Tokenizer
+
+Log = Callable[[str], None]
+
+
+class Corpus:
+    """The interface: ``cfg`` (the run's config), ``tokenizer``, ``valid`` (None without a
+    validation split), :meth:`steps_per_epoch`, :meth:`epoch` and :meth:`describe`. Batches
+    follow ``cfg.train`` (``batch_size`` or ``batch_tokens``, ``seed``)."""
+
+    cfg: Config
+    tokenizer: Tokenizer
+    valid: Optional[IdPairs]
+
+    def steps_per_epoch(self, d: distributed.Dist = distributed.Dist()) -> Optional[int]:
+        """Batches per epoch (None: not known in advance)."""
+        raise NotImplementedError
+
+    def epoch(self, epoch: int, d: distributed.Dist = distributed.Dist(), start: int = 0
+              ) -> Iterator[Batch]:
+        """This rank's batches of epoch ``epoch``, from batch ``start`` (where a resumed run
+        left off)."""
+        raise NotImplementedError
+
+    def describe(self, d: distributed.Dist = distributed.Dist()) -> str:
+        """How the epochs are batched, for the run's log."""
+        raise NotImplementedError
+
+
+def _shards(data: IdPairs, t, d: distributed.Dist, seed: int) -> List[List[int]]:
+    """This rank's shards of the global batches (``batch_size * world`` sentences each)."""
+    return distributed.shard(bucket_batches(
+        [len(s) for s in data.src], [len(s) for s in data.tgt], t.batch_size * d.world,
+        t.batch_tokens and t.batch_tokens * d.world, seed=seed), d)
+
+
+def _epoch_seed(t, epoch: int) -> int:
+    return t.seed * 100003 + epoch
+
+
+def _valid_ids(cfg, tokenizer: Tokenizer, pairs: Optional[Pairs]) -> Optional[IdPairs]:
+    if pairs is None:
+        return None
+    if not pairs[0]:
+        raise UserError(f"the validation split {cfg.data.valid_split!r} is empty")
+    return encode_pairs(tokenizer, pairs)
+
+
+class InMemoryCorpus(Corpus):
+    """Every training pair in memory, as strings and ids (see the module docstring)."""
+
+    def __init__(self, cfg, tokenizer: Optional[Tokenizer], dataset=None,
+                 errors: str = "strict", log: Log = print) -> None:
+        d, self.cfg = cfg.data, cfg
+        t0 = time.time()
+        splits = load_splits(d, [s for s in (d.train_split, d.valid_split) if s], dataset, errors)
+        raw = splits[d.train_split]
+        if not raw[0]:
+            raise UserError(f"the training split {d.train_split!r} is empty")
+        self.tokenizer = tokenizer or Tokenizer.train(*raw, cfg.tokenizer)
+        self.train, dropped = filter_length(encode_pairs(self.tokenizer, raw), d.max_len)
+        if not self.train.src:
+            raise UserError(f"no training pair is left after the length filter "
+                            f"(data.max_len={d.max_len}, {dropped} dropped)")
+        self.valid = _valid_ids(cfg, self.tokenizer, splits.get(d.valid_split))
+        log(f"data: {len(self.train.src)} training pairs ({dropped} dropped: empty or longer "
+            f"than data.max_len={d.max_len} pieces), "
+            f"{len(self.valid.src) if self.valid else 0} validation pairs; vocab "
+            f"{self.tokenizer.src_vocab_size}/{self.tokenizer.tgt_vocab_size}; "
+            f"{time.time() - t0:.1f} s")
+
+    def batches(self, epoch: int, d: distributed.Dist = distributed.Dist()
+                ) -> List[List[int]]:
+        """This epoch's batches as indices into :attr:`train` (this rank's shards)."""
+        t = self.cfg.train
+        return _shards(self.train, t, d, _epoch_seed(t, epoch))
+
+    def steps_per_epoch(self, d: distributed.Dist = distributed.Dist()) -> Optional[int]:
+        return len(self.batches(0, d))
+
+    def epoch(self, epoch: int, d: distributed.Dist = distributed.Dist(), start: int = 0
+              ) -> Iterator[Batch]:
+        return iterate(self.train, self.batches(epoch, d)[start:])
+
+    def describe(self, d: distributed.Dist = distributed.Dist()) -> str:
+        batches = self.batches(0, d)
+        pf = padding_fraction([len(s) + 1 for s in self.train.tgt], batches)
+        return f"{len(batches)} per epoch, target padding {100 * pf:.1f}%"
+
+
+def chunks(pairs: Iterator[Tuple[str, str]], size: int) -> Iterator[Pairs]:
+    """Consecutive chunks of ``size`` pairs (the last may be shorter), as two lists."""
+    while True:
+        chunk = list(islice(pairs, size))
+        if not chunk:
+            return
+        yield [a for a, _ in chunk], [b for _, b in chunk]
+
+
+class StreamedCorpus(Corpus):
+    """The training split as a stream of chunks (see the module docstring)."""
+
+    def __init__(self, cfg, tokenizer: Optional[Tokenizer], dataset=None,
+                 errors: str = "strict", log: Log = print) -> None:
+        d = cfg.data
+        self.cfg, self.dataset, self.errors = cfg, dataset, errors
+        if tokenizer is None:
+            first = next(self._chunks(), None)
+            if first is None:
+                raise UserError(f"the training split {d.train_split!r} is empty")
+            tokenizer = Tokenizer.train(*first, cfg.tokenizer)
+        self.tokenizer = tokenizer
+        self.valid = _valid_ids(cfg, tokenizer, load_splits(d, [d.valid_split], dataset, errors)
+                                [d.valid_split] if d.valid_split else None)
+        log(f"data: streaming the training split in chunks of {d.chunk_size} pairs "
+            f"(data.chunk_size); {len(self.valid.src) if self.valid else 0} validation pairs; "
+            f"vocab {tokenizer.src_vocab_size}/{tokenizer.tgt_vocab_size}")
+
+    def _chunks(self) -> Iterator[Pairs]:
+        d = self.cfg.data
+        return chunks(stream_pairs(d, d.train_split, self.dataset, self.errors), d.chunk_size)
+
+    def steps_per_epoch(self, d: distributed.Dist = distributed.Dist()) -> Optional[int]:
+        return None
+
+    def epoch(self, epoch: int, d: distributed.Dist = distributed.Dist(), start: int = 0
+              ) -> Iterator[Batch]:
+        done, empty = 0, True
+        t, max_len = self.cfg.train, self.cfg.data.max_len
+        for k, chunk in enumerate(self._chunks()):
+            data, _ = filter_length(encode_pairs(self.tokenizer, chunk), max_len)
+            if not data.src:
+                continue
+            empty = False
+            batches = _shards(data, t, d, _epoch_seed(t, epoch) * 1000003 + k)
+            skip = min(len(batches), max(0, start - done))
+            done += len(batches)
+            yield from iterate(data, batches[skip:])
+        if empty and start == 0:
+            raise UserError(f"no training pair is left after the length filter "
+                            f"(data.max_len={max_len})")
+
+    def describe(self, d: distributed.Dist = distributed.Dist()) -> str:
+        return f"bucketed per chunk of {self.cfg.data.chunk_size} pairs"
+
+
+def load_corpus(cfg, tokenizer: Optional[Tokenizer] = None, dataset=None,
+                errors: str = "strict", log: Log = print) -> Corpus:
+    """The run's training corpus: streamed when ``data.streaming``, else in memory.
+
+    ``tokenizer``: use this one (a resumed run's) instead of training one; ``dataset``: a
+    ``datasets.DatasetDict`` to read instead of ``cfg.data``; ``errors``: ``strict`` or
+    ``replace`` for bytes that are not UTF-8; ``log``: where the one-line summary goes.
+    """
+    kind = StreamedCorpus if cfg.data.streaming else InMemoryCorpus
+    return kind(cfg, tokenizer, dataset, errors, log)

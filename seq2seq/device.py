@@ -1,0 +1,41 @@
+"""Where and in what precision a model runs: the device, torch's threads, autocast."""
+
+from typing import Callable, Tuple
+
+import torch
+
+from .errors import UserError
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` (CUDA when torch sees a GPU, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("device cuda requested but torch sees no GPU (use --device cpu)")
+    return torch.device(name)
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` torch threads (0: leave torch's default, one per core)."""
+    if n:
+        torch.set_num_threads(n)
+
+
+def mixed_precision(amp: str, device: torch.device
+                    ) -> Tuple[Callable[[], torch.autocast], torch.amp.GradScaler]:
+    """``(autocast context factory, grad scaler)`` for ``train.amp`` (none | bf16 | fp16)."""
+    if amp == "fp16" and device.type != "cuda":
+        raise UserError("train.amp=fp16 needs a CUDA device; use bf16 on a CPU")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+
+    def autocast() -> torch.autocast:
+        return torch.autocast(device.type, dtype=dtype or torch.float32,
+                              enabled=dtype is not None)
+
+    return autocast, torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+
+
+def bf16_autocast(device, enabled: bool) -> torch.autocast:
+    """Decoding under bfloat16 autocast (``translate --bf16``) when ``enabled``."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=enabled)
