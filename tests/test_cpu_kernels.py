@@ -173,3 +173,22 @@ def test_prepack_only_where_it_applies(monkeypatch):
     assert cpu_kernels.use_prepack(x32) == mkldnn_available()
     monkeypatch.setattr(cpu_kernels, "ONEDNN", False)
     assert not cpu_kernels.use_prepack(x32)
+
+
+@pytest.mark.parametrize("choice", ["handwritten", "autograd"])
+def test_model_manual_backward_chooses_the_kernel(choice, count_calls):
+    from seq2seq.config import ModelConfig
+    from seq2seq.model import Seq2Seq
+
+    cfg = ModelConfig(impl="manual", manual_backward=choice, embedding_dim=8, hidden_size=8)
+    model = Seq2Seq.from_config(cfg, 20, 20, 0)
+    assert model.encoder.rnn.backward == model.decoder.rnn.backward == choice
+    g = torch.Generator().manual_seed(0)
+    src, tgt = torch.randint(4, 20, (3, 5), generator=g), torch.randint(4, 20, (3, 4), generator=g)
+    model(src, torch.tensor([5, 3, 2]), tgt).sum().backward()
+    assert bool(count_calls) == (choice == "handwritten")  # the run's log says the same:
+    assert ("hand-written" in Seq2Seq.describe(cfg)) == (choice == "handwritten")
+    with torch.no_grad():  # no backward to make: the readable loop
+        count_calls.clear()
+        model(src, torch.tensor([5, 3, 2]), tgt)
+        assert not count_calls
