@@ -30,6 +30,13 @@ class Batch(NamedTuple):
             return Batch(*(t.pin_memory().to(device, non_blocking=True) for t in self))
         return Batch(*(t.to(device) for t in self))
 
+    def masked(self) -> "Batch":
+        """The same batch with every target position masked (PAD): it adds nothing to a loss
+        masked on padding, and no gradient (a distributed run's ghost shard)."""
+        import torch
+
+        return self._replace(tgt_out=torch.full_like(self.tgt_out, PAD))
+
 
 def pad(seqs: Sequence[Sequence[int]], value: int = PAD) -> Tensor:
     import torch

@@ -148,7 +148,7 @@ def cmd_train(args) -> int:
         print(f"best validation BLEU {best['valid_bleu']:.2f} at step {best['step']} "
               f"(greedy, sacreBLEU {__import__('sacrebleu').__version__}); "
               f"checkpoints in {args.out}")
-    return 130 if summary["interrupted"] else 0
+    return 128 + summary["signal"] if summary["interrupted"] else 0  # 130 SIGINT, 143 SIGTERM
 
 
 def cmd_translate(args) -> int:

@@ -90,7 +90,7 @@ class TrainConfig:
     keep_last: int = 0  # also keep the checkpoints of the last N validations (step-N.pt), for averaging
     device: str = "auto"  # auto | cpu | cuda
     amp: Literal["none", "bf16", "fp16"] = "none"  # autocast precision; fp16 (with a grad scaler) needs CUDA
-    threads: int = 0  # torch threads (0: torch's default)
+    threads: int = 1  # torch threads; 1 never stalls; more are faster on a quiet machine but stall when another process takes a core (0: one per core)
     valid_max_sentences: int = 1000  # decode at most this many validation sentences for BLEU
 
     def __post_init__(self):
@@ -112,7 +112,7 @@ class TeacherForcingConfig:
     schedule: Literal["constant", "linear", "exponential", "inverse_sigmoid"] = "constant"  # how the ratio changes over training (seq2seq/teacher_forcing.py)
     ratio: float = 1.0  # constant: the probability of feeding the gold token
     k: Optional[float] = None  # linear: start (1.0); exponential: base < 1; inverse_sigmoid: k >= 1
-    c: Optional[float] = None  # linear: decrease per unit
+    c: Optional[float] = None  # linear: decrease per unit; inverse_sigmoid: speed, eps = k/(k+exp(c*i/k)) (1: the paper's)
     min: float = 0.0  # floor for linear and exponential
     unit: Literal["step", "epoch"] = "step"  # what i counts in the schedule
     feed: Literal["argmax", "sample"] = "argmax"  # what the decoder feeds back when not forced
@@ -282,7 +282,8 @@ def parse_override(text: str) -> tuple:
 
 
 def load(path: Optional[Union[str, Path]] = None, overrides: List[str] = ()) -> Config:
-    """Read a YAML config (or none: defaults) and apply ``--set`` overrides."""
+    """Read a YAML config (or none: defaults) and apply ``--set`` overrides; relative data
+    files are resolved against the current folder (see ``readers.absolute_paths``)."""
     d: Dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -310,7 +311,7 @@ def load(path: Optional[Union[str, Path]] = None, overrides: List[str] = ()) -> 
             d[section] = {}
         d[section][key] = value
     try:
-        return from_dict(d)
+        cfg = from_dict(d)
     except ConfigError as e:
         # name where the bad value came from: the file, or a --set override
         try:
@@ -319,6 +320,9 @@ def load(path: Optional[Union[str, Path]] = None, overrides: List[str] = ()) -> 
         except ConfigError:
             where = str(path) if path else None
         raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+    from .readers import absolute_paths  # relative data files: from this folder, stored resolved
+
+    return cfg.replace(data=absolute_paths(cfg.data))
 
 
 def to_yaml(cfg: Config) -> str:

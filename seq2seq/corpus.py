@@ -54,12 +54,29 @@ class Corpus:
         """How the epochs are batched, for the run's log."""
         raise NotImplementedError
 
+    def total_steps(self, d: distributed.Dist = distributed.Dist()) -> int:
+        """Updates in a run: ``train.max_steps``, or ``train.epochs`` epochs if that is fewer
+        (required when the batches per epoch are not known in advance)."""
+        t, per_epoch = self.cfg.train, self.steps_per_epoch(d)
+        if per_epoch is None:
+            if not t.max_steps:
+                raise UserError("data.streaming: the number of batches per epoch is not known "
+                                "in advance; set train.max_steps")
+            return t.max_steps
+        return min(t.max_steps or 10**12, t.epochs * per_epoch)
 
-def _shards(data: IdPairs, t, d: distributed.Dist, seed: int) -> List[List[int]]:
+
+def _shards(data: IdPairs, t, d: distributed.Dist, seed: int) -> List[distributed.Shard]:
     """This rank's shards of the global batches (``batch_size * world`` sentences each)."""
     return distributed.shard(bucket_batches(
         [len(s) for s in data.src], [len(s) for s in data.tgt], t.batch_size * d.world,
         t.batch_tokens and t.batch_tokens * d.world, seed=seed), d)
+
+
+def _batches(data: IdPairs, shards: List[distributed.Shard]) -> Iterator[Batch]:
+    """The batches of ``shards``; a ghost shard's with its targets masked."""
+    for s, batch in zip(shards, iterate(data, [s.rows for s in shards])):
+        yield batch.masked() if s.ghost else batch
 
 
 def _epoch_seed(t, epoch: int) -> int:
@@ -98,7 +115,7 @@ class InMemoryCorpus(Corpus):
             f"{time.time() - t0:.1f} s")
 
     def batches(self, epoch: int, d: distributed.Dist = distributed.Dist()
-                ) -> List[List[int]]:
+                ) -> List[distributed.Shard]:
         """This epoch's batches as indices into :attr:`train` (this rank's shards)."""
         t = self.cfg.train
         return _shards(self.train, t, d, _epoch_seed(t, epoch))
@@ -108,11 +125,12 @@ class InMemoryCorpus(Corpus):
 
     def epoch(self, epoch: int, d: distributed.Dist = distributed.Dist(), start: int = 0
               ) -> Iterator[Batch]:
-        return iterate(self.train, self.batches(epoch, d)[start:])
+        return _batches(self.train, self.batches(epoch, d)[start:])
 
     def describe(self, d: distributed.Dist = distributed.Dist()) -> str:
         batches = self.batches(0, d)
-        pf = padding_fraction([len(s) + 1 for s in self.train.tgt], batches)
+        pf = padding_fraction([len(s) + 1 for s in self.train.tgt],
+                              [b.rows for b in batches if not b.ghost])
         return f"{len(batches)} per epoch, target padding {100 * pf:.1f}%"
 
 
@@ -131,7 +149,7 @@ class StreamedCorpus(Corpus):
     def __init__(self, cfg, tokenizer: Optional[Tokenizer], dataset=None,
                  errors: str = "strict", log: Log = print) -> None:
         d = cfg.data
-        self.cfg, self.dataset, self.errors = cfg, dataset, errors
+        self.cfg, self.dataset, self.errors, self.log = cfg, dataset, errors, log
         if tokenizer is None:
             first = next(self._chunks(), None)
             if first is None:
@@ -153,32 +171,41 @@ class StreamedCorpus(Corpus):
 
     def epoch(self, epoch: int, d: distributed.Dist = distributed.Dist(), start: int = 0
               ) -> Iterator[Batch]:
-        done, empty = 0, True
+        done, kept, dropped = 0, 0, 0
         t, max_len = self.cfg.train, self.cfg.data.max_len
         for k, chunk in enumerate(self._chunks()):
-            data, _ = filter_length(encode_pairs(self.tokenizer, chunk), max_len)
+            data, n_dropped = filter_length(encode_pairs(self.tokenizer, chunk), max_len)
+            kept, dropped = kept + len(data.src), dropped + n_dropped
             if not data.src:
                 continue
-            empty = False
             batches = _shards(data, t, d, _epoch_seed(t, epoch) * 1000003 + k)
             skip = min(len(batches), max(0, start - done))
             done += len(batches)
-            yield from iterate(data, batches[skip:])
-        if empty and start == 0:
+            yield from _batches(data, batches[skip:])
+        if not kept and start == 0:
             raise UserError(f"no training pair is left after the length filter "
-                            f"(data.max_len={max_len})")
+                            f"(data.max_len={max_len}, {dropped} dropped)")
+        self.log(f"data: epoch {epoch + 1} streamed {kept} training pairs ({dropped} dropped: "
+                 f"empty or longer than data.max_len={max_len} pieces)")
 
     def describe(self, d: distributed.Dist = distributed.Dist()) -> str:
         return f"bucketed per chunk of {self.cfg.data.chunk_size} pairs"
 
 
 def load_corpus(cfg, tokenizer: Optional[Tokenizer] = None, dataset=None,
-                errors: str = "strict", log: Log = print) -> Corpus:
+                errors: str = "strict", log: Log = print,
+                d: distributed.Dist = distributed.Dist()) -> Corpus:
     """The run's training corpus: streamed when ``data.streaming``, else in memory.
 
     ``tokenizer``: use this one (a resumed run's) instead of training one; ``dataset``: a
     ``datasets.DatasetDict`` to read instead of ``cfg.data``; ``errors``: ``strict`` or
-    ``replace`` for bytes that are not UTF-8; ``log``: where the one-line summary goes.
+    ``replace`` for bytes that are not UTF-8; ``log``: where the one-line summary goes. In a
+    distributed run (``d``) rank 0 reads first and every rank uses its tokenizer.
     """
     kind = StreamedCorpus if cfg.data.streaming else InMemoryCorpus
-    return kind(cfg, tokenizer, dataset, errors, log)
+    if d.world == 1:
+        return kind(cfg, tokenizer, dataset, errors, log)
+    main = []
+    state = distributed.on_main(lambda: main.append(kind(cfg, tokenizer, dataset, errors, log))
+                                or main[0].tokenizer.state(), d)
+    return main[0] if main else kind(cfg, Tokenizer.from_state(state), dataset, errors, log)

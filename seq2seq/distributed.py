@@ -8,8 +8,14 @@ no-op and training runs in one process. Each global batch (``batch_size * world`
 length-bucketed and shuffled with the seed exactly as in one process) is split into one
 contiguous shard per rank, so N processes with batch B see the same data per step as one
 process with batch N*B, and the loss is normalized by the global number of target tokens so
-the averaged gradients are the same too. Rank 0 alone validates, writes checkpoints, metrics
-and progress bars; the loop's state is broadcast from it after every validation.
+the averaged gradients are the same too. A global batch with fewer sentences than processes
+(an epoch's tail, a long sentence alone under ``batch_tokens``) is not dropped: the ranks
+without a sentence of their own get a *ghost* shard (one borrowed sentence whose targets are
+all masked), so they join the step with zero loss and zero gradient. Each rank draws its own
+random numbers (dropout, teacher-forcing coins) from a seed derived from ``train.seed`` and its
+rank, and every rank's generator state is saved in the checkpoint and restored to that rank.
+Rank 0 alone validates, writes checkpoints, metrics and progress bars; the loop's state is
+broadcast from it after every validation.
 """
 
 import gc
@@ -50,8 +56,9 @@ def wrap(model: torch.nn.Module, device: torch.device, d: Dist) -> torch.nn.Modu
         return model
     from torch.nn.parallel import DistributedDataParallel
 
+    # on CUDA, setup() made this process's GPU (LOCAL_RANK) the current device
     return DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None)
+        model, device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None)
 
 
 def cleanup(d: Dist) -> None:
@@ -63,13 +70,37 @@ def cleanup(d: Dist) -> None:
         dist.destroy_process_group()
 
 
-def shard(global_batches: Sequence[List[int]], d: Dist) -> List[List[int]]:
+class Shard(NamedTuple):
+    """This rank's part of one global batch."""
+
+    rows: List[int]  # indices of its sentences in the data
+    ghost: bool = False  # no sentence of its own: rows holds one borrowed, to be masked
+
+
+def shard(global_batches: Sequence[List[int]], d: Dist) -> List[Shard]:
     """This rank's contiguous part of every global batch: the parts differ by at most one
-    sentence and together are the batch; batches with fewer sentences than ranks are dropped."""
+    sentence and together are the batch, every sentence in exactly one; a rank left without a
+    sentence (a batch smaller than the world) gets a ghost shard of the batch's first one."""
+    out = []
+    for b in global_batches:
+        rows = b[len(b) * d.rank // d.world:len(b) * (d.rank + 1) // d.world]
+        out.append(Shard(rows) if rows else Shard(b[:1], ghost=True))
+    return out
+
+
+def rank_seed(seed: int, d: Dist) -> int:
+    """The seed of rank ``d.rank``'s random numbers: ``seed`` itself on rank 0 (so one process
+    draws what it always drew), a different one, derived from both, on every other rank."""
+    return seed if d.rank == 0 else (seed * 1_000_003 + d.rank * 7_919) % (2 ** 63 - 1)
+
+
+def gather(obj: Any, d: Dist) -> List[Any]:
+    """Every rank's ``obj``, in rank order, on rank 0 (other ranks get an empty list)."""
     if d.world == 1:
-        return list(global_batches)
-    return [b[len(b) * d.rank // d.world:len(b) * (d.rank + 1) // d.world]
-            for b in global_batches if len(b) >= d.world]
+        return [obj]
+    box = [None] * d.world if d.main else None
+    dist.gather_object(obj, box, dst=0)
+    return box or []
 
 
 def all_sum(x: float, d: Dist) -> float:

@@ -1,6 +1,6 @@
 """Cross-entropy over target tokens, masked on padding."""
 
-from typing import Tuple
+from typing import NamedTuple, Tuple
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -18,3 +18,28 @@ def masked_cross_entropy(logits: Tensor, tgt_out: Tensor, pad_id: int,
                            tgt_out.reshape(-1), ignore_index=pad_id, reduction="sum",
                            label_smoothing=label_smoothing)
     return loss, int((tgt_out != pad_id).sum())
+
+
+class TokenLosses(NamedTuple):
+    """What one training step's loss is made of, summed over the non-padding target tokens."""
+
+    objective: Tensor  # what is minimized: cross-entropy with label smoothing (differentiable)
+    nll: float  # plain cross-entropy, comparable with the validation loss
+    n: int  # non-padding target tokens
+
+
+def training_losses(logits: Tensor, tgt_out: Tensor, pad_id: int,
+                    label_smoothing: float = 0.0) -> TokenLosses:
+    """The objective (label-smoothed cross-entropy, as ``F.cross_entropy`` computes it) and the
+    plain cross-entropy of the same logits, from one log-softmax. With ``label_smoothing`` 0
+    they are the same number."""
+    if not label_smoothing:
+        loss, n = masked_cross_entropy(logits, tgt_out, pad_id)
+        return TokenLosses(loss, float(loss.detach()), n)
+    logp = F.log_softmax(logits.reshape(-1, logits.size(-1)).float(), dim=-1)  # (B*T, V)
+    tgt = tgt_out.reshape(-1)  # (B*T,)
+    mask = tgt != pad_id
+    nll = -logp.gather(1, tgt.clamp(min=0).unsqueeze(1)).squeeze(1)[mask]  # (N,)
+    uniform = -logp.mean(-1)[mask]  # (N,) cross-entropy against the uniform distribution
+    objective = ((1 - label_smoothing) * nll + label_smoothing * uniform).sum()
+    return TokenLosses(objective, float(nll.detach().sum()), int(mask.sum()))

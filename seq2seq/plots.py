@@ -36,7 +36,7 @@ def training_curves(records: List[Dict[str, Any]], path: Union[str, Path]) -> No
     plt = pyplot()
     steps = [r["step"] for r in records]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
-    a.plot(steps, [r["train_loss"] for r in records], label="train (as trained)")
+    a.plot(steps, [r["train_loss"] for r in records], label="train (cross-entropy, as fed)")
     if "valid_loss" in records[-1]:  # no validation split: training curves only
         a.plot(steps, [r.get("valid_loss") for r in records], label="validation (teacher-forced)")
         b.plot(steps, [r.get("valid_bleu") for r in records], color="tab:green", marker=".")

@@ -96,6 +96,31 @@ def _split_files(data_files, split: str) -> List[str]:
     return [str(f) for f in (files if isinstance(files, (list, tuple)) else [files])]
 
 
+def absolute_paths(dcfg):
+    """``dcfg`` (a ``DataConfig``) with its local files as absolute paths: ``data.path`` when it
+    names a local file or folder, and every ``data.data_files`` entry that names a local file.
+
+    Relative paths are read from the current folder; a run stores them resolved, so that
+    ``evaluate`` and ``translate`` find the same files from any folder. Names that are not
+    local files (hub ids, builders such as ``json``, patterns, URLs) are left as they are.
+    """
+    import dataclasses
+
+    def fix(f):
+        if isinstance(f, (list, tuple)):
+            return [fix(x) for x in f]
+        if isinstance(f, dict):
+            return {k: fix(v) for k, v in f.items()}
+        if isinstance(f, str) and "://" not in f and Path(f).exists():
+            return str(Path(f).resolve())
+        return f
+
+    path = dcfg.path
+    if path and path not in _LOCAL_BUILDERS and Path(path).exists():
+        path = str(Path(path).resolve())
+    return dataclasses.replace(dcfg, path=path, data_files=fix(dcfg.data_files))
+
+
 def text_files(data_files, split: str) -> Tuple[str, str]:
     """The (source file, target file) of a split when ``data.path`` is ``text``."""
     files = (data_files or {}).get(split) if isinstance(data_files, dict) else None

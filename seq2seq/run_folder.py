@@ -89,16 +89,24 @@ class RunFolder:
         with open(self.metrics, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
-    def save(self, payload: Dict[str, Any], step: int, best: bool, keep_last: int) -> None:
+    def save(self, payload: Dict[str, Any], step: int, best: bool, keep_last: int,
+             replace_last: bool = False) -> None:
         """``last.pt``; ``best.pt`` when ``best``; ``step-N.pt``, of which the last
-        ``keep_last`` are kept (none with 0)."""
+        ``keep_last`` are kept (none with 0); with ``replace_last`` (the end of a run) it takes
+        the place of the newest one when it is less than half an interval after it, so that an
+        average does not count nearly the same weights twice."""
         checkpoint.save(payload, self.last)
         if best:
             checkpoint.save(payload, self.best)
         if keep_last:
+            steps = [int(p.stem.split("-")[1]) for p in kept(self.path)]
+            interval = steps[-1] - (steps[-2] if len(steps) > 1 else 0) if steps else 0
+            close = replace_last and steps and step - steps[-1] < interval / 2
+            previous = kept(self.path)[-1:] if close else []
             checkpoint.save(payload, self.path / f"step-{step}.pt")
-            for old in kept(self.path)[:-keep_last]:
-                old.unlink()
+            for old in previous + kept(self.path)[:-keep_last]:
+                if old.name != f"step-{step}.pt":
+                    old.unlink(missing_ok=True)
 
     def plot(self, records: List[Dict[str, Any]], force: bool = False) -> None:
         """Draw ``curves.png``: with ``force``, now; else at most once a minute (it is slow)."""

@@ -29,17 +29,38 @@ def exponential(i: int, k: float, eps_min: float) -> float:
     return max(eps_min, k ** i)
 
 
-def inverse_sigmoid(i: int, k: float) -> float:
-    """Inverse-sigmoid decay: ``eps_i = k / (k + exp(i / k))`` with ``k >= 1``."""
-    x = i / k
+def inverse_sigmoid(i: float, k: float, c: float = 1.0) -> float:
+    """Inverse-sigmoid decay: ``eps_i = k / (k + exp(c * i / k))`` with ``k >= 1``; ``c = 1`` is
+    the paper's form, a larger ``c`` runs the same curve faster (for short budgets)."""
+    x = c * i / k
     return 0.0 if x > 700 else k / (k + math.exp(x))
+
+
+#: the default inverse-sigmoid k is at least this: the schedule starts at k / (k + 1) = 0.95
+INVERSE_SIGMOID_MIN_K = 19.0
+
+
+def _solve_k(total: float) -> float:
+    """The ``k >= 1`` with ``2 k ln k = total`` (where ``k / (k + exp(total / 2 / k)) = 1/2``),
+    by bisection: ``2 k ln k`` grows monotonically from 0 at ``k = 1``."""
+    lo, hi = 1.0, max(2.0, float(total))
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if 2 * mid * math.log(mid) < total:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
 
 
 def default_params(schedule: str, total: int, eps_min: float = 0.0) -> dict:
     """Parameters that take a schedule from about 1 to near its floor over ``total`` units.
 
     Used when the config leaves ``k``/``c`` unset: linear reaches ``eps_min`` at the end;
-    exponential reaches 0.05 (or ``eps_min``); inverse sigmoid crosses 0.5 at mid-budget.
+    exponential reaches 0.05 (or ``eps_min``); inverse sigmoid starts at 0.95 or above, crosses
+    0.5 at mid-budget and ends at 0.05 or below, for every budget: ``k`` solves
+    ``2 k ln k = total`` with ``c = 1`` where that ``k`` is at least 19 (budgets of 112 units and
+    more); shorter budgets keep ``k = 19`` and run the curve faster (``c = 2 k ln k / total``).
     """
     total = max(1, total)
     if schedule == "linear":
@@ -47,11 +68,10 @@ def default_params(schedule: str, total: int, eps_min: float = 0.0) -> dict:
     if schedule == "exponential":
         return {"k": max(0.05, eps_min, 1e-6) ** (1.0 / total)}
     if schedule == "inverse_sigmoid":
-        # k / (k + exp(total/2/k)) = 0.5  <=>  exp(total/(2k)) = k: solve by fixed-point iteration
-        k = max(1.0, total / 20)
-        for _ in range(100):
-            k = max(1.0, total / (2 * math.log(max(k, 1.0 + 1e-9))))
-        return {"k": k}
+        k = INVERSE_SIGMOID_MIN_K
+        if total <= 2 * k * math.log(k):
+            return {"k": k, "c": 2 * k * math.log(k) / total}
+        return {"k": _solve_k(total), "c": 1.0}
     return {}
 
 
@@ -70,25 +90,39 @@ def check_schedule(cfg) -> None:
         bad(f"k must be in (0, 1) for the exponential schedule (eps = k**i), got {cfg.k}")
     if cfg.schedule == "inverse_sigmoid" and cfg.k is not None and cfg.k < 1.0:
         bad(f"k must be >= 1 for the inverse_sigmoid schedule, got {cfg.k}")
+    if cfg.schedule == "inverse_sigmoid" and cfg.c is not None and cfg.c <= 0:
+        bad(f"c must be > 0 for the inverse_sigmoid schedule (its speed), got {cfg.c}")
 
 
-def ratio_at(cfg, i: int, total: Optional[int] = None) -> float:
+def params(cfg, total: Optional[int] = None) -> dict:
+    """The parameters a schedule runs with: the config's ``k``/``c``, the rest from
+    :func:`default_params` for a budget of ``total`` units. An inverse sigmoid given ``k``
+    alone runs at the paper's speed (``c = 1``)."""
+    if cfg.schedule == "constant":
+        return {"ratio": cfg.ratio}
+    out = default_params(cfg.schedule, total or 1000, cfg.min)
+    if cfg.k is not None:
+        out["k"] = cfg.k
+        if cfg.schedule == "inverse_sigmoid":
+            out["c"] = 1.0
+    if cfg.c is not None:
+        out["c"] = cfg.c
+    return out
+
+
+def ratio_at(cfg, i: float, total: Optional[int] = None) -> float:
     """The teacher-forcing ratio at step/epoch ``i`` for a ``TeacherForcingConfig``.
 
     ``total`` (the budget in the config's unit) fills in parameters left unset.
     """
+    p = params(cfg, total)
     if cfg.schedule == "constant":
-        return constant(i, cfg.ratio)
-    params = default_params(cfg.schedule, total or 1000, cfg.min)
-    if cfg.k is not None:
-        params["k"] = cfg.k
-    if cfg.c is not None:
-        params["c"] = cfg.c
+        return constant(i, p["ratio"])
     if cfg.schedule == "linear":
-        return linear(i, params["k"], params["c"], cfg.min)
+        return linear(i, p["k"], p["c"], cfg.min)
     if cfg.schedule == "exponential":
-        return exponential(i, params["k"], cfg.min)
-    return max(cfg.min, inverse_sigmoid(i, params["k"]))
+        return exponential(i, p["k"], cfg.min)
+    return max(cfg.min, inverse_sigmoid(i, p["k"], p["c"]))
 
 
 def ratio_for(cfg, step: int, epoch: int, total_steps: int, epochs: int) -> float:

@@ -9,24 +9,23 @@ Its kin: data in ``corpus.py``, checkpoints and metrics in ``run_folder.py``, au
 
 import enum
 import math
-import random
 import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import torch
 from tqdm import tqdm
 
 from . import console, distributed, teacher_forcing
-from .checkpoint import load_resumable, rng_state, set_rng_state
+from .checkpoint import load_resumable, rng_state, seed_all, set_rng_state
 from .config import Config
 from .corpus import load_corpus
 from .device import mixed_precision, pick_device, set_threads
 from .errors import UserError
 from .evaluate import score_key, validate
-from .loss import masked_cross_entropy
+from .loss import TokenLosses, training_losses
 from .model import Seq2Seq
 from .optim import learning_rate, make_optimizer
 from .run_folder import RunFolder
@@ -54,6 +53,12 @@ class LoopState:
     sched_best: List[float] = field(default_factory=lambda: list(NO_SCORE))  # scheduled ones
     bad_evals: int = 0  # scheduled validations since sched_best last improved
     plateau_factor: float = 1.0  # learning-rate factor of the plateau schedule
+    tf_ratio: Optional[float] = None  # the teacher-forcing ratio of the last step
+    # since the last validation, summed over target tokens (all processes):
+    window_nll: float = 0.0  # plain cross-entropy
+    window_objective: float = 0.0  # what was minimized (with label smoothing)
+    window_tokens: int = 0
+    window_seconds: float = 0.0
 
     def update(self, d: Dict[str, Any]) -> None:
         """Take the values of a saved state (keys this version does not know are ignored)."""
@@ -61,25 +66,9 @@ class LoopState:
             if f.name in d:
                 setattr(self, f.name, d[f.name])
 
-
-@dataclass
-class Window:
-    """Training loss, tokens and time since the last validation."""
-
-    loss: float = 0.0  # summed over tokens
-    tokens: int = 0
-    seconds: float = 0.0
-
-
-def total_steps(t, steps_per_epoch: Optional[int]) -> int:
-    """Updates in a run: ``train.max_steps``, or ``train.epochs`` epochs if that is fewer
-    (``steps_per_epoch`` None, a streamed corpus: ``train.max_steps`` is required)."""
-    if steps_per_epoch is None:
-        if not t.max_steps:
-            raise UserError("data.streaming: the number of batches per epoch is not known in "
-                            "advance; set train.max_steps")
-        return t.max_steps
-    return min(t.max_steps or 10**12, t.epochs * steps_per_epoch)
+    def clear_window(self) -> None:
+        self.window_nll = self.window_objective = self.window_seconds = 0.0
+        self.window_tokens = 0
 
 
 class Trainer:
@@ -104,21 +93,14 @@ class Trainer:
         self.device = pick_device(t.device)
         self.dist = d = distributed.setup(self.device.type)
         self.log = console.log if d.main else console.quiet
-        if d.world > 1 and self.device.type == "cuda":
-            self.device = torch.device("cuda", d.local_rank)
         self.folder = RunFolder(out)
         # rank 0 checks and prepares the run folder; the broadcast makes the others wait for it
         start = distributed.on_main(lambda: self.folder.prepare(resume, overwrite, self.log), d)
         set_threads(t.threads)
-        torch.manual_seed(t.seed)
-        random.seed(t.seed)
+        seed_all(t.seed)  # the same initial weights in every process
         ckpt = load_resumable(start, cfg.model) if start else None
         tok = Tokenizer.from_state(ckpt["tokenizer"]) if ckpt else None
-        main_corpus = []  # one tokenizer for all ranks: rank 0's
-        tok_state = distributed.on_main(lambda: main_corpus.append(load_corpus(
-            cfg, tok, dataset, encoding_errors, self.log)) or main_corpus[0].tokenizer.state(), d)
-        self.corpus = main_corpus[0] if main_corpus else load_corpus(
-            cfg, Tokenizer.from_state(tok_state), dataset, encoding_errors, self.log)
+        self.corpus = load_corpus(cfg, tok, dataset, encoding_errors, self.log, d)
         self.tok = tok = self.corpus.tokenizer
         self.model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size,
                                          PAD).to(self.device)
@@ -129,31 +111,35 @@ class Trainer:
                  f"parameters, on {self.device}")
         if d.main:
             self.folder.write_config(cfg)
-        self.total_steps = total_steps(t, self.corpus.steps_per_epoch(d))
+        self.total_steps = self.corpus.total_steps(d)
         self.log(f"batches: {self.corpus.describe(d)}; {self.total_steps} steps in all"
                  + (f"; {d.world} processes, {t.batch_size} sentences each per step"
                     if d.world > 1 else ""))
-        self.st, self.records, self.window = LoopState(), [], Window()
+        self.st, self.records = LoopState(), []
+        if d.rank:  # each process its own dropout masks and teacher-forcing coins
+            seed_all(distributed.rank_seed(t.seed, d))
         if ckpt is not None:
             self.model.load_state_dict(ckpt["model"])
             self.opt.load_state_dict(ckpt["optimizer"])
             self.st.update(ckpt["train_state"])
-            set_rng_state(ckpt["rng"])
+            set_rng_state(ckpt["rng"], d.rank)
             self.records = self.folder.records(self.st.step) if d.main else []
             self.log(f"resumed from {start} at step {self.st.step}")
         self.ddp = distributed.wrap(self.model, self.device, d)  # what the training step calls
 
     def payload(self) -> Dict[str, Any]:
+        """What a checkpoint holds; a collective: every process gives its RNG states."""
+        rngs = distributed.gather(rng_state(), self.dist)  # rank order, on rank 0
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "config": self.cfg.to_dict(), "tokenizer": self.tok.state(),
-                "train_state": asdict(self.st), "rng": rng_state()}
+                "train_state": asdict(self.st), "rng": rngs}
 
     def tf_ratio(self) -> float:
         return teacher_forcing.ratio_for(self.cfg.teacher_forcing, self.st.step, self.st.epoch,
                                          self.total_steps, self.cfg.train.epochs)
 
-    def train_step(self, batch, tf_ratio: float) -> Tuple[float, int]:
-        """One update; returns the summed token loss and the number of target tokens."""
+    def train_step(self, batch, tf_ratio: float) -> TokenLosses:
+        """One update; returns its summed token losses and the number of target tokens."""
         t, opt = self.cfg.train, self.opt
         for g in opt.param_groups:
             g["lr"] = learning_rate(t, self.st.step, self.total_steps, self.st.plateau_factor)
@@ -161,10 +147,10 @@ class Trainer:
         with self.autocast():
             logits = self.ddp(batch.src, batch.src_len, batch.tgt_in, tf_ratio,
                               self.cfg.teacher_forcing.feed)  # (B, T, V)
-        loss_sum, n = masked_cross_entropy(logits, batch.tgt_out, PAD, t.label_smoothing)
+        losses = training_losses(logits, batch.tgt_out, PAD, t.label_smoothing)
         # per token of the global batch: DDP averages over ranks, so scale by the world size
-        n_global = distributed.all_sum(n, self.dist)
-        loss = loss_sum * (self.dist.world / max(1.0, n_global))
+        n_global = distributed.all_sum(losses.n, self.dist)
+        loss = losses.objective * (self.dist.world / max(1.0, n_global))
         if distributed.any_true(not bool(torch.isfinite(loss)), self.dist):
             kept = (f"the last good checkpoint is {self.folder.last} (step "
                     f"{self.records[-1]['step'] if self.records else '?'})"
@@ -179,28 +165,42 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
         self.scaler.step(opt)
         self.scaler.update()
-        return float(loss_sum.detach()), n
+        return losses
 
-    def validate_and_save(self, tf_ratio: float, scheduled: bool = True) -> bool:
+    def validate_and_save(self, scheduled: bool = True) -> bool:
         """Validate, log, save last/best (rank 0); True when early stopping says stop.
 
         ``scheduled=False`` (the extra validation at the end of a run) leaves the plateau
-        schedule and early stopping alone. Other ranks receive rank 0's loop state.
+        schedule and early stopping alone, and its checkpoint takes the place of the last
+        ``step-N.pt`` (a few steps after it, it would count twice in an average). Every process
+        takes part (the training window is summed over them, the RNG states gathered); the
+        others then receive rank 0's loop state.
         """
-        stop = self._validate_and_save(tf_ratio, scheduled) if self.dist.main else False
-        if self.dist.world > 1:
-            state, stop = distributed.broadcast((asdict(self.st), stop), self.dist)
-            self.st.update(state)
-            self.window = Window()
+        t, st, d = self.cfg.train, self.st, self.dist
+        for k in ("window_nll", "window_objective", "window_tokens"):
+            setattr(st, k, type(getattr(st, k))(distributed.all_sum(getattr(st, k), d)))
+        improved = self._validate(scheduled) if d.main else False
+        payload = self.payload()  # after validating: what a resumed run starts from
+        if d.main:
+            self.folder.save(payload, st.step, improved, t.keep_last, replace_last=not scheduled)
+            self.folder.plot(self.records)
+        stop = bool(t.patience) and st.bad_evals >= t.patience
+        if d.world > 1:
+            state, stop = distributed.broadcast((asdict(st), stop), d)
+            st.update(state)
         return stop
 
-    def _validate_and_save(self, tf_ratio: float, scheduled: bool) -> bool:
-        t, st, w = self.cfg.train, self.st, self.window
+    def _validate(self, scheduled: bool) -> bool:
+        """Rank 0: validate, record, count for the plateau and early stopping; improved?"""
+        t, st = self.cfg.train, self.st
+        tf_ratio = self.tf_ratio() if st.tf_ratio is None else st.tf_ratio
+        n = max(1, st.window_tokens)
         rec = {"step": st.step, "epoch": st.epoch, "tf_ratio": round(tf_ratio, 4),
-               "lr": self.opt.param_groups[0]["lr"], "train_loss": w.loss / max(1, w.tokens),
-               "tokens_per_s": w.tokens / max(1e-9, w.seconds),
+               "lr": self.opt.param_groups[0]["lr"], "train_loss": st.window_nll / n,
+               "train_objective": st.window_objective / n,
+               "tokens_per_s": st.window_tokens / max(1e-9, st.window_seconds),
                "train_seconds": round(st.train_seconds, 1)}
-        self.window = Window()
+        st.clear_window()
         improved = True
         if self.corpus.valid is not None:
             rec.update(validate(self.model, self.corpus.valid, self.tok, self.cfg, self.device,
@@ -220,24 +220,24 @@ class Trainer:
                      f"{rec['valid_chrf']:.2f} (tf {tf_ratio:.2f})")
         self.records.append(rec)
         self.folder.append(rec)
-        self.folder.save(self.payload(), st.step, improved, t.keep_last)
-        self.folder.plot(self.records)
-        return bool(t.patience) and st.bad_evals >= t.patience
+        return improved
 
     def _step_and_check(self, batch, sig, bar) -> Optional[StopReason]:
         """Train on one batch, validate when it is time; why to stop now, if so."""
         t, st, d = self.cfg.train, self.st, self.dist
         t0 = time.perf_counter()
-        tf_ratio = self.tf_ratio()
-        loss_sum, n = self.train_step(batch, tf_ratio)
+        st.tf_ratio = self.tf_ratio()
+        losses = self.train_step(batch, st.tf_ratio)
         dt = time.perf_counter() - t0
         st.step, st.batch, st.train_seconds = st.step + 1, st.batch + 1, st.train_seconds + dt
-        w = self.window
-        w.loss, w.tokens, w.seconds = w.loss + loss_sum, w.tokens + n, w.seconds + dt
+        st.window_nll += losses.nll
+        st.window_objective += float(losses.objective.detach())
+        st.window_tokens += losses.n
+        st.window_seconds += dt
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum / max(1, n):.3f}", tok_s=f"{n / dt:.0f}",
-                        tf=f"{tf_ratio:.2f}", refresh=False)
-        if t.eval_every and st.step % t.eval_every == 0 and self.validate_and_save(tf_ratio):
+        bar.set_postfix(loss=f"{losses.nll / max(1, losses.n):.3f}",
+                        tok_s=f"{losses.n / dt:.0f}", tf=f"{st.tf_ratio:.2f}", refresh=False)
+        if t.eval_every and st.step % t.eval_every == 0 and self.validate_and_save():
             return StopReason.EARLY_STOPPING
         if distributed.any_true(sig.signal is not None, d):
             return StopReason.SIGNAL
@@ -262,17 +262,17 @@ class Trainer:
                         break
                 else:
                     st.epoch, st.batch = st.epoch + 1, 0
-                    if not t.eval_every and self.validate_and_save(self.tf_ratio()):
+                    if not t.eval_every and self.validate_and_save():
                         reason = StopReason.EARLY_STOPPING
+        signum = signal.Signals(sig.signal or signal.SIGTERM)
         if reason is StopReason.SIGNAL:
+            payload = self.payload()
             if d.main:
-                self.folder.save(self.payload(), st.step, best=False, keep_last=0)
-            self.log(f"stopped by {signal.Signals(sig.signal or signal.SIGTERM).name} at step "
-                     f"{st.step}; "
-                     f"checkpoint saved to "
+                self.folder.save(payload, st.step, best=False, keep_last=0)
+            self.log(f"stopped by {signum.name} at step {st.step}; checkpoint saved to "
                      f"{self.folder.last}; continue with --resume")
         elif distributed.broadcast(not self.records or self.records[-1]["step"] != st.step, d):
-            self.validate_and_save(self.tf_ratio(), scheduled=False)
+            self.validate_and_save(scheduled=False)
         if d.main:
             self.folder.plot(self.records, force=True)
         self.ddp = self.model  # DDP's reducer goes before the process group it talks to
@@ -285,6 +285,7 @@ class Trainer:
                    default=self.records[-1] if self.records else {})
         return {"steps": st.step, "epochs": st.epoch, "train_seconds": st.train_seconds,
                 "best": best, "interrupted": reason is StopReason.SIGNAL,
+                "signal": int(signum) if reason is StopReason.SIGNAL else None,
                 "stopped_by": (reason or StopReason.BUDGET).value,
                 "out": str(self.folder.path), "parameters": self.n_params}
 

@@ -39,3 +39,21 @@ def test_average_refuses_checkpoints_of_different_runs(tmp_path, run_cli):
                 "--out", tmp_path / "avg.pt", check=False)
     assert p.returncode == 2 and "not from the same run" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_the_end_of_a_run_does_not_count_twice_in_the_kept_checkpoints(tmp_path):
+    """keep_last: a run's final validation a few steps after the last scheduled one takes its
+    place among the step-N.pt files; one far after it is kept beside it."""
+    from seq2seq.run_folder import RunFolder, kept
+
+    folder = RunFolder(tmp_path)
+    names = lambda: [p.name for p in kept(tmp_path)]
+    for step in (100, 200, 300):
+        folder.save({"model": {}}, step, best=False, keep_last=5)
+    folder.save({"model": {}}, 310, best=False, keep_last=5, replace_last=True)
+    assert names() == ["step-100.pt", "step-200.pt", "step-310.pt"]
+    folder.save({"model": {}}, 400, best=False, keep_last=5)
+    folder.save({"model": {}}, 480, best=False, keep_last=5, replace_last=True)
+    assert names() == ["step-100.pt", "step-200.pt", "step-310.pt", "step-400.pt", "step-480.pt"]
+    folder.save({"model": {}}, 500, best=False, keep_last=2)
+    assert names() == ["step-480.pt", "step-500.pt"]

@@ -7,6 +7,7 @@ import random
 from collections import Counter
 
 import pytest
+import torch
 
 from seq2seq.config import Config, DataConfig, TrainConfig
 from seq2seq.errors import UserError
@@ -142,3 +143,51 @@ def test_cli_trains_from_a_stream_and_resumes(tmp_path, run_cli):
     # scoring a split of a streamed config reads that split alone
     p = run_cli("evaluate", "--checkpoint", "run/last.pt", "--split", "validation", "--json")
     assert json.loads(p.stdout)["bleu"] >= 0 and "Traceback" not in p.stderr
+
+
+def sharded_rows(corpus, world=2, epoch=0):
+    """Per rank: its batches' (rows, ghost) in order."""
+    from seq2seq.distributed import Dist
+
+    return [corpus.batches(epoch, Dist(rank=r, world=world)) for r in range(world)]
+
+
+@pytest.mark.parametrize("budget", [dict(batch_size=8), dict(batch_size=8, batch_tokens=40)],
+                         ids=["batch_size", "batch_tokens"])
+def test_two_processes_train_on_every_pair_exactly_once_per_epoch(tmp_path, budget):
+    """49 pairs: an epoch's tail batch (48 + 1) and (batch_tokens) long pairs alone in a global
+    batch have fewer sentences than processes; they are trained on, not dropped."""
+    rng = random.Random(3)
+    train = [(" ".join("abcdefghij"[:rng.randint(2, 9)]),) * 2 for _ in range(46)]
+    train += [(" ".join(("abcdefghij" * 5)[:n]),) * 2 for n in (42, 45, 48)]  # alone per batch
+    files = write_json(tmp_path, train, rows(4, 1))
+    corpus = load_corpus(config(fmt := "json", files, streaming=False, **budget).replace(
+        data=DataConfig(path=fmt, data_files=files, test_split=None)), log=lambda m: None)
+    assert len(corpus.train.src) == 49
+    per_rank = sharded_rows(corpus)
+    assert len(per_rank[0]) == len(per_rank[1])  # every global step has a shard on each rank
+    trained = Counter(i for shards in per_rank for s in shards if not s.ghost for i in s.rows)
+    assert trained == Counter(range(49))  # every pair once
+    ghosts = [s for shards in per_rank for s in shards if s.ghost]
+    assert ghosts and all(len(s.rows) == 1 for s in ghosts)
+    # a ghost shard's batch adds nothing to the loss
+    from seq2seq.loss import masked_cross_entropy
+    from seq2seq.distributed import Dist
+
+    batches = list(corpus.epoch(0, Dist(rank=1, world=2)))
+    ghost_batches = [b for b, s in zip(batches, per_rank[1]) if s.ghost]
+    for b in ghost_batches:
+        loss, n = masked_cross_entropy(torch.zeros(*b.tgt_out.shape, 7), b.tgt_out, PAD)
+        assert n == 0 and float(loss) == 0.0
+
+
+def test_streaming_reports_its_dropped_pairs(tmp_path):
+    train, valid = rows(), rows(12, seed=1)
+    files = write_json(tmp_path, train, valid)
+    mem = load_corpus(config("json", files, streaming=False), log=lambda m: None)
+    said = []
+    stream = load_corpus(config("json", files), mem.tokenizer, log=said.append)
+    list(stream.epoch(0))
+    dropped = len(train) - len(mem.train.src)
+    assert dropped > 0 and any(f"{len(mem.train.src)} training pairs ({dropped} dropped" in m
+                               for m in said), said

@@ -7,6 +7,8 @@ seed and the epoch) and the torch and Python RNG states (dropout and the teacher
 draw from them, so both are switched on here).
 """
 
+import dataclasses
+import json
 import os
 import signal
 
@@ -66,9 +68,18 @@ def test_stop_at_half_then_resume_equals_one_run(cfg):
     assert steps == sorted(steps) and steps[-1] == N
 
 
+def metrics(path):
+    """The records of a metrics.jsonl, without the timings (which differ run to run)."""
+    return [{k: v for k, v in json.loads(l).items() if k not in ("tokens_per_s", "train_seconds")}
+            for l in open(path, encoding="utf-8")]
+
+
 def test_interrupt_then_resume_equals_one_run(cfg, monkeypatch):
     """SIGINT (Ctrl-C) arrives during step 7: the step finishes, is saved, and resuming
-    from there ends where the uninterrupted run ends."""
+    from there ends where the uninterrupted run ends, with the same metrics.jsonl: the
+    training loss of steps 6-7 and the ratio of the last step are in the checkpoint."""
+    cfg = cfg.replace(train=dataclasses.replace(cfg.train, label_smoothing=0.1),
+                      teacher_forcing=dataclasses.replace(cfg.teacher_forcing, schedule="linear"))
     train_mod.train(cfg, "straight", progress=False)
     real = train_mod.learning_rate
 
@@ -83,3 +94,25 @@ def test_interrupt_then_resume_equals_one_run(cfg, monkeypatch):
     monkeypatch.setattr(train_mod, "learning_rate", real)
     train_mod.train(cfg, "split", resume=True, progress=False)
     assert_same_state("straight/last.pt", "split/last.pt")
+    straight = metrics("straight/metrics.jsonl")
+    assert [r["step"] for r in straight] == [5, 10, 12]
+    assert metrics("split/metrics.jsonl") == straight
+    assert len({r["tf_ratio"] for r in straight}) == 3  # the linear schedule moved
+
+
+def test_train_loss_is_comparable_with_the_validation_loss(cfg):
+    """With label smoothing, ``train_loss`` is still the plain cross-entropy (the smoothed
+    objective is ``train_objective``): a model that does not move (lr 1e-12), validated on its
+    training data after one epoch, has the same training and validation loss."""
+    src, tgt = zip(*PAIRS)
+    cfg = cfg.replace(
+        data=dataclasses.replace(cfg.data, data_files={"train": ["train.src", "train.tgt"],
+                                                       "validation": ["train.src", "train.tgt"]}),
+        model=dataclasses.replace(cfg.model, dropout=0.0),
+        teacher_forcing=dataclasses.replace(cfg.teacher_forcing, ratio=1.0),
+        train=dataclasses.replace(cfg.train, max_steps=5, lr=1e-12, label_smoothing=0.3))
+    train_mod.train(cfg, "still", progress=False)
+    rec = json.loads(open("still/metrics.jsonl", encoding="utf-8").readline())
+    assert rec["step"] == 5  # one epoch: every training pair once
+    assert rec["train_loss"] == pytest.approx(rec["valid_loss"], rel=1e-5)
+    assert rec["train_objective"] != pytest.approx(rec["train_loss"], rel=1e-3)

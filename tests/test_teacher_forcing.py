@@ -1,5 +1,7 @@
 """Teacher-forcing schedules: end points, monotonicity, floors, parameter checks."""
 
+import math
+
 import pytest
 
 from seq2seq import teacher_forcing as tf
@@ -91,3 +93,29 @@ def test_bad_params_are_rejected_from_the_command_line():
         config.load(None, ["teacher_forcing.schedule=inverse_sigmoid", "teacher_forcing.k=0.5"])
     ok = config.load(None, ["teacher_forcing.schedule=inverse_sigmoid", "teacher_forcing.k=2"])
     assert ok.teacher_forcing.k == 2.0
+
+
+BUDGETS = sorted(set(range(1, 301)) | {int(10 ** (e / 4)) for e in range(8, 25)})  # 1 .. 10^6
+
+
+@pytest.mark.parametrize("unit", ["step", "epoch"])
+def test_inverse_sigmoid_default_starts_near_one_and_crosses_half_way_for_every_budget(unit):
+    """For budgets 1..10^6 (every one up to 300, then log-spaced): about 1 at the start, 1/2 at
+    mid-budget, near 0 at the end, never rising; epoch units included (short budgets)."""
+    cfg = TeacherForcingConfig(schedule="inverse_sigmoid", unit=unit)
+    for total in BUDGETS:
+        p = tf.params(cfg, total)
+        assert p["k"] >= 1 and p["c"] > 0, total
+        assert tf.ratio_at(cfg, 0, total) >= 0.95, total
+        assert tf.ratio_at(cfg, total / 2, total) == pytest.approx(0.5, abs=1e-6), total
+        assert tf.ratio_at(cfg, total, total) <= 0.05 + 1e-9, total
+        points = [tf.ratio_at(cfg, i * total / 20, total) for i in range(21)]
+        assert non_increasing(points), total
+
+
+def test_inverse_sigmoid_given_k_alone_is_the_papers_form():
+    cfg = TeacherForcingConfig(schedule="inverse_sigmoid", k=5.0)
+    for total in (1, 10, 10 ** 5):
+        assert tf.ratio_at(cfg, 7, total) == pytest.approx(5 / (5 + math.exp(7 / 5)))
+    fast = TeacherForcingConfig(schedule="inverse_sigmoid", k=5.0, c=2.0)
+    assert tf.ratio_at(fast, 7, 10) == pytest.approx(5 / (5 + math.exp(14 / 5)))

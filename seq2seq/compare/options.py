@@ -41,11 +41,11 @@ EPILOG = f"""settings (--settings, space-separated; default: {' '.join(DEFAULT_S
   constant:R                 feed the gold token with probability R throughout
   linear[:k=K,c=C,min=M]     eps_i = max(M, K - C*i)
   exponential[:k=K,min=M]    eps_i = max(M, K**i), K < 1
-  inverse_sigmoid[:k=K]      eps_i = K / (K + exp(i/K)), K >= 1
+  inverse_sigmoid[:k=K,c=C]  eps_i = K / (K + exp(C*i/K)), K >= 1 (C = 1: the paper's form)
   Any teacher_forcing key can be given as key=value: ratio, k, c, min, unit (step|epoch),
   feed (argmax|sample); keys not given come from the config (k and c from the step budget:
   linear reaches its floor at the last step, exponential reaches 0.05, inverse_sigmoid
-  crosses 0.5 half-way). Examples: constant:0.5,feed=sample  linear:min=0.25
+  starts at 0.95 or above and crosses 0.5 half-way). Examples: constant:0.5,feed=sample  linear:min=0.25
 
 data:
   A toy recipe's config (no data.path) gets its data from seq2seq.toy, chosen by --toy or

@@ -108,17 +108,14 @@ def schedule_summary(tf, steps_per_epoch: int, total_steps: int, epochs: int) ->
     """The schedule's parameters as the training loop resolves them, its ratio at every step
     of the run (:func:`seq2seq.teacher_forcing.ratio_for`, as the loop calls it), at the start
     and the end, and its mean over the run."""
-    tf_total = total_steps if tf.unit == "step" else epochs
-    params = {} if tf.schedule == "constant" else sched.default_params(tf.schedule, tf_total,
-                                                                        tf.min)
-    for k in ("k", "c"):
-        if getattr(tf, k) is not None and tf.schedule != "constant":
-            params[k] = getattr(tf, k)
+    params = sched.params(tf, total_steps if tf.unit == "step" else epochs)
     ratios = [sched.ratio_for(tf, i, i // max(1, steps_per_epoch), total_steps, epochs)
               for i in range(max(1, total_steps))]
     if tf.schedule == "constant":
         desc = f"ratio={tf.ratio:g}"
     else:
+        if tf.schedule == "inverse_sigmoid" and params["c"] == 1:
+            del params["c"]  # the paper's speed: not worth a word
         desc = ", ".join(f"{k}={v:.4g}" for k, v in params.items())
         if tf.schedule in ("linear", "exponential") or tf.min:
             desc += f", min={tf.min:g}"

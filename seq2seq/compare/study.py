@@ -59,7 +59,6 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
 
     from ..corpus import InMemoryCorpus
     from ..evaluate import read_split
-    from ..train import total_steps
     from .runs import bucket_label, length_buckets, load_data, train_and_evaluate
 
     if cfg.train.patience or cfg.train.max_minutes:
@@ -68,8 +67,8 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
 
     dataset = load_data(cfg, config_path, args.toy, args.data_seed)
     # to count the steps as the loop does, and to check the data before training
-    steps_per_epoch = InMemoryCorpus(cfg, None, dataset, log=log).steps_per_epoch()
-    total = total_steps(cfg.train, steps_per_epoch)
+    corpus = InMemoryCorpus(cfg, None, dataset, log=log)
+    steps_per_epoch, total = corpus.steps_per_epoch(), corpus.total_steps()
     sched = {s.label: schedule_summary(c.teacher_forcing, steps_per_epoch, total,
                                        cfg.train.epochs) for s, _, c in plan}
     refs = read_split(cfg, cfg.data.test_split or cfg.data.valid_split, dataset)[1]
