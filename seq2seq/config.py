@@ -116,6 +116,8 @@ class TeacherForcingConfig:
     min: float = 0.0  # floor for linear and exponential
     unit: Literal["step", "epoch"] = "step"  # what i counts in the schedule
     feed: Literal["argmax", "sample"] = "argmax"  # what the decoder feeds back when not forced
+    temperature: float = 1.0  # feed sample: softmax(logits / T); 1 is the model's own distribution (Zhang et al. 2019's word-level oracle), 0 the argmax
+    scope: Literal["token", "sequence", "batch"] = "token"  # one coin per token per example (Bengio et al. 2015), per example (the old PyTorch tutorial), or per step for the batch (bentrevett's notebooks)
 
     def __post_init__(self):
         from .teacher_forcing import check_schedule  # the schedule module owns its own rules

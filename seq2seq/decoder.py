@@ -22,6 +22,7 @@ from .attention import BahdanauAttention, LuongAttention
 from .encoder import Encoded
 from .cpu_kernels import argmax, prepacked_linear
 from .rnn import State, make_rnn
+from .teacher_forcing import gold_mask
 
 
 class DecoderState(NamedTuple):
@@ -53,10 +54,12 @@ class Decoder(nn.Module):
             :class:`seq2seq.rnn.ManualRNN`).
 
     Teacher forcing: :meth:`forward` takes ``tf_ratio``, the probability of feeding the gold
-    previous token. The coin is flipped independently per token per example (as in Bengio et
-    al., 2015); when it says no, the decoder feeds its own previous prediction, the argmax of
-    its previous output (``feed="argmax"``) or a sample from its softmax (``feed="sample"``),
-    with no gradient through the choice. The first input is always the gold BOS. With
+    previous token. By default (``scope="token"``) the coin is flipped independently per token
+    per example (as in Bengio et al., 2015); ``"sequence"`` flips one per example,
+    ``"batch"`` one per step for the whole batch. When it says no, the decoder feeds its own
+    previous prediction, the argmax of its previous output (``feed="argmax"``) or a sample
+    from its softmax at ``temperature`` (``feed="sample"``), with no gradient through the
+    choice. The first input is always the gold BOS. With
     ``tf_ratio == 1`` and no input feeding the recurrent layer runs over the whole target in
     one call (fast path); otherwise it steps.
     """
@@ -139,26 +142,33 @@ class Decoder(nn.Module):
     # -- training -----------------------------------------------------------------------
 
     def forward(self, enc: Encoded, tgt_in: Tensor, tf_ratio: float = 1.0,
-                feed: str = "argmax") -> Tensor:
-        """Logits ``(B, T, V)`` for ``tgt_in (B, T)`` (BOS followed by the target, padded)."""
+                feed: str = "argmax", scope: str = "token", temperature: float = 1.0) -> Tensor:
+        """Logits ``(B, T, V)`` for ``tgt_in (B, T)`` (BOS followed by the target, padded).
+
+        ``tf_ratio``, ``scope``: which previous tokens are gold (see
+        :func:`seq2seq.teacher_forcing.gold_mask`); ``feed``, ``temperature``: what is fed
+        otherwise, the argmax of the previous logits or a sample from
+        ``softmax(logits / temperature)`` (``temperature`` 0: the argmax).
+        """
         state = self.start(enc)
         emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
         if tf_ratio >= 1.0 and not self.input_feeding:  # fast path: one call over the target
             h, _ = self.rnn(emb, None, state.rnn)  # (B, T, H)
             return self.project(self.attend(h, enc, state.keys)[0])  # (B, T, V)
         B, T = tgt_in.shape
+        gold = gold_mask(B, T, tf_ratio, scope, tgt_in.device)  # (B, T)
         outs: List[Tensor] = []  # (B, O) per step, or (B, V) logits when predictions are fed
         for t in range(T):
             x_t = emb[:, t]  # (B, E)
             if t > 0 and tf_ratio < 1.0:
                 with torch.no_grad():
                     logits = outs[-1].detach()  # (B, V)
-                    if feed == "sample":
-                        pred = torch.multinomial(F.softmax(logits.float(), -1), 1).squeeze(1)
+                    if feed == "sample" and temperature > 0:
+                        probs = F.softmax(logits.float() / temperature, -1)  # (B, V)
+                        pred = torch.multinomial(probs, 1).squeeze(1)
                     else:
                         pred = argmax(logits)  # (B,)
-                    gold = torch.rand(B, device=tgt_in.device) < tf_ratio  # per token, per example
-                x_t = torch.where(gold.unsqueeze(1), x_t,
+                x_t = torch.where(gold[:, t:t + 1], x_t,
                                   self.dropout(self.embedding(pred)))  # (B, E)
             o, state, _ = self._step(x_t, state, enc)
             outs.append(self.project(o) if tf_ratio < 1.0 else o)

@@ -43,5 +43,6 @@ class Seq2Seq(nn.Module):
         return f"{cfg.cell} {cfg.impl}{backward}, attention {cfg.attention}"
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor, tf_ratio: float = 1.0,
-                feed: str = "argmax") -> Tensor:
-        return self.decoder(self.encoder(src, src_len), tgt_in, tf_ratio, feed)  # (B, T, V)
+                feed: str = "argmax", scope: str = "token", temperature: float = 1.0) -> Tensor:
+        return self.decoder(self.encoder(src, src_len), tgt_in, tf_ratio, feed, scope,
+                            temperature)  # (B, T, V)

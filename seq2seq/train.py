@@ -140,13 +140,13 @@ class Trainer:
 
     def train_step(self, batch, tf_ratio: float) -> TokenLosses:
         """One update; returns its summed token losses and the number of target tokens."""
-        t, opt = self.cfg.train, self.opt
+        t, tf, opt = self.cfg.train, self.cfg.teacher_forcing, self.opt
         for g in opt.param_groups:
             g["lr"] = learning_rate(t, self.st.step, self.total_steps, self.st.plateau_factor)
         batch = batch.to(self.device)
         with self.autocast():
-            logits = self.ddp(batch.src, batch.src_len, batch.tgt_in, tf_ratio,
-                              self.cfg.teacher_forcing.feed)  # (B, T, V)
+            logits = self.ddp(batch.src, batch.src_len, batch.tgt_in, tf_ratio, tf.feed,
+                              tf.scope, tf.temperature)  # (B, T, V)
         losses = training_losses(logits, batch.tgt_out, PAD, t.label_smoothing)
         # per token of the global batch: DDP averages over ranks, so scale by the world size
         n_global = distributed.all_sum(losses.n, self.dist)

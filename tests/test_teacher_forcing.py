@@ -3,7 +3,9 @@
 import math
 
 import pytest
+import torch
 
+from seq2seq import config
 from seq2seq import teacher_forcing as tf
 from seq2seq.config import TeacherForcingConfig
 from seq2seq.errors import UserError
@@ -119,3 +121,54 @@ def test_inverse_sigmoid_given_k_alone_is_the_papers_form():
         assert tf.ratio_at(cfg, 7, total) == pytest.approx(5 / (5 + math.exp(7 / 5)))
     fast = TeacherForcingConfig(schedule="inverse_sigmoid", k=5.0, c=2.0)
     assert tf.ratio_at(fast, 7, 10) == pytest.approx(5 / (5 + math.exp(14 / 5)))
+
+
+def test_scope_token_flips_a_coin_per_token_per_example():
+    torch.manual_seed(0)
+    gold = tf.gold_mask(400, 50, 0.3, "token")
+    assert gold.shape == (400, 50)
+    assert float(gold.float().mean()) == pytest.approx(0.3, abs=0.01)
+    rows = gold.float().mean(1)
+    assert 0.05 < float(rows.std()) < 0.15  # rows differ: no example is all gold or all fed
+
+
+def test_scope_sequence_feeds_each_example_all_gold_or_all_its_own():
+    torch.manual_seed(0)
+    gold = tf.gold_mask(2000, 30, 0.3, "sequence")
+    assert bool((gold.all(1) | ~gold.any(1)).all())  # each row: all gold or none
+    assert float(gold[:, 0].float().mean()) == pytest.approx(0.3, abs=0.03)
+
+
+def test_scope_batch_shares_the_coin_of_a_step():
+    torch.manual_seed(0)
+    gold = tf.gold_mask(64, 2000, 0.3, "batch")
+    assert bool((gold.all(0) | ~gold.any(0)).all())  # each column: the same for every example
+    assert float(gold[0].float().mean()) == pytest.approx(0.3, abs=0.03)
+
+
+@pytest.mark.parametrize("scope", ["token", "sequence", "batch"])
+def test_scope_end_points(scope):
+    assert bool(tf.gold_mask(8, 5, 1.0, scope).all())
+    assert not bool(tf.gold_mask(8, 5, 0.0, scope).any())
+
+
+def test_sampled_feedback_temperature_limits():
+    """feed: sample at temperature 0 is the argmax feed; a very high temperature is uniform."""
+    from seq2seq.config import ModelConfig
+    from seq2seq.model import Seq2Seq
+
+    cfg = ModelConfig(embedding_dim=8, hidden_size=8, dropout=0.0)
+    model = Seq2Seq.from_config(cfg, 30, 30, 0).eval()
+    g = torch.Generator().manual_seed(1)
+    src, tgt = torch.randint(4, 30, (6, 5), generator=g), torch.randint(4, 30, (6, 7), generator=g)
+    lens = torch.full((6,), 5)
+    with torch.no_grad():
+        argmax = model(src, lens, tgt, 0.0, "argmax")
+        torch.manual_seed(3)
+        cold = model(src, lens, tgt, 0.0, "sample", temperature=0.0)
+        torch.manual_seed(3)
+        warm = model(src, lens, tgt, 0.0, "sample", temperature=1.0)
+    assert torch.equal(argmax, cold)
+    assert not torch.equal(argmax, warm)  # sampling feeds other tokens
+    with pytest.raises(UserError, match="temperature must be >= 0"):
+        config.load(None, ["teacher_forcing.temperature=-1"])

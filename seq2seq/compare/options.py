@@ -31,7 +31,7 @@ run's checkpoints, metrics.jsonl, test.hyp and result.json). Running the same co
 reuses finished runs and resumes an interrupted one; --fresh trains everything again.
 """
 SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
-SETTING_KEYS = ("ratio", "k", "c", "min", "unit", "feed")
+SETTING_KEYS = ("ratio", "k", "c", "min", "unit", "feed", "temperature", "scope")
 DEFAULT_SETTINGS = ("constant:1.0", "constant:0.75", "constant:0.5", "constant:0.25",
                     "constant:0.0", "linear", "exponential", "inverse_sigmoid")
 #: the default --config: the reverse recipe's, when the package runs from a source checkout
