@@ -194,6 +194,15 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     positions = list(csv.DictReader(open(out / "position_accuracy.csv")))
     assert {r["setting"] for r in positions} == {"constant:1.0", "linear:min=0.5"}
     assert (out / "runs" / "linear-min0.5" / "seed1" / "metrics.jsonl").is_file()
+    # significance against the first setting, and the budget each run got
+    runs = list(csv.DictReader(open(out / "runs.csv")))
+    assert float(runs[0]["bleu_diff"]) == 0.0 and float(runs[0]["p_value"]) == 1.0
+    diff = float(rows[1]["bleu"]) - float(rows[0]["bleu"])
+    assert float(runs[1]["bleu_diff"]) == pytest.approx(diff, abs=0.01)
+    assert float(runs[1]["bleu_diff_lo"]) <= float(runs[1]["bleu_diff_hi"])
+    assert 0.0 < float(runs[1]["p_value"]) <= 1.0
+    assert {r["stopped_by"] for r in runs} == {"budget"} and float(runs[0]["epochs"]) == 0
+    assert "ΔBLEU vs constant:1.0" in table[0] and "/1 seeds" in table[2]
 
     # the same command again (in-process, to save the start-up) trains nothing new
     best = out / "runs" / "constant-1.0" / "seed1" / "best.pt"
@@ -204,3 +213,22 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert best.stat().st_mtime_ns == before
     assert "reusing" in captured.err and table[1] in captured.out
+
+
+def test_paired_bootstrap_and_confidence_intervals():
+    from seq2seq.compare.stats import mean_std_ci, paired_bootstrap
+
+    rng = random.Random(0)
+    refs = [" ".join(rng.choice("abcdef") for _ in range(8)) for _ in range(300)]
+    worse = [r if rng.random() < 0.5 else " ".join(reversed(r.split())) for r in refs]
+    better = [r if rng.random() < 0.9 else " ".join(reversed(r.split())) for r in refs]
+    tie = paired_bootstrap(worse, worse, refs)
+    assert tie == {"bleu_diff": 0.0, "bleu_diff_lo": 0.0, "bleu_diff_hi": 0.0, "p_value": 1.0}
+    up = paired_bootstrap(worse, better, refs)
+    assert up["bleu_diff"] > 10 and up["p_value"] < 0.01
+    assert 0 < up["bleu_diff_lo"] <= up["bleu_diff"] <= up["bleu_diff_hi"]
+    down = paired_bootstrap(better, worse, refs)
+    assert down["bleu_diff"] == pytest.approx(-up["bleu_diff"])
+    m, sd, ci = mean_std_ci([1.0, 2.0, 3.0])
+    assert (m, sd) == (2.0, 1.0) and ci == pytest.approx(4.303 / 3 ** 0.5)
+    assert mean_std_ci([5.0]) == (5.0, 0.0, 0.0)

@@ -3,11 +3,11 @@ CSV files, the markdown table, and the plots."""
 
 import csv
 import json
-import statistics
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 from ..plots import pyplot, save
+from .stats import mean_std_ci
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -19,13 +19,12 @@ METRICS = [  # (key in a run's result, column title, format)
 ]
 
 
-def mean_std(xs: Sequence[float]) -> tuple:
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
-
-
 def aggregate(settings, sched: Dict[str, dict], results: Dict[str, List[dict]], bucket_names
               ) -> List[Dict[str, Any]]:
-    """One row per setting: mean and standard deviation over its seeds."""
+    """One row per setting: mean, standard deviation and (``_ci95``) the half-width of the
+    95% confidence interval over its seeds; the paired-bootstrap difference against the first
+    setting (``bleu_diff``, mean over seeds) and in how many seeds it is significant at 0.05
+    (``significant_seeds``); the budget the runs got and why they stopped."""
     rows = []
     for s in settings:
         rs = results[s.label]
@@ -33,10 +32,12 @@ def aggregate(settings, sched: Dict[str, dict], results: Dict[str, List[dict]], 
                "ratio_mean": sched[s.label]["ratio_mean"], "seeds": len(rs)}
         cols = [(k, [r[k] for r in rs]) for k, _, _ in METRICS]
         cols += [(f"bleu_len_{b}", [r["bleu_by_length"][b] for r in rs]) for b in bucket_names]
-        cols += [("steps", [r["steps"] for r in rs]),
-                 ("train_seconds", [r["train_seconds"] for r in rs])]
+        cols += [(k, [r[k] for r in rs]) for k in ("steps", "epochs", "train_seconds",
+                                                   "bleu_diff")]
         for k, xs in cols:
-            row[k], row[k + "_std"] = mean_std(xs)
+            row[k], row[k + "_std"], row[k + "_ci95"] = mean_std_ci(xs)
+        row["significant_seeds"] = sum(r["p_value"] < 0.05 for r in rs)
+        row["stopped_by"] = ", ".join(sorted({r["stopped_by"] for r in rs}))
         rows.append(row)
     return rows
 
@@ -50,20 +51,29 @@ def write_csv(path: Path, rows: List[Dict[str, Any]]) -> None:
 
 
 def markdown_table(rows: List[Dict[str, Any]], bucket_names, seeds: int) -> str:
+    """Mean ± standard deviation over seeds; BLEU also with its 95% confidence interval, and
+    its paired-bootstrap difference from the first row with the seeds where it is significant."""
     def cell(row, key, fmt):
         if seeds > 1:
             return f"{fmt.format(row[key])} ± {fmt.format(row[key + '_std'])}"
         return fmt.format(row[key])
 
-    head = (["setting", "mean ratio"] + [t for _, t, _ in METRICS]
-            + [f"BLEU len {b}" for b in bucket_names] + ["steps", "train s"])
+    head = (["setting", "mean ratio"] + [t for _, t, _ in METRICS[:1]]
+            + (["BLEU 95% CI"] if seeds > 1 else [])
+            + [f"ΔBLEU vs {rows[0]['setting']}", "p < 0.05"] + [t for _, t, _ in METRICS[1:]]
+            + [f"BLEU len {b}" for b in bucket_names] + ["steps", "epochs", "train s", "stopped by"])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1))
              + "|"]
-    for r in rows:
-        cells = [r["setting"], f"{r['ratio_mean']:.2f}"]
-        cells += [cell(r, k, fmt) for k, _, fmt in METRICS]
+    for i, r in enumerate(rows):
+        cells = [r["setting"], f"{r['ratio_mean']:.2f}", cell(r, "bleu", "{:.2f}")]
+        if seeds > 1:
+            cells.append(f"{r['bleu'] - r['bleu_ci95']:.2f} - {r['bleu'] + r['bleu_ci95']:.2f}")
+        cells += (["(reference)", ""] if i == 0 else
+                  [f"{r['bleu_diff']:+.2f}", f"{r['significant_seeds']}/{r['seeds']} seeds"])
+        cells += [cell(r, k, fmt) for k, _, fmt in METRICS[1:]]
         cells += [cell(r, f"bleu_len_{b}", "{:.1f}") for b in bucket_names]
-        cells += [f"{r['steps']:.0f}", cell(r, "train_seconds", "{:.0f}")]
+        cells += [f"{r['steps']:.0f}", f"{r['epochs']:.1f}", cell(r, "train_seconds", "{:.0f}"),
+                  r["stopped_by"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -91,7 +91,7 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, buckets, checkpoint: str, pr
         if (old.get("config") == cfg.to_dict() and old.get("checkpoint") == checkpoint
                 and list(old.get("bleu_by_length", {})) == [bucket_label(b) for b in buckets]):
             log(f"reusing the finished run in {run_dir} (--fresh trains it again)")
-            return old
+            return {"epochs": float("nan"), "stopped_by": "?", **old}  # older results lack them
     same_run = (not fresh and (run_dir / "config.yaml").is_file()
                 and (run_dir / "config.yaml").read_text(encoding="utf-8") == to_yaml(cfg))
     t0 = time.time()
@@ -121,7 +121,8 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, buckets, checkpoint: str, pr
         "gap": v["valid_loss_free"] - v["valid_loss"],
         "free_acc": 100.0 * sum(pos["correct_free"]) / max(1, sum(pos["n"])),
         "tf_acc": 100.0 * sum(pos["correct_tf"]) / max(1, sum(pos["n"])),
-        "bleu_by_length": by_len, "steps": summary["steps"],
+        "bleu_by_length": by_len, "steps": summary["steps"], "epochs": summary["epochs"],
+        "stopped_by": summary["stopped_by"],
         "train_seconds": summary["train_seconds"], "wall_seconds": time.time() - t0,
         "position": pos, "eval_split": ev.split, "diag_split": diag_split,
         "signature": s["signature"], "checkpoint": checkpoint, "config": cfg.to_dict(),

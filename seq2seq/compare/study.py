@@ -15,6 +15,7 @@ from .options import DEFAULT_SETTINGS, SOURCE_CONFIG, build_parser
 from .report import (METRICS, aggregate, markdown_table, plot_by_length, plot_curves,
                      plot_positions, plot_scores, position_rows, write_csv)
 from .settings import apply_setting, parse_settings, schedule_summary
+from .stats import paired_bootstrap
 
 
 def _default_config() -> str:
@@ -28,6 +29,20 @@ def _shown_path(path: str) -> str:
     """A path relative to the current folder when it is inside it (recipes/reverse.yaml)."""
     p = Path(path).resolve()
     return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else path
+
+
+def significance(settings, results: Dict[str, List[dict]], run_dirs: Dict[str, List[Path]],
+                 refs: List[str]) -> None:
+    """Each run's paired bootstrap against the first setting's run with the same seed (test
+    outputs read from the run folders), into its result."""
+    def hyps(run_dir: Path, split: str) -> List[str]:
+        return (run_dir / f"{split}.hyp").read_text(encoding="utf-8").splitlines()
+
+    base = settings[0].label
+    for s in settings:
+        for r, d, d0 in zip(results[s.label], run_dirs[s.label], run_dirs[base]):
+            split = r["eval_split"]
+            r.update(paired_bootstrap(hyps(d0, split), hyps(d, split), refs))
 
 
 def _command_line(argv: Optional[Sequence[str]]) -> str:
@@ -94,13 +109,15 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
         results[s.label].append(dict(r, setting=s.label, seed=seed))
         run_dirs[s.label].append(d)
     bar.close()
+    significance(settings, results, run_dirs, refs)
 
     rows = aggregate(settings, sched, results, bucket_names)
     write_csv(out / "results.csv", rows)
     write_csv(out / "runs.csv", [
         {"setting": r["setting"], "seed": r["seed"], **{k: r[k] for k, _, _ in METRICS},
+         **{k: r[k] for k in ("bleu_diff", "bleu_diff_lo", "bleu_diff_hi", "p_value")},
          **{f"bleu_len_{b}": r["bleu_by_length"][b] for b in bucket_names},
-         "steps": r["steps"], "train_seconds": r["train_seconds"]}
+         **{k: r[k] for k in ("steps", "epochs", "train_seconds", "stopped_by")}}
         for s in settings for r in results[s.label]])
     pos_rows = position_rows(settings, results)
     write_csv(out / "position_accuracy.csv", pos_rows)
@@ -132,12 +149,16 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
 
 {table}
 
-Columns: "mean ratio", the teacher-forcing ratio averaged over the training steps; "loss TF"
+Columns: "mean ratio", the teacher-forcing ratio averaged over the training steps; "BLEU 95%
+CI", the 95% confidence interval of the mean over seeds (Student's t); "ΔBLEU", the BLEU
+difference from the first setting with the same seed, averaged over seeds, and "p < 0.05" the
+seeds in which sacreBLEU's paired bootstrap test (1,000 resamples) finds it significant (each
+run's difference, 95% interval and p-value are in runs.csv); "loss TF"
 and "loss free", the validation loss per token when the decoder is fed the gold previous token
 and when it is fed its own argmax; "gap" = loss free - loss TF (exposure bias); "free acc",
 token accuracy of free-running greedy decoding over the reference's positions (per position in
-position_accuracy.csv); "BLEU len", test BLEU by reference length in words; "train s", seconds
-spent in training steps.
+position_accuracy.csv); "BLEU len", test BLEU by reference length in words; "steps",
+"epochs", "train s" (seconds in training steps) and "stopped by", the budget each run got.
 
 Schedules as resolved for this budget:
 {sched_lines}
