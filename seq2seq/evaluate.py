@@ -69,17 +69,23 @@ def decode_options(cfg, overrides: Optional[Dict[str, Any]] = None):
         raise UserError(str(e).replace("decode.", "--").replace("_", "-")) from None
 
 
-def evaluate_model(model, tok, cfg, split: Optional[str] = None, dataset=None, decode=None,
-                   device="cpu", progress: bool = False, errors: str = "strict") -> Evaluation:
-    """Decode ``split`` of the config's data (or ``dataset``) with ``model`` and score it.
+def evaluate_lines(model, tok, cfg, srcs: Sequence[str], refs: Sequence[str], name: str,
+                   decode=None, device="cpu", progress: bool = False) -> Evaluation:
+    """Translate ``srcs`` with ``model`` and score the output against ``refs``.
     ``decode``: overrides of ``cfg.decode`` (beam, length_penalty, batch_size, bf16, ...)."""
     from .decode import translate
 
+    opts = dataclasses.replace(decode_options(cfg, decode), n_best=1)
+    hyps = translate(model, tok, list(srcs), opts, device=device, progress=progress)
+    return Evaluation(name, list(srcs), list(refs), hyps, score(hyps, refs))
+
+
+def evaluate_model(model, tok, cfg, split: Optional[str] = None, dataset=None, decode=None,
+                   device="cpu", progress: bool = False, errors: str = "strict") -> Evaluation:
+    """Decode ``split`` of the config's data (or ``dataset``) with ``model`` and score it."""
     split = split or cfg.data.test_split
     srcs, refs = read_split(cfg, split, dataset, errors)
-    opts = dataclasses.replace(decode_options(cfg, decode), n_best=1)
-    hyps = translate(model, tok, srcs, opts, device=device, progress=progress)
-    return Evaluation(split, srcs, refs, hyps, score(hyps, refs))
+    return evaluate_lines(model, tok, cfg, srcs, refs, split, decode, device, progress)
 
 
 def evaluate_checkpoint(checkpoint, split: Optional[str] = None, dataset=None, decode=None,

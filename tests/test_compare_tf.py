@@ -173,7 +173,8 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
              for k, n in (("train", 300), ("valid", 40), ("test", 41))}
     (tmp_path / "tiny.yaml").write_text(TINY.format(**files))
     args = ["--config", "tiny.yaml", "--settings", "constant:1.0", "linear:min=0.5",
-            "--out", "cmp", "--buckets", "3"]
+            "--out", "cmp", "--buckets", "3", "--beam-sizes", "1", "2",
+            "--extra-test", f"again={files['valid'][0]},{files['valid'][1]}"]
     p = _script(*args, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     out = tmp_path / "cmp"
@@ -203,6 +204,11 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     assert 0.0 < float(runs[1]["p_value"]) <= 1.0
     assert {r["stopped_by"] for r in runs} == {"budget"} and float(runs[0]["epochs"]) == 0
     assert "ΔBLEU vs constant:1.0" in table[0] and "/1 seeds" in table[2]
+    # beam sizes and the extra test set: columns and a plot
+    assert "BLEU beam 2" in table[0] and "BLEU again" in table[0]
+    assert all(0 <= float(r["bleu_beam_2"]) <= 100 and 0 <= float(r["bleu_again"]) <= 100
+               for r in runs)
+    assert (out / "bleu_by_beam.png").stat().st_size > 1000
 
     # the same command again (in-process, to save the start-up) trains nothing new
     best = out / "runs" / "constant-1.0" / "seed1" / "best.pt"
@@ -232,3 +238,42 @@ def test_paired_bootstrap_and_confidence_intervals():
     m, sd, ci = mean_std_ci([1.0, 2.0, 3.0])
     assert (m, sd) == (2.0, 1.0) and ci == pytest.approx(4.303 / 3 ** 0.5)
     assert mean_std_ci([5.0]) == (5.0, 0.0, 0.0)
+
+
+def test_parallel_jobs_give_the_results_of_one_at_a_time(tmp_path):
+    rng = random.Random(1)
+    files = {k: _reverse_files(tmp_path, rng, n)
+             for k, n in (("train", 200), ("valid", 30), ("test", 31))}
+    (tmp_path / "tiny.yaml").write_text(TINY.format(**files))
+    args = ["--config", "tiny.yaml", "--settings", "constant:1.0", "constant:0.5",
+            "--beam-sizes", "1", "--no-progress"]
+    for jobs in ("1", "2"):
+        p = _script(*args, "--jobs", jobs, "--out", f"j{jobs}", cwd=tmp_path, timeout=600)
+        assert p.returncode == 0, p.stderr
+    timing = ("train_seconds", "train_seconds_std", "train_seconds_ci95")
+    read = lambda d: [{k: v for k, v in r.items() if k not in timing}
+                      for r in csv.DictReader(open(tmp_path / d / "results.csv"))]
+    assert read("j1") == read("j2")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--budget", "minutes"], "set it, e.g. --set train.max_minutes"),
+    (["--extra-test", "x=a.de"], "NAME=SRC_FILE,REF_FILE"),
+    (["--extra-test", "x=missing.de,missing.en"], "does not exist"),
+    (["--jobs", "0"], "--jobs must be >= 1"),
+])
+def test_bad_study_options_are_one_line(tmp_path, args, words):
+    p = _script("--settings", "constant:1.0", *args, "--out", tmp_path / "out", cwd=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], p.stderr
+
+
+def test_budgets_set_what_every_run_gets():
+    base = config.load(None, ["train.patience=3", "train.max_minutes=5", "train.max_steps=100"])
+    steps = study.with_budget(base, "steps").train
+    assert (steps.patience, steps.max_minutes, steps.max_steps) == (0, None, 100)
+    minutes = study.with_budget(base, "minutes").train
+    assert (minutes.patience, minutes.max_minutes, minutes.max_steps) == (0, 5, None)
+    converge = study.with_budget(config.load(None, ["train.max_steps=100"]), "converge").train
+    assert converge.patience == 5 and converge.max_steps == 100

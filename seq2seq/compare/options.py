@@ -92,6 +92,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "config's file name)")
     p.add_argument("--data-seed", type=int, default=1, metavar="N",
                    help="seed of the generated toy data (default: 1)")
+    p.add_argument("--budget", choices=("steps", "minutes", "converge"), default="steps",
+                   help="what every run gets: steps (the same number of updates, the config's "
+                        "train.max_steps/epochs; early stopping and the time limit are switched "
+                        "off), minutes (the same training time, train.max_minutes), converge "
+                        "(each run until validation BLEU stops improving, train.patience, 5 "
+                        "unless set, capped by the config's steps/epochs/minutes); default: "
+                        "steps. Example: --budget minutes --set train.max_minutes=10")
+    p.add_argument("--beam-sizes", type=int, nargs="+", default=[1, 2, 5, 10], metavar="K",
+                   help="test BLEU at each beam size (Wang and Sennrich, 2020, tie exposure "
+                        "bias to the loss of quality at large beams); default: 1 2 5 10. "
+                        "Example: --beam-sizes 1 5")
+    p.add_argument("--extra-test", action="append", default=[], metavar="NAME=SRC,REF",
+                   help="another test set, scored like the test split (repeatable), e.g. an "
+                        "out-of-domain one: --extra-test flickr2017=test_2017_flickr.de,"
+                        "test_2017_flickr.en")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="train N runs at once, splitting train.threads between them (2 jobs "
+                        "of 1 thread on a 2-core machine: about half the wall time); results "
+                        "equal those of --jobs 1 when each run has 1 thread (the default). "
+                        "Example: --jobs 2")
     p.add_argument("--fresh", action="store_true",
                    help="train every run again instead of reusing finished runs in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

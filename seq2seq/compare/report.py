@@ -19,6 +19,14 @@ METRICS = [  # (key in a run's result, column title, format)
 ]
 
 
+def extra_columns(result: Dict[str, Any]) -> Dict[str, float]:
+    """A run's scores at each beam size but 1 (``bleu_beam_K``) and on each extra test set
+    (``bleu_NAME``)."""
+    out = {f"bleu_beam_{k}": v for k, v in result.get("bleu_by_beam", {}).items() if k != "1"}
+    out.update({f"bleu_{name}": v for name, v in result.get("extra_bleu", {}).items()})
+    return out
+
+
 def aggregate(settings, sched: Dict[str, dict], results: Dict[str, List[dict]], bucket_names
               ) -> List[Dict[str, Any]]:
     """One row per setting: mean, standard deviation and (``_ci95``) the half-width of the
@@ -32,6 +40,7 @@ def aggregate(settings, sched: Dict[str, dict], results: Dict[str, List[dict]], 
                "ratio_mean": sched[s.label]["ratio_mean"], "seeds": len(rs)}
         cols = [(k, [r[k] for r in rs]) for k, _, _ in METRICS]
         cols += [(f"bleu_len_{b}", [r["bleu_by_length"][b] for r in rs]) for b in bucket_names]
+        cols += [(k, [extra_columns(r)[k] for r in rs]) for k in extra_columns(rs[0])]
         cols += [(k, [r[k] for r in rs]) for k in ("steps", "epochs", "train_seconds",
                                                    "bleu_diff")]
         for k, xs in cols:
@@ -58,10 +67,14 @@ def markdown_table(rows: List[Dict[str, Any]], bucket_names, seeds: int) -> str:
             return f"{fmt.format(row[key])} ± {fmt.format(row[key + '_std'])}"
         return fmt.format(row[key])
 
+    extra = [k for k in rows[0] if k.startswith("bleu_") and not k.endswith(("_std", "_ci95"))
+             and k.split("_")[1] not in ("len", "diff")]
     head = (["setting", "mean ratio"] + [t for _, t, _ in METRICS[:1]]
             + (["BLEU 95% CI"] if seeds > 1 else [])
             + [f"ΔBLEU vs {rows[0]['setting']}", "p < 0.05"] + [t for _, t, _ in METRICS[1:]]
-            + [f"BLEU len {b}" for b in bucket_names] + ["steps", "epochs", "train s", "stopped by"])
+            + [f"BLEU len {b}" for b in bucket_names]
+            + [k.replace("bleu_beam_", "BLEU beam ").replace("bleu_", "BLEU ") for k in extra]
+            + ["steps", "epochs", "train s", "stopped by"])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1))
              + "|"]
     for i, r in enumerate(rows):
@@ -72,6 +85,7 @@ def markdown_table(rows: List[Dict[str, Any]], bucket_names, seeds: int) -> str:
                   [f"{r['bleu_diff']:+.2f}", f"{r['significant_seeds']}/{r['seeds']} seeds"])
         cells += [cell(r, k, fmt) for k, _, fmt in METRICS[1:]]
         cells += [cell(r, f"bleu_len_{b}", "{:.1f}") for b in bucket_names]
+        cells += [cell(r, k, "{:.2f}") for k in extra]
         cells += [f"{r['steps']:.0f}", f"{r['epochs']:.1f}", cell(r, "train_seconds", "{:.0f}"),
                   r["stopped_by"]]
         lines.append("| " + " | ".join(cells) + " |")
@@ -119,6 +133,26 @@ def plot_by_length(rows, bucket_names, path: Path, title: str) -> None:
                     capsize=2, label=r["setting"])
     ax.set_xlabel("reference length (words)")
     ax.set_ylabel("test BLEU (greedy)")
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    save(plt, fig, path)
+
+
+def plot_by_beam(rows, beam_sizes: List[int], path: Path, title: str) -> None:
+    """Test BLEU against the beam size, one line per setting (Wang and Sennrich, 2020: the
+    loss of quality at large beams grows with exposure bias)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for r in rows:
+        key = lambda k: "bleu" if k == 1 else f"bleu_beam_{k}"
+        ax.errorbar(beam_sizes, [r[key(k)] for k in beam_sizes],
+                    yerr=_err([r[key(k) + "_std"] for k in beam_sizes]), marker="o", capsize=2,
+                    label=r["setting"])
+    ax.set_xscale("log")
+    ax.set_xticks(beam_sizes)
+    ax.set_xticklabels([str(k) for k in beam_sizes])
+    ax.set_xlabel("beam size")
+    ax.set_ylabel("test BLEU")
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=10)
     save(plt, fig, path)

@@ -4,14 +4,14 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..checkpoint import load_model
 from ..config import to_yaml
 from ..console import log
 from ..device import pick_device
 from ..errors import UserError
-from ..evaluate import evaluate_model, read_split, score, validate
+from ..evaluate import evaluate_lines, evaluate_model, read_split, score, validate
 from ..readers import load_splits
 from ..toy import TASKS, dataset as toy_dataset
 from ..train import train
@@ -79,17 +79,33 @@ def position_accuracy(model, data, batch_size: int, device) -> Dict[str, List[in
     return {"n": n.tolist(), "correct_tf": tf.tolist(), "correct_free": free.tolist()}
 
 
-def train_and_evaluate(cfg, run_dir: Path, dataset, buckets, checkpoint: str, progress: bool,
+class Scoring(NamedTuple):
+    """How every run of a comparison is scored."""
+
+    buckets: List[tuple]  # reference-length buckets (words) for BLEU by length
+    checkpoint: str  # "best" or "last"
+    beam_sizes: List[int]  # test BLEU at each beam size
+    extra: List[Tuple[str, List[str], List[str]]]  # (name, sources, references) of extra tests
+
+    def labels(self) -> Dict[str, List[str]]:
+        """What a result scored this way holds, to tell whether an old result can be reused."""
+        return {"bleu_by_length": [bucket_label(b) for b in self.buckets],
+                "bleu_by_beam": [str(k) for k in self.beam_sizes],
+                "extra_bleu": [name for name, _, _ in self.extra]}
+
+
+def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: bool,
                        fresh: bool) -> Dict[str, Any]:
     """Train one model, then score it. A finished run with the same config is reused; an
-    interrupted one (or one scored with other buckets) is resumed from its last.pt."""
+    interrupted one (or one scored otherwise) is resumed from its last.pt."""
     from ..batching import encode_pairs
 
+    buckets, checkpoint = scoring.buckets, scoring.checkpoint
     result_path = run_dir / "result.json"
     if not fresh and result_path.is_file():
         old = json.loads(result_path.read_text(encoding="utf-8"))
         if (old.get("config") == cfg.to_dict() and old.get("checkpoint") == checkpoint
-                and list(old.get("bleu_by_length", {})) == [bucket_label(b) for b in buckets]):
+                and all(list(old.get(k, {})) == v for k, v in scoring.labels().items())):
             log(f"reusing the finished run in {run_dir} (--fresh trains it again)")
             return {"epochs": float("nan"), "stopped_by": "?", **old}  # older results lack them
     same_run = (not fresh and (run_dir / "config.yaml").is_file()
@@ -114,6 +130,11 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, buckets, checkpoint: str, pr
         idx = [i for i, r in enumerate(ev.refs) if b[0] <= len(r.split()) <= b[1]]
         by_len[bucket_label(b)] = score([ev.hyps[i] for i in idx],
                                         [ev.refs[i] for i in idx])["bleu"]
+    by_beam = {str(k): ev.scores["bleu"] if k == 1 else evaluate_lines(
+        model, tok, cfg, ev.srcs, ev.refs, ev.split, {"beam": k}, device).scores["bleu"]
+        for k in scoring.beam_sizes}
+    extra = {name: evaluate_lines(model, tok, cfg, srcs, refs, name, device=device).scores["bleu"]
+             for name, srcs, refs in scoring.extra}
     s = ev.scores
     result = {
         "bleu": s["bleu"], "chrf": s["chrf"], "exact_match": s["exact_match"],
@@ -121,7 +142,8 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, buckets, checkpoint: str, pr
         "gap": v["valid_loss_free"] - v["valid_loss"],
         "free_acc": 100.0 * sum(pos["correct_free"]) / max(1, sum(pos["n"])),
         "tf_acc": 100.0 * sum(pos["correct_tf"]) / max(1, sum(pos["n"])),
-        "bleu_by_length": by_len, "steps": summary["steps"], "epochs": summary["epochs"],
+        "bleu_by_length": by_len, "bleu_by_beam": by_beam, "extra_bleu": extra,
+        "steps": summary["steps"], "epochs": summary["epochs"],
         "stopped_by": summary["stopped_by"],
         "train_seconds": summary["train_seconds"], "wall_seconds": time.time() - t0,
         "position": pos, "eval_split": ev.split, "diag_split": diag_split,

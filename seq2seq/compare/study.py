@@ -3,17 +3,19 @@
 Running the same command again reuses finished runs and resumes an interrupted one.
 """
 
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import config
 from ..console import log, run_main
 from ..errors import UserError
 from .options import DEFAULT_SETTINGS, SOURCE_CONFIG, build_parser
-from .report import (METRICS, aggregate, markdown_table, plot_by_length, plot_curves,
-                     plot_positions, plot_scores, position_rows, write_csv)
+from .report import (METRICS, aggregate, extra_columns, markdown_table, plot_by_beam,
+                     plot_by_length, plot_curves, plot_positions, plot_scores, position_rows,
+                     write_csv)
 from .settings import apply_setting, parse_settings, schedule_summary
 from .stats import paired_bootstrap
 
@@ -45,6 +47,90 @@ def significance(settings, results: Dict[str, List[dict]], run_dirs: Dict[str, L
             r.update(paired_bootstrap(hyps(d0, split), hyps(d, split), refs))
 
 
+def with_budget(cfg, budget: str):
+    """The base config with what ``--budget`` gives every run (see its ``--help``)."""
+    t = cfg.train
+    if budget == "steps":  # the same updates for every run: nothing may stop one earlier
+        t = dataclasses.replace(t, patience=0, max_minutes=None)
+    elif budget == "minutes":
+        if not t.max_minutes:
+            raise UserError("--budget minutes gives every run train.max_minutes of training: "
+                            "set it, e.g. --set train.max_minutes=10")
+        t = dataclasses.replace(t, patience=0, max_steps=None, epochs=max(t.epochs, 10**6))
+    else:  # converge: validation BLEU decides, within the config's caps
+        t = dataclasses.replace(t, patience=t.patience or 5)
+    return cfg.replace(train=t)
+
+
+def budget_text(cfg, budget: str, total: int) -> str:
+    t = cfg.train
+    if budget == "steps":
+        return f"{total} steps each"
+    if budget == "minutes":
+        return f"{t.max_minutes:g} minutes of training each"
+    caps = [f"{total} steps"] + ([f"{t.max_minutes:g} minutes"] if t.max_minutes else [])
+    return f"each until {t.patience} validations without a BLEU gain, at most {' or '.join(caps)}"
+
+
+def extra_test(text: str) -> Tuple[str, List[str], List[str]]:
+    """``NAME=SRC_FILE,REF_FILE`` -> (name, source lines, reference lines)."""
+    from ..readers import read_lines
+
+    name, _, files = text.partition("=")
+    parts = files.split(",")
+    if not name.strip() or len(parts) != 2 or not all(p.strip() for p in parts):
+        raise UserError(f"--extra-test {text!r}: expected NAME=SRC_FILE,REF_FILE")
+    srcs = read_lines(parts[0].strip(), what="--extra-test source file")
+    refs = read_lines(parts[1].strip(), what="--extra-test reference file")
+    if len(srcs) != len(refs) or not srcs:
+        raise UserError(f"--extra-test {name}: {parts[0]} has {len(srcs)} lines and {parts[1]} "
+                        f"has {len(refs)}: they must be line-aligned and not empty")
+    return name.strip(), srcs, refs
+
+
+def run_all(jobs: List[Tuple[Any, Path]], dataset, scoring, args) -> List[dict]:
+    """Train and score every ``(config, run folder)``, ``args.jobs`` at a time (each process
+    with ``train.threads // jobs`` threads, at least 1); results in the order of ``jobs``."""
+    from tqdm import tqdm
+
+    from .runs import train_and_evaluate
+
+    n = args.jobs
+    bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=args.no_progress,
+               dynamic_ncols=True, file=sys.stderr)
+    results: List[Optional[dict]] = [None] * len(jobs)
+
+    def report(i: int, r: dict) -> None:
+        results[i] = r
+        log(f"{jobs[i][1]}: BLEU {r['bleu']:.2f} exact {r['exact_match']:.1f}% loss TF "
+            f"{r['valid_loss_tf']:.3f} free {r['valid_loss_free']:.3f} "
+            f"({r['train_seconds']:.0f} s, stopped by {r['stopped_by']})")
+        bar.update(1)
+
+    with bar:
+        if n == 1:
+            for i, (run_cfg, d) in enumerate(jobs):
+                d.mkdir(parents=True, exist_ok=True)
+                report(i, train_and_evaluate(run_cfg, d, dataset, scoring,
+                                             not args.no_progress, args.fresh))
+            return results
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {}
+            for i, (run_cfg, d) in enumerate(jobs):
+                d.mkdir(parents=True, exist_ok=True)
+                threads = max(1, run_cfg.train.threads // n)
+                run_cfg = run_cfg.replace(train=dataclasses.replace(run_cfg.train,
+                                                                    threads=threads))
+                futures[pool.submit(train_and_evaluate, run_cfg, d, dataset, scoring, False,
+                                    args.fresh)] = i
+            for f in as_completed(futures):
+                report(futures[f], f.result())
+    return results
+
+
 def _command_line(argv: Optional[Sequence[str]]) -> str:
     if argv is None:
         argv = sys.argv[1:]
@@ -57,28 +143,23 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     for the report; default: from ``sys.argv``); returns the markdown table."""
     config_path = args.config or _default_config()
     settings = parse_settings(args.settings or DEFAULT_SETTINGS)
-    if args.seeds < 1:
-        raise UserError(f"--seeds must be >= 1, got {args.seeds}")
-    if args.buckets < 1:
-        raise UserError(f"--buckets must be >= 1, got {args.buckets}")
-    cfg = config.load(config_path, args.set)
+    for name, value in (("--seeds", args.seeds), ("--buckets", args.buckets),
+                        ("--jobs", args.jobs), ("--beam-sizes", min(args.beam_sizes))):
+        if value < 1:
+            raise UserError(f"{name} must be >= 1, got {value}")
+    cfg = with_budget(config.load(config_path, args.set), args.budget)
     seeds = [cfg.train.seed + k for k in range(args.seeds)]
     plan = [(s, seed, apply_setting(cfg, s, seed)) for s in settings for seed in seeds]
     if not (cfg.data.test_split or cfg.data.valid_split):
         raise UserError("the config has neither data.test_split nor data.valid_split to score")
+    extra = [extra_test(text) for text in args.extra_test]
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
 
-    from tqdm import tqdm  # the slow imports (torch) after the quick checks
-
-    from ..corpus import InMemoryCorpus
+    from ..corpus import InMemoryCorpus  # the slow imports (torch) after the quick checks
     from ..evaluate import read_split
-    from .runs import bucket_label, length_buckets, load_data, train_and_evaluate
-
-    if cfg.train.patience or cfg.train.max_minutes:
-        log("note: train.patience or train.max_minutes is set, so runs may stop at different "
-            "steps; --set train.patience=0 --set train.max_minutes=null gives all the same budget")
+    from .runs import Scoring, bucket_label, length_buckets, load_data
 
     dataset = load_data(cfg, config_path, args.toy, args.data_seed)
     # to count the steps as the loop does, and to check the data before training
@@ -89,26 +170,17 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     refs = read_split(cfg, cfg.data.test_split or cfg.data.valid_split, dataset)[1]
     buckets = length_buckets([len(r.split()) for r in refs], args.buckets)
     bucket_names = [bucket_label(b) for b in buckets]
-    log(f"comparing {len(settings)} setting(s) x {len(seeds)} seed(s), {total} steps each, "
-        f"in {out}")
+    scoring = Scoring(buckets, args.checkpoint, sorted(set(args.beam_sizes)), extra)
+    log(f"comparing {len(settings)} setting(s) x {len(seeds)} seed(s), budget {args.budget} "
+        f"({budget_text(cfg, args.budget, total)}), {args.jobs} at a time, in {out}")
 
     slug = {s.label: s.label.replace(":", "-").replace(",", "-").replace("=", "") for s in settings}
-    results: Dict[str, List[dict]] = {s.label: [] for s in settings}
-    run_dirs: Dict[str, List[Path]] = {s.label: [] for s in settings}
-    bar = tqdm(plan, desc="runs", unit="run", disable=args.no_progress, dynamic_ncols=True,
-               file=sys.stderr)
-    for s, seed, run_cfg in bar:
-        bar.set_postfix_str(f"{s.label} seed {seed}")
-        d = out / "runs" / slug[s.label] / f"seed{seed}"
-        d.mkdir(parents=True, exist_ok=True)
-        r = train_and_evaluate(run_cfg, d, dataset, buckets, args.checkpoint,
-                               not args.no_progress, args.fresh)
-        log(f"{s.label} seed {seed}: BLEU {r['bleu']:.2f} exact {r['exact_match']:.1f}% loss "
-            f"TF {r['valid_loss_tf']:.3f} free {r['valid_loss_free']:.3f} "
-            f"({r['train_seconds']:.0f} s)")
-        results[s.label].append(dict(r, setting=s.label, seed=seed))
-        run_dirs[s.label].append(d)
-    bar.close()
+    run_dirs = {s.label: [out / "runs" / slug[s.label] / f"seed{seed}" for seed in seeds]
+                for s in settings}
+    jobs = [(run_cfg, run_dirs[s.label][seeds.index(seed)]) for s, seed, run_cfg in plan]
+    done = run_all(jobs, dataset, scoring, args)
+    results = {s.label: [dict(done[i * len(seeds) + k], setting=s.label, seed=seed)
+                         for k, seed in enumerate(seeds)] for i, s in enumerate(settings)}
     significance(settings, results, run_dirs, refs)
 
     rows = aggregate(settings, sched, results, bucket_names)
@@ -117,15 +189,19 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
         {"setting": r["setting"], "seed": r["seed"], **{k: r[k] for k, _, _ in METRICS},
          **{k: r[k] for k in ("bleu_diff", "bleu_diff_lo", "bleu_diff_hi", "p_value")},
          **{f"bleu_len_{b}": r["bleu_by_length"][b] for b in bucket_names},
+         **extra_columns(r),
          **{k: r[k] for k in ("steps", "epochs", "train_seconds", "stopped_by")}}
         for s in settings for r in results[s.label]])
     pos_rows = position_rows(settings, results)
     write_csv(out / "position_accuracy.csv", pos_rows)
-    title = f"{_shown_path(config_path)}, {total} steps, {len(seeds)} seed(s)"
+    title = (f"{_shown_path(config_path)}, {budget_text(cfg, args.budget, total)}, "
+             f"{len(seeds)} seed(s)")
     plot_scores(rows, out / "scores.png", title)
     plot_by_length(rows, bucket_names, out / "bleu_by_length.png", title)
     plot_curves(settings, run_dirs, sched, out / "training_curves.png", title)
     plot_positions(settings, pos_rows, out / "position_accuracy.png", title)
+    if len(scoring.beam_sizes) > 1:
+        plot_by_beam(rows, scoring.beam_sizes, out / "bleu_by_beam.png", title)
 
     table = markdown_table(rows, bucket_names, len(seeds))
     first = results[settings[0].label][0]
@@ -142,7 +218,8 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     {_command_line(argv)}
 
 - config: {config_text}
-- budget: {total} steps per run ({steps_per_epoch} batches per epoch); {seeds_text}
+- budget ({args.budget}): {budget_text(cfg, args.budget, total)} ({steps_per_epoch} batches per
+  epoch); {seeds_text}
 - scores: greedy decoding of the {first['eval_split']} split with each run's {args.checkpoint}.pt;
   sacreBLEU {first['signature']}
 - diagnostics: on the {first['diag_split']} split
@@ -163,7 +240,10 @@ position_accuracy.csv); "BLEU len", test BLEU by reference length in words; "ste
 Schedules as resolved for this budget:
 {sched_lines}
 
-Plots: scores.png, bleu_by_length.png, training_curves.png, position_accuracy.png.
+Plots: scores.png, bleu_by_length.png, bleu_by_beam.png (BLEU against the beam size; with
+--beam-sizes), training_curves.png, position_accuracy.png (token accuracy by position with gold
+prefixes, dashed, and with the model's own, solid: the widening gap is error accumulation).
+"BLEU beam K": test BLEU with beam search of K beams; "BLEU NAME": an --extra-test set.
 """
     (out / "results.md").write_text(md, encoding="utf-8")
     print(table)
