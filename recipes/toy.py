@@ -36,10 +36,11 @@ def build_parser():
     return p
 
 
-def report_lengths(out: Path, cfg_valid_split: str, scores: dict, dataset) -> None:
+def report_lengths(out: Path, cfg, scores: dict, dataset) -> None:
     """length_generalization: exact match and output length per input length, on validation
     (lengths seen in training) and test (longer ones), printed and added to scores.json."""
-    valid = evaluate_checkpoint(out, cfg_valid_split, dataset=dataset)
+    valid = evaluate_checkpoint(out, cfg.data.valid_split, dataset=dataset,
+                                device=cfg.train.device)
     test = dataset[scores["split"]]
     test_hyps = (out / f"{scores['split']}.hyp").read_text(encoding="utf-8").splitlines()
     lengths = {**toy.by_length(valid.srcs, valid.hyps, valid.refs),
@@ -64,7 +65,7 @@ def main(task: str, args) -> None:
     scores = recipe.run(cfg, args.out, dataset=dataset, resume=args.resume,
                         progress=not args.no_progress)
     if task == "length_generalization":
-        report_lengths(Path(args.out), cfg.data.valid_split, scores, dataset)
+        report_lengths(Path(args.out), cfg, scores, dataset)
 
 
 if __name__ == "__main__":

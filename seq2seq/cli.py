@@ -95,10 +95,11 @@ def add_decode_options(p: argparse.ArgumentParser, n_best: bool = True) -> None:
     p.add_argument("--max-len-b", type=_count(0), metavar="B", help="(default from the config)")
     p.add_argument("--batch-size", type=_count(1), metavar="N",
                    help="sentences per batch (default from the config)")
-    p.add_argument("--bf16", action="store_const", const=True, default=None,
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="decode under bfloat16 autocast: about 1.3x faster on CPUs with bf16 "
                         "instructions (AVX512-BF16, AMX) and on GPUs, slower on other CPUs; "
-                        "outputs may differ slightly (Multi30k: BLEU -0.1)")
+                        "outputs may differ slightly (Multi30k: BLEU -0.1); default: decode.bf16 "
+                        "of the config")
 
 
 def decode_overrides(args) -> Dict[str, Any]:

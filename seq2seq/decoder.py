@@ -156,7 +156,7 @@ class Decoder(nn.Module):
             h, _ = self.rnn(emb, None, state.rnn)  # (B, T, H)
             return self.project(self.attend(h, enc, state.keys)[0])  # (B, T, V)
         B, T = tgt_in.shape
-        gold = gold_mask(B, T, tf_ratio, scope, tgt_in.device)  # (B, T)
+        gold = gold_mask(B, T, tf_ratio, scope, tgt_in.device) if tf_ratio < 1.0 else None  # (B, T)
         outs: List[Tensor] = []  # (B, O) per step, or (B, V) logits when predictions are fed
         for t in range(T):
             x_t = emb[:, t]  # (B, E)

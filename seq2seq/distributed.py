@@ -20,7 +20,7 @@ broadcast from it after every validation.
 
 import gc
 import os
-from typing import Any, List, NamedTuple, Sequence
+from typing import Any, List, NamedTuple, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -36,17 +36,19 @@ class Dist(NamedTuple):
         return self.rank == 0
 
 
-def setup(device_type: str) -> Dist:
-    """Join the process group that torchrun describes (gloo on CPU, nccl on CUDA)."""
+def setup(device: torch.device) -> Tuple[Dist, torch.device]:
+    """Join the process group that torchrun describes (gloo on CPU, nccl on CUDA); returns it
+    and the device this process runs on (on CUDA, GPU ``LOCAL_RANK``)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Dist()
+        return Dist(), device
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device_type == "cuda":
+    if device.type == "cuda":
         torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
     if not dist.is_initialized():  # CPU tensors (the loop's small reductions) go through gloo
-        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), local_rank)
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank), device
 
 
 def wrap(model: torch.nn.Module, device: torch.device, d: Dist) -> torch.nn.Module:
@@ -56,9 +58,8 @@ def wrap(model: torch.nn.Module, device: torch.device, d: Dist) -> torch.nn.Modu
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    # on CUDA, setup() made this process's GPU (LOCAL_RANK) the current device
     return DistributedDataParallel(
-        model, device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None)
+        model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def cleanup(d: Dist) -> None:

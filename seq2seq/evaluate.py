@@ -75,7 +75,7 @@ def evaluate_lines(model, tok, cfg, srcs: Sequence[str], refs: Sequence[str], na
     ``decode``: overrides of ``cfg.decode`` (beam, length_penalty, batch_size, bf16, ...)."""
     from .decode import translate
 
-    opts = dataclasses.replace(decode_options(cfg, decode), n_best=1)
+    opts = decode_options(cfg, {**(decode or {}), "n_best": 1})
     hyps = translate(model, tok, list(srcs), opts, device=device, progress=progress)
     return Evaluation(name, list(srcs), list(refs), hyps, score(hyps, refs))
 

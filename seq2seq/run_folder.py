@@ -104,7 +104,8 @@ class RunFolder:
             close = replace_last and steps and step - steps[-1] < interval / 2
             previous = kept(self.path)[-1:] if close else []
             checkpoint.save(payload, self.path / f"step-{step}.pt")
-            for old in previous + kept(self.path)[:-keep_last]:
+            rest = [p for p in kept(self.path) if p not in previous]
+            for old in previous + rest[:-keep_last]:
                 if old.name != f"step-{step}.pt":
                     old.unlink(missing_ok=True)
 

@@ -7,13 +7,11 @@ Its kin: data in ``corpus.py``, checkpoints and metrics in ``run_folder.py``, au
 ``distributed.py``, Ctrl-C in ``console.py``.
 """
 
-import enum
-import math
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, List, Optional
+from dataclasses import asdict
+from typing import Any, Dict, Optional
 
 import torch
 from tqdm import tqdm
@@ -25,51 +23,12 @@ from .corpus import load_corpus
 from .device import mixed_precision, pick_device, set_threads
 from .errors import UserError
 from .evaluate import score_key, validate
+from .loop_state import LoopState, StopReason
 from .loss import TokenLosses, training_losses
 from .model import Seq2Seq
 from .optim import learning_rate, make_optimizer
 from .run_folder import RunFolder
 from .tokenizer import PAD, Tokenizer
-
-NO_SCORE = (-1.0, -1.0, -math.inf)  # (BLEU, chrF, -loss) before any validation
-
-
-class StopReason(enum.Enum):
-    BUDGET = "budget"  # train.max_steps or train.epochs spent
-    TIME = "time budget"  # train.max_minutes spent
-    EARLY_STOPPING = "early stopping"  # train.patience validations without a gain
-    SIGNAL = "signal"  # Ctrl-C or SIGTERM: checkpoint saved, continue with --resume
-
-
-@dataclass
-class LoopState:
-    """What the loop carries from step to step, saved in every checkpoint."""
-
-    step: int = 0  # updates made
-    epoch: int = 0  # epochs finished
-    batch: int = 0  # batches of the current epoch done
-    train_seconds: float = 0.0  # time spent in training steps
-    best_key: List[float] = field(default_factory=lambda: list(NO_SCORE))  # best validation so far
-    sched_best: List[float] = field(default_factory=lambda: list(NO_SCORE))  # scheduled ones
-    bad_evals: int = 0  # scheduled validations since sched_best last improved
-    plateau_factor: float = 1.0  # learning-rate factor of the plateau schedule
-    tf_ratio: Optional[float] = None  # the teacher-forcing ratio of the last step
-    # since the last validation, summed over target tokens (all processes):
-    window_nll: float = 0.0  # plain cross-entropy
-    window_objective: float = 0.0  # what was minimized (with label smoothing)
-    window_tokens: int = 0
-    window_seconds: float = 0.0
-
-    def update(self, d: Dict[str, Any]) -> None:
-        """Take the values of a saved state (keys this version does not know are ignored)."""
-        for f in fields(self):
-            if f.name in d:
-                setattr(self, f.name, d[f.name])
-
-    def clear_window(self) -> None:
-        self.window_nll = self.window_objective = self.window_seconds = 0.0
-        self.window_tokens = 0
-
 
 class Trainer:
     """One training run: corpus, model, optimizer, the loop's state, checkpoints and metrics.
@@ -90,8 +49,8 @@ class Trainer:
         t = cfg.train
         self.cfg, self.progress = cfg, progress
         self.extra_validation = extra_validation or {}
-        self.device = pick_device(t.device)
-        self.dist = d = distributed.setup(self.device.type)
+        self.dist, self.device = distributed.setup(pick_device(t.device))
+        d = self.dist
         self.log = console.log if d.main else console.quiet
         self.folder = RunFolder(out)
         # rank 0 checks and prepares the run folder; the broadcast makes the others wait for it
@@ -122,6 +81,8 @@ class Trainer:
             self.model.load_state_dict(ckpt["model"])
             self.opt.load_state_dict(ckpt["optimizer"])
             self.st.update(ckpt["train_state"])
+            if d.rank:  # the saved window holds every process's sum: count it once
+                self.st.clear_window()
             set_rng_state(ckpt["rng"], d.rank)
             self.records = self.folder.records(self.st.step) if d.main else []
             self.log(f"resumed from {start} at step {self.st.step}")
@@ -177,8 +138,7 @@ class Trainer:
         others then receive rank 0's loop state.
         """
         t, st, d = self.cfg.train, self.st, self.dist
-        for k in ("window_nll", "window_objective", "window_tokens"):
-            setattr(st, k, type(getattr(st, k))(distributed.all_sum(getattr(st, k), d)))
+        self._sum_window()
         improved = self._validate(scheduled) if d.main else False
         payload = self.payload()  # after validating: what a resumed run starts from
         if d.main:
@@ -189,6 +149,14 @@ class Trainer:
             state, stop = distributed.broadcast((asdict(st), stop), d)
             st.update(state)
         return stop
+
+    def _sum_window(self) -> None:
+        """The training window of every process, summed, on rank 0 (a collective)."""
+        st, d = self.st, self.dist
+        for k in ("window_nll", "window_objective", "window_tokens"):
+            setattr(st, k, type(getattr(st, k))(distributed.all_sum(getattr(st, k), d)))
+            if d.rank:
+                setattr(st, k, type(getattr(st, k))(0))
 
     def _validate(self, scheduled: bool) -> bool:
         """Rank 0: validate, record, count for the plateau and early stopping; improved?"""
@@ -250,29 +218,32 @@ class Trainer:
         """The loop: epochs of bucketed batches until the step, epoch or time budget is spent."""
         t, st, d = self.cfg.train, self.st, self.dist
         self.model.train()
-        reason: Optional[StopReason] = None
         bar = tqdm(total=self.total_steps, initial=st.step, desc="train", unit="step",
                    disable=not (self.progress and d.main), dynamic_ncols=True, mininterval=0.5,
                    file=sys.stderr)
-        with console.StopSignal(self.log) as sig, bar:
-            while reason is None and st.step < self.total_steps and st.epoch < t.epochs:
-                for batch in self.corpus.epoch(st.epoch, d, start=st.batch):
-                    reason = self._step_and_check(batch, sig, bar)
-                    if reason or st.step >= self.total_steps:
-                        break
-                else:
-                    st.epoch, st.batch = st.epoch + 1, 0
-                    if not t.eval_every and self.validate_and_save():
-                        reason = StopReason.EARLY_STOPPING
-        signum = signal.Signals(sig.signal or signal.SIGTERM)
-        if reason is StopReason.SIGNAL:
-            payload = self.payload()
-            if d.main:
-                self.folder.save(payload, st.step, best=False, keep_last=0)
-            self.log(f"stopped by {signum.name} at step {st.step}; checkpoint saved to "
-                     f"{self.folder.last}; continue with --resume")
-        elif distributed.broadcast(not self.records or self.records[-1]["step"] != st.step, d):
-            self.validate_and_save(scheduled=False)
+        with console.StopSignal(self.log) as sig:
+            reason = st.stopped(t)  # a resumed run that had stopped takes no more steps
+            with bar:
+                while reason is None and st.step < self.total_steps and st.epoch < t.epochs:
+                    for batch in self.corpus.epoch(st.epoch, d, start=st.batch):
+                        reason = self._step_and_check(batch, sig, bar)
+                        if reason or st.step >= self.total_steps:
+                            break
+                    else:
+                        st.epoch, st.batch = st.epoch + 1, 0
+                        if not t.eval_every and self.validate_and_save():
+                            reason = StopReason.EARLY_STOPPING
+            signum = signal.Signals(sig.signal or signal.SIGTERM)
+            if reason is StopReason.SIGNAL:
+                self._sum_window()
+                payload = self.payload()
+                if d.main:
+                    self.folder.save(payload, st.step, best=False, keep_last=0)
+                self.log(f"stopped by {signum.name} at step {st.step}; checkpoint saved to "
+                         f"{self.folder.last}; continue with --resume")
+            elif distributed.broadcast(not self.records or self.records[-1]["step"] != st.step,
+                                       d):
+                self.validate_and_save(scheduled=False)
         if d.main:
             self.folder.plot(self.records, force=True)
         self.ddp = self.model  # DDP's reducer goes before the process group it talks to

@@ -57,3 +57,7 @@ def test_the_end_of_a_run_does_not_count_twice_in_the_kept_checkpoints(tmp_path)
     assert names() == ["step-100.pt", "step-200.pt", "step-310.pt", "step-400.pt", "step-480.pt"]
     folder.save({"model": {}}, 500, best=False, keep_last=2)
     assert names() == ["step-480.pt", "step-500.pt"]
+    for step in (600, 700):
+        folder.save({"model": {}}, step, best=False, keep_last=3)
+    folder.save({"model": {}}, 720, best=False, keep_last=3, replace_last=True)
+    assert names() == ["step-500.pt", "step-600.pt", "step-720.pt"]  # still keep_last of them

@@ -268,3 +268,13 @@ def test_budgets_set_what_every_run_gets():
     assert (minutes.patience, minutes.max_minutes, minutes.max_steps) == (0, 5, None)
     converge = study.with_budget(config.load(None, ["train.max_steps=100"]), "converge").train
     assert converge.patience == 5 and converge.max_steps == 100
+
+
+def test_schedule_summary_of_a_long_run_is_sampled():
+    from seq2seq.compare.settings import schedule_summary
+
+    cfg = apply_setting(config.Config(), parse_setting("linear"), 1)
+    s = schedule_summary(cfg.teacher_forcing, 1000, 3 * 10 ** 8, 10 ** 6)
+    assert len(s["ratios"]) == len(s["ratio_steps"]) == 2000
+    assert s["ratio_start"] == 1.0 and s["ratio_end"] == pytest.approx(0.0, abs=1e-6)
+    assert s["ratio_mean"] == pytest.approx(0.5, abs=0.01)

@@ -116,3 +116,20 @@ def test_train_loss_is_comparable_with_the_validation_loss(cfg):
     assert rec["step"] == 5  # one epoch: every training pair once
     assert rec["train_loss"] == pytest.approx(rec["valid_loss"], rel=1e-5)
     assert rec["train_objective"] != pytest.approx(rec["train_loss"], rel=1e-3)
+
+
+def test_a_run_that_had_stopped_takes_no_more_steps_when_resumed(cfg):
+    """Stopped by early stopping (or its time budget): --resume validates nothing new and
+    trains no further."""
+    from seq2seq.loop_state import LoopState, StopReason
+
+    t = dataclasses.replace(cfg.train, patience=2, max_minutes=1.0)
+    assert LoopState(bad_evals=2).stopped(t) is StopReason.EARLY_STOPPING
+    assert LoopState(train_seconds=60.0).stopped(t) is StopReason.TIME
+    assert LoopState(bad_evals=1, train_seconds=59.0).stopped(t) is None
+    stops = cfg.replace(train=dataclasses.replace(cfg.train, lr=1e-12, patience=1,
+                                                  eval_every=2, max_steps=40))
+    first = train_mod.train(stops, "early", progress=False)
+    assert first["stopped_by"] == "early stopping" and first["steps"] < 40
+    again = train_mod.train(stops, "early", resume=True, progress=False)
+    assert again["steps"] == first["steps"] and again["stopped_by"] == "early stopping"

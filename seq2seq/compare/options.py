@@ -43,9 +43,11 @@ EPILOG = f"""settings (--settings, space-separated; default: {' '.join(DEFAULT_S
   exponential[:k=K,min=M]    eps_i = max(M, K**i), K < 1
   inverse_sigmoid[:k=K,c=C]  eps_i = K / (K + exp(C*i/K)), K >= 1 (C = 1: the paper's form)
   Any teacher_forcing key can be given as key=value: ratio, k, c, min, unit (step|epoch),
-  feed (argmax|sample); keys not given come from the config (k and c from the step budget:
-  linear reaches its floor at the last step, exponential reaches 0.05, inverse_sigmoid
-  starts at 0.95 or above and crosses 0.5 half-way). Examples: constant:0.5,feed=sample  linear:min=0.25
+  feed (argmax|sample), temperature (of feed=sample), scope (token|sequence|batch); keys not
+  given come from the config (k and c from the step budget: linear reaches its floor at the
+  last step, exponential reaches 0.05, inverse_sigmoid starts at 0.95 or above and crosses
+  0.5 half-way). Examples: constant:0.5,feed=sample,temperature=0.5  linear:min=0.25
+  constant:0.5,scope=sequence  inverse_sigmoid:min=0.75
 
 data:
   A toy recipe's config (no data.path) gets its data from seq2seq.toy, chosen by --toy or
@@ -95,7 +97,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", choices=("steps", "minutes", "converge"), default="steps",
                    help="what every run gets: steps (the same number of updates, the config's "
                         "train.max_steps/epochs; early stopping and the time limit are switched "
-                        "off), minutes (the same training time, train.max_minutes), converge "
+                        "off), minutes (the same training time, train.max_minutes; the steps "
+                        "stay a cap and set the schedules' horizon: make them more than the "
+                        "minutes allow), converge "
                         "(each run until validation BLEU stops improving, train.patience, 5 "
                         "unless set, capped by the config's steps/epochs/minutes); default: "
                         "steps. Example: --budget minutes --set train.max_minutes=10")

@@ -180,8 +180,7 @@ def plot_curves(settings, run_dirs: Dict[str, List[Path]], sched: Dict[str, dict
             axes[0, 1].plot(steps, [r["valid_loss"] for r in recs], color=color)
             axes[0, 1].plot(steps, [r["valid_loss_free"] for r in recs], color=color, ls="--")
             axes[1, 0].plot(steps, [r["valid_bleu"] for r in recs], color=color)
-        ratios = sched[s.label]["ratios"]
-        axes[1, 1].plot(range(1, len(ratios) + 1), ratios, color=color)
+        axes[1, 1].plot(sched[s.label]["ratio_steps"], sched[s.label]["ratios"], color=color)
     axes[0, 0].set_ylabel("training loss (as trained)")
     axes[0, 1].set_ylabel("validation loss: TF solid, free dashed")
     axes[1, 0].set_ylabel("validation BLEU (greedy)")

@@ -6,8 +6,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import yaml
+
 from ..checkpoint import load_model
-from ..config import to_yaml
 from ..console import log
 from ..device import pick_device
 from ..errors import UserError
@@ -94,6 +95,13 @@ class Scoring(NamedTuple):
                 "extra_bleu": [name for name, _, _ in self.extra]}
 
 
+def same_config(a: Optional[dict], b: dict) -> bool:
+    """Whether two configs (as dicts) describe the same run: torch's thread count (which
+    ``--jobs`` sets) does not change what a run computes with one thread or several."""
+    strip = lambda c: {**c, "train": {k: v for k, v in c["train"].items() if k != "threads"}}
+    return a is not None and "train" in a and strip(a) == strip(b)
+
+
 def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: bool,
                        fresh: bool) -> Dict[str, Any]:
     """Train one model, then score it. A finished run with the same config is reused; an
@@ -104,12 +112,13 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
     result_path = run_dir / "result.json"
     if not fresh and result_path.is_file():
         old = json.loads(result_path.read_text(encoding="utf-8"))
-        if (old.get("config") == cfg.to_dict() and old.get("checkpoint") == checkpoint
+        if (same_config(old.get("config"), cfg.to_dict()) and old.get("checkpoint") == checkpoint
                 and all(list(old.get(k, {})) == v for k, v in scoring.labels().items())):
             log(f"reusing the finished run in {run_dir} (--fresh trains it again)")
             return {"epochs": float("nan"), "stopped_by": "?", **old}  # older results lack them
-    same_run = (not fresh and (run_dir / "config.yaml").is_file()
-                and (run_dir / "config.yaml").read_text(encoding="utf-8") == to_yaml(cfg))
+    saved = run_dir / "config.yaml"
+    same_run = (not fresh and saved.is_file() and same_config(
+        yaml.safe_load(saved.read_text(encoding="utf-8")), cfg.to_dict()))
     t0 = time.time()
     summary = train(cfg, run_dir, resume=same_run, overwrite=True, dataset=dataset,
                     progress=progress, extra_validation={"free_running": True})
@@ -122,7 +131,8 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
     diag = encode_pairs(tok, read_split(cfg, diag_split, dataset))
     v = validate(model, diag, tok, cfg, device, free_running=True)
     pos = position_accuracy(model, diag, cfg.decode.batch_size, device)
-    ev = evaluate_model(model, tok, cfg, d.test_split or d.valid_split, dataset, device=device)
+    ev = evaluate_model(model, tok, cfg, d.test_split or d.valid_split, dataset,
+                        decode={"beam": 1}, device=device)  # greedy, whatever the config says
     (run_dir / f"{ev.split}.hyp").write_text("".join(h + "\n" for h in ev.hyps),
                                              encoding="utf-8")
     by_len = {}

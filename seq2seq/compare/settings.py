@@ -106,11 +106,13 @@ def apply_setting(cfg, setting: Setting, seed: int):
 
 def schedule_summary(tf, steps_per_epoch: int, total_steps: int, epochs: int) -> Dict[str, Any]:
     """The schedule's parameters as the training loop resolves them, its ratio at every step
-    of the run (:func:`seq2seq.teacher_forcing.ratio_for`, as the loop calls it), at the start
-    and the end, and its mean over the run."""
+    of the run (:func:`seq2seq.teacher_forcing.ratio_for`, as the loop calls it; at 2,000 evenly
+    spaced steps of a longer run), at the start and the end, and its mean over the run."""
     params = sched.params(tf, total_steps if tf.unit == "step" else epochs)
+    n = max(1, total_steps)  # every step, or 2,000 evenly spaced ones of a long run
+    steps = list(range(n)) if n <= 2000 else sorted({i * (n - 1) // 1999 for i in range(2000)})
     ratios = [sched.ratio_for(tf, i, i // max(1, steps_per_epoch), total_steps, epochs)
-              for i in range(max(1, total_steps))]
+              for i in steps]
     if tf.schedule == "constant":
         desc = f"ratio={tf.ratio:g}"
     else:
@@ -124,4 +126,5 @@ def schedule_summary(tf, steps_per_epoch: int, total_steps: int, epochs: int) ->
     if tf.feed != "argmax":
         desc += f", feed={tf.feed}"
     return {"schedule": desc, "ratio_start": ratios[0], "ratio_end": ratios[-1],
-            "ratio_mean": sum(ratios) / len(ratios), "ratios": ratios}
+            "ratio_mean": sum(ratios) / len(ratios), "ratios": ratios,
+            "ratio_steps": [i + 1 for i in steps]}

@@ -52,11 +52,11 @@ def with_budget(cfg, budget: str):
     t = cfg.train
     if budget == "steps":  # the same updates for every run: nothing may stop one earlier
         t = dataclasses.replace(t, patience=0, max_minutes=None)
-    elif budget == "minutes":
+    elif budget == "minutes":  # the steps stay a cap, and the horizon of the schedules
         if not t.max_minutes:
             raise UserError("--budget minutes gives every run train.max_minutes of training: "
                             "set it, e.g. --set train.max_minutes=10")
-        t = dataclasses.replace(t, patience=0, max_steps=None, epochs=max(t.epochs, 10**6))
+        t = dataclasses.replace(t, patience=0)
     else:  # converge: validation BLEU decides, within the config's caps
         t = dataclasses.replace(t, patience=t.patience or 5)
     return cfg.replace(train=t)
@@ -67,7 +67,8 @@ def budget_text(cfg, budget: str, total: int) -> str:
     if budget == "steps":
         return f"{total} steps each"
     if budget == "minutes":
-        return f"{t.max_minutes:g} minutes of training each"
+        return (f"{t.max_minutes:g} minutes of training each (at most {total} steps, the "
+                "schedules' horizon)")
     caps = [f"{total} steps"] + ([f"{t.max_minutes:g} minutes"] if t.max_minutes else [])
     return f"each until {t.patience} validations without a BLEU gain, at most {' or '.join(caps)}"
 
@@ -126,8 +127,12 @@ def run_all(jobs: List[Tuple[Any, Path]], dataset, scoring, args) -> List[dict]:
                                                                     threads=threads))
                 futures[pool.submit(train_and_evaluate, run_cfg, d, dataset, scoring, False,
                                     args.fresh)] = i
-            for f in as_completed(futures):
-                report(futures[f], f.result())
+            try:
+                for f in as_completed(futures):
+                    report(futures[f], f.result())
+            except KeyboardInterrupt:  # the running ones have saved (they got SIGINT too)
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     return results
 
 
