@@ -265,7 +265,7 @@ def test_budgets_set_what_every_run_gets():
     steps = study.with_budget(base, "steps").train
     assert (steps.patience, steps.max_minutes, steps.max_steps) == (0, None, 100)
     minutes = study.with_budget(base, "minutes").train
-    assert (minutes.patience, minutes.max_minutes, minutes.max_steps) == (0, 5, None)
+    assert (minutes.patience, minutes.max_minutes, minutes.max_steps) == (0, 5, 100)  # a cap
     converge = study.with_budget(config.load(None, ["train.max_steps=100"]), "converge").train
     assert converge.patience == 5 and converge.max_steps == 100
 
