@@ -9,6 +9,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -127,6 +128,21 @@ def test_bad_requests_get_one_line_errors_and_the_server_goes_on(served, body, s
     assert got == status and set(out) == {"error"} and message in out["error"]
     assert "\n" not in out["error"]
     assert call(url, "/translate", {"text": ["cat"]})[0] == 200
+
+
+def test_help_and_start_up_errors_are_one_line(toy, tmp_path):
+    text = seq2seq("serve", "--help", cwd=tmp_path).stdout
+    for opt in ("--checkpoint", "--host", "--port", "--timeout", "--max-sentences", "/translate"):
+        assert opt in text
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        for args, message in ([toy.run, "--port", port], "cannot listen on 127.0.0.1:"), (
+                [tmp_path / "nothing", "--port", "0"], "nothing"):
+            p = seq2seq("serve", "--checkpoint", *args, cwd=toy.dir, check=False)
+            assert p.returncode == 2 and message in p.stderr, p.stderr
+            assert len(p.stderr.strip().splitlines()) == 1
 
 
 def test_unknown_paths_and_methods(served):
