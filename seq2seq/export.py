@@ -46,6 +46,7 @@ from .encoder import Encoded
 from .errors import UserError, first_line
 from .onnx_model import EXPORT_FORMAT, MARKER, OnnxSeq2Seq, file_sizes, graph_io, require
 from .rnn import State
+from .tokenizer import BOS, PAD
 
 OPSET = 17
 MAX_LOGIT_DIFF = 1e-3  # float32 export: the largest first-step logit difference accepted
@@ -148,7 +149,7 @@ def write_graphs(model: nn.Module, cell: str, folder: Path) -> None:
     B, S = 3, 7  # example inputs: padded rows, so the packed path is what gets traced
     src = torch.randint(4, model.encoder.embedding.num_embeddings, (B, S), generator=g)
     src_len = torch.tensor([S, 5, 2])
-    src[1, 5:] = src[2, 2:] = 0
+    src[1, 5:] = src[2, 2:] = PAD
     enc_graph = EncoderGraph(model.encoder).eval()
     enc_names = ["enc_out", "h"] + (["c"] if cell == "lstm" else [])
     _trace(enc_graph, (src, src_len), ["src", "src_len"], enc_names, folder / "encoder.onnx")
@@ -160,7 +161,7 @@ def write_graphs(model: nn.Module, cell: str, folder: Path) -> None:
         _trace(KeysGraph(dec).eval(), (enc.out,), ["enc_out"], ["keys"],
                folder / "decoder_start.onnx")
     step = StepGraph(dec, cell).eval()
-    given = {"y_prev": torch.tensor([2, 5, 9]), "h": state.rnn.h, "c": state.rnn.c,
+    given = {"y_prev": torch.tensor([BOS, 5, 9]), "h": state.rnn.h, "c": state.rnn.c,
              "att": state.att, "enc_out": enc.out, "keys": state.keys, "pad_mask": enc.pad_mask}
     _trace(step, tuple(given[k] for k in step.inputs), step.inputs, step.outputs,
            folder / "decoder_step.onnx")
@@ -224,7 +225,7 @@ def compare(model: nn.Module, onnx_model: OnnxSeq2Seq, tok, cfg, lines: List[str
     batch = collate([ids[:cfg.decode.max_src_len] for ids in tok.encode_src(lines)], None,
                     range(len(lines)))
     with torch.inference_mode():
-        y = torch.full((len(lines),), 2, dtype=torch.long)  # BOS
+        y = torch.full((len(lines),), BOS, dtype=torch.long)
         diffs = []
         for m in (model, onnx_model):
             enc = m.encoder(batch.src, batch.src_len)
@@ -272,7 +273,6 @@ def export_model(model: nn.Module, tok, cfg, out, int8: bool = False, overwrite:
     _check_out(out, overwrite)
     if cfg.model.impl != "fused":  # the same weights in nn.LSTM/nn.GRU: ONNX LSTM/GRU operators
         from .model import Seq2Seq
-        from .tokenizer import PAD
 
         fused = Seq2Seq.from_config(dataclasses.replace(cfg.model, impl="fused"),
                                     tok.src_vocab_size, tok.tgt_vocab_size, PAD)

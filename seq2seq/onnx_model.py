@@ -39,7 +39,7 @@ from .tokenizer import Tokenizer
 
 EXPORT_FORMAT = 1  # bump when the folder's layout or the graphs' interface changes
 MARKER = "export.json"
-INSTALL = "pip install 'seq2seq[deploy]' (onnx and onnxruntime)"
+INSTALL = "pip install 'seq2seq[deploy]'"
 
 
 def is_exported(path: Union[str, Path]) -> bool:

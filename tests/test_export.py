@@ -4,7 +4,6 @@ exported folder (``export``, ``translate``, ``evaluate``), with its errors."""
 
 import json
 import random
-import dataclasses
 
 import pytest
 import torch
@@ -74,7 +73,7 @@ sources = st.lists(st.lists(st.integers(4, 40), min_size=1, max_size=12), min_si
                    max_size=6)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(src=sources)
 def test_greedy_outputs_and_attention_equal_pytorch(exported, src):
     model, onnx_model, _ = exported
@@ -90,7 +89,7 @@ def test_greedy_outputs_and_attention_equal_pytorch(exported, src):
             assert torch.allclose(a, b, atol=1e-5)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(src=sources, beam=st.integers(2, 4))
 def test_beam_outputs_and_scores_equal_pytorch(exported, src, beam):
     model, onnx_model, _ = exported
@@ -151,12 +150,23 @@ def toy_export(toy):
     return out
 
 
+def test_export_help_explains_itself(tmp_path):
+    text = seq2seq("export", "--help", cwd=tmp_path).stdout
+    for word in ("--checkpoint", "--out", "--int8", "--overwrite", "decoder_step.onnx",
+                 "seq2seq[deploy]"):
+        assert word in text
+
+
 def test_exported_folder_translates_like_the_checkpoint(toy, toy_export):
     text = "cat\n\ndog house\ntree\napple mouse\n"
     for opts in ([], ["--beam", "3"], ["--beam", "3", "--n-best", "2"]):
         ref = seq2seq("translate", "--checkpoint", toy.run, *opts, input=text, cwd=toy.dir)
         out = seq2seq("translate", "--checkpoint", toy_export, *opts, input=text, cwd=toy.dir)
         assert out.stdout == ref.stdout
+    plots = toy.dir / "plots-onnx"
+    seq2seq("translate", "--checkpoint", toy_export, "--attention-plot", plots, input=text,
+            cwd=toy.dir)
+    assert len(list(plots.glob("*.png"))) == 4  # one per non-empty line
     info = json.loads((toy_export / "export.json").read_text())
     assert info["graphs"]["decoder_step.onnx"]["inputs"][:2] == ["y_prev", "h"]
 
