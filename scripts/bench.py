@@ -298,13 +298,13 @@ def bench_decode(args) -> dict:
     if args.checkpoint:  # a trained model: sentences stop where the model says EOS
         from seq2seq.checkpoint import load_model
 
-        model, tok, _ = load_model(args.checkpoint, None, torch.device("cpu"))
+        model, tok, cfg = load_model(args.checkpoint, None, torch.device("cpu"))
         a, b, what = 1.5, 10, f"the trained model {args.checkpoint}"
     else:  # an untrained model rarely says EOS: cap the length as a trained one would stop
         tok_src, tok_tgt, _ = multi30k_lines(args.data_dir, "train", 29000)
         tok = Tokenizer.train(tok_src, tok_tgt, Config().tokenizer)
-        model = Seq2Seq.from_config(model_config(args), tok.src_vocab_size, tok.tgt_vocab_size,
-                                    PAD)
+        cfg = Config(model=model_config(args))
+        model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, PAD)
         a, b, what = 1.2, 2, "an untrained default model, length capped at 1.2 x source + 2"
     model.eval()
     ids = tok.encode_src(src)
@@ -313,7 +313,7 @@ def bench_decode(args) -> dict:
                for k in range(0, len(order), 128)]
     singles = [collate([ids[i]], None, [i]) for i in range(min(args.singles, len(ids)))]
     engines = {"PyTorch": model}
-    engines.update(onnx_engines(model, tok, args))
+    engines.update(onnx_engines(model, tok, cfg))
 
     def run(m, batches, bf16=False):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -347,7 +347,7 @@ def bench_decode(args) -> dict:
                                           for k, m in engines.items()}}
 
 
-def onnx_engines(model, tok, args) -> dict:
+def onnx_engines(model, tok, cfg) -> dict:
     """The model exported to ONNX (float32 and int8) in a temporary folder, run by ONNX Runtime;
     none when onnx or onnxruntime is not installed."""
     try:
@@ -358,15 +358,9 @@ def onnx_engines(model, tok, args) -> dict:
         return {}
     import tempfile
 
-    from seq2seq.config import Config
     from seq2seq.export import export_model
     from seq2seq.onnx_model import OnnxSeq2Seq, file_sizes
 
-    cfg = Config(model=model_config(args)) if not args.checkpoint else None
-    if args.checkpoint:
-        from seq2seq.checkpoint import load_model
-
-        _, _, cfg = load_model(args.checkpoint, None, torch.device("cpu"))
     out = {}
     folder = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
     for name, int8 in (("ONNX Runtime float32", False), ("ONNX Runtime int8", True)):
