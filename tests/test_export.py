@@ -159,7 +159,7 @@ def test_export_help_explains_itself(tmp_path):
 
 def test_exported_folder_translates_like_the_checkpoint(toy, toy_export):
     text = "cat\n\ndog house\ntree\napple mouse\n"
-    for opts in ([], ["--beam", "3"], ["--beam", "3", "--n-best", "2"]):
+    for opts in ([], ["--beam", "3", "--n-best", "2"]):
         ref = seq2seq("translate", "--checkpoint", toy.run, *opts, input=text, cwd=toy.dir)
         out = seq2seq("translate", "--checkpoint", toy_export, *opts, input=text, cwd=toy.dir)
         assert out.stdout == ref.stdout
