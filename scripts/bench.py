@@ -6,7 +6,8 @@ median and min-max over repeats, with the torch version, thread count and CPU mo
 
     python scripts/bench.py layer            # manual (fast, plain) vs fused LSTM/GRU, fwd+bwd
     python scripts/bench.py train            # training steps vs a tutorial-style baseline
-    python scripts/bench.py decode           # batched greedy vs one sentence at a time
+    python scripts/bench.py decode           # greedy: PyTorch vs ONNX Runtime float32 and int8,
+                                             # batched and one sentence at a time
     python scripts/bench.py data             # load + tokenize + batch Multi30k
     python scripts/bench.py memory           # peak RSS of a short training run
     python scripts/bench.py all --json       # everything, one JSON object
@@ -297,36 +298,126 @@ def bench_decode(args) -> dict:
     if args.checkpoint:  # a trained model: sentences stop where the model says EOS
         from seq2seq.checkpoint import load_model
 
-        model, tok, _ = load_model(args.checkpoint, None, torch.device("cpu"))
+        model, tok, cfg = load_model(args.checkpoint, None, torch.device("cpu"))
         a, b, what = 1.5, 10, f"the trained model {args.checkpoint}"
     else:  # an untrained model rarely says EOS: cap the length as a trained one would stop
         tok_src, tok_tgt, _ = multi30k_lines(args.data_dir, "train", 29000)
         tok = Tokenizer.train(tok_src, tok_tgt, Config().tokenizer)
-        model = Seq2Seq.from_config(model_config(args), tok.src_vocab_size, tok.tgt_vocab_size,
-                                    PAD)
+        cfg = Config(model=model_config(args))
+        model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, PAD)
         a, b, what = 1.2, 2, "an untrained default model, length capped at 1.2 x source + 2"
     model.eval()
     ids = tok.encode_src(src)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     batches = [collate([ids[i] for i in order[k:k + 128]], None, order[k:k + 128])
                for k in range(0, len(order), 128)]
-    singles = [collate([ids[i]], None, [i]) for i in range(min(50, len(ids)))]
+    singles = [collate([ids[i]], None, [i]) for i in range(min(args.singles, len(ids)))]
+    engines = {"PyTorch": model}
+    engines.update(onnx_engines(model, tok, cfg))
 
-    def run(batches, bf16=False):
+    def run(m, batches, bf16=False):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            return [greedy(model, x.src, x.src_len, a, b) for x in batches]
+            return [greedy(m, x.src, x.src_len, a, b) for x in batches]
 
-    ts = interleave({"batched": lambda: run(batches), "bf16": lambda: run(batches, True),
-                     "single": lambda: run(singles)}, args.repeats)
-    sps = {k: (len(singles) if k == "single" else len(ids)) / statistics.median(v)
+    sides = {}
+    for name, m in engines.items():
+        sides[(name, "batched")] = lambda m=m: run(m, batches)
+        sides[(name, "single")] = lambda m=m: run(m, singles)
+    sides[("PyTorch bf16 autocast", "batched")] = lambda: run(model, batches, True)
+    ts = interleave(sides, args.repeats)
+    sps = {k: (len(singles) if k[1] == "single" else len(ids)) / statistics.median(v)
            for k, v in ts.items()}
-    rows = [{"mode": m, "sentences/s": round(sps[k]), "speed-up": f"{sps[k] / sps['single']:.1f}x"}
-            for m, k in (("batched (128)", "batched"), ("batched (128), bf16 autocast", "bf16"),
-                         ("one at a time", "single"))]
+    rows = []
+    for (name, mode), v in sps.items():
+        base = sps[("PyTorch", mode)]
+        rows.append({"engine": name, "mode": "batched (128)" if mode == "batched" else
+                     "one at a time", "sentences/s": round(v, 1),
+                     "vs PyTorch": f"{v / base:.2f}x",
+                     "vs one at a time": f"{v / sps[(name, 'single')]:.1f}x"
+                     if (name, "single") in sps else ""})
+    rows.sort(key=lambda r: (r["mode"], list(engines).index(r["engine"])
+                             if r["engine"] in engines else 99))
     print(f"greedy decoding of {'test_2016_flickr' if real else 'synthetic'} ({len(ids)} "
-          f"sentences), {what}")
+          f"sentences batched, the first {len(singles)} one at a time), {what}; "
+          f"{torch.get_num_threads()} thread(s), {args.repeats} interleaved repeats, medians")
     print(table(rows, list(rows[0])))
-    return {"rows": rows}
+    if "ONNX Runtime float32" in engines:
+        print(breakdown(engines, singles, batches[len(batches) // 2], a, b))
+    return {"rows": rows, "model_bytes": {k: getattr(m, "bytes", None)
+                                          for k, m in engines.items()}}
+
+
+def onnx_engines(model, tok, cfg) -> dict:
+    """The model exported to ONNX (float32 and int8) in a temporary folder, run by ONNX Runtime;
+    none when onnx or onnxruntime is not installed."""
+    try:
+        import onnxruntime  # noqa: F401
+        import onnx  # noqa: F401
+    except ImportError:
+        print("(onnx/onnxruntime not installed: PyTorch only; pip install 'seq2seq[deploy]')")
+        return {}
+    import tempfile
+
+    from seq2seq.export import export_model
+    from seq2seq.onnx_model import OnnxSeq2Seq, file_sizes
+
+    out = {}
+    folder = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
+    for name, int8 in (("ONNX Runtime float32", False), ("ONNX Runtime int8", True)):
+        path = folder / ("int8" if int8 else "float32")
+        export_model(model, tok, cfg, path, int8=int8, check_sentences=5, log=lambda m: None)
+        out[name] = OnnxSeq2Seq(path)
+        out[name].bytes = file_sizes(path)["total"]
+    model.bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    return out
+
+
+class Timed:
+    """A model (PyTorch or exported) seen by the searches, timing its encoder and decoder steps."""
+
+    def __init__(self, model) -> None:
+        self.model, self.decoder = model, self
+        self.spent = {"encoder": 0.0, "steps": 0.0, "n_steps": 0}
+
+    def _time(self, key, fn, *args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        self.spent[key] += time.perf_counter() - t0
+        return out
+
+    def encoder(self, src, src_len):
+        return self._time("encoder", self.model.encoder, src, src_len)
+
+    def start(self, enc):
+        return self.model.decoder.start(enc)
+
+    def projector(self, batch):
+        return self.model.decoder.projector(batch)
+
+    def step(self, *args):
+        self.spent["n_steps"] += 1
+        return self._time("steps", self.model.decoder.step, *args)
+
+
+def breakdown(engines, singles, batch, a, b) -> str:
+    """Where one-at-a-time and batched greedy decoding spend their time, per engine: the
+    encoder, the decoder steps (model calls), and the search around them."""
+    lines = ["time per sentence (one at a time) and per batch of 128 (the middle batch): "
+             "encoder, decoder steps, search (the rest)"]
+    for name, m in engines.items():
+        for what, xs in (("one at a time", singles), ("batch", [batch])):
+            timed = Timed(m)
+            t0 = time.perf_counter()
+            for x in xs:
+                greedy(timed, x.src, x.src_len, a, b)
+            total, spent, n = time.perf_counter() - t0, timed.spent, len(xs)
+            search = total - spent["encoder"] - spent["steps"]
+            lines.append(f"  {name:22s} {what:13s} {1e3 * total / n:7.2f} ms: encoder "
+                         f"{1e3 * spent['encoder'] / n:6.2f}, steps {1e3 * spent['steps'] / n:7.2f}"
+                         f" ({spent['n_steps'] / n:.1f} steps, "
+                         f"{1e6 * spent['steps'] / max(1, spent['n_steps']):.0f} us each), search "
+                         f"{1e3 * search / n:6.2f}")
+    return "\n".join(lines)
 
 
 # -- memory ----------------------------------------------------------------------------------
@@ -350,6 +441,8 @@ def main() -> int:
     p.add_argument("--checkpoint", type=Path,
                    help="decode: a trained model (e.g. runs/multi30k/best.pt) instead of an "
                         "untrained one")
+    p.add_argument("--singles", type=int, default=50,
+                   help="decode: sentences decoded one at a time (default: 50)")
     p.add_argument("--json", action="store_true", help="also print one JSON object at the end")
     args = p.parse_args()
     if args.threads:

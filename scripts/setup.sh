@@ -3,8 +3,17 @@
 # Idempotent: a second run only checks. Installs the CPU build of torch 2.13.0 first, so that
 # pip does not fetch a multi-GB CUDA build to satisfy torch>=2.1 (see DEVELOPERS.md).
 # A different torch: TORCH_SPEC="torch==2.5.1" bash scripts/setup.sh
+# --browser: also Debian's chromium (apt-get, as root) and playwright, for the test that drives
+# seq2seq serve's page in a headless browser (skipped without them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BROWSER=0
+for arg in "$@"; do
+  case "$arg" in
+    --browser) BROWSER=1 ;;
+    *) echo "setup: unknown option $arg (known: --browser)" >&2; exit 2 ;;
+  esac
+done
 PY=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 if [ ! -x .venv/bin/python ]; then
@@ -16,11 +25,24 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check "$TORCH_SPEC" 2>&1 | { grep -v "^WARNING: Location" >&2 || true; }
   .venv/bin/python -c "import torch" || { echo "setup: installing $TORCH_SPEC failed (see above)" >&2; exit 1; }
 fi
-if ! .venv/bin/python -c "import seq2seq, sentencepiece, datasets, sacrebleu, pytest, hypothesis, matplotlib" 2>/dev/null \
+if ! .venv/bin/python -c "import seq2seq, sentencepiece, datasets, sacrebleu, pytest, hypothesis, matplotlib, onnx, onnxruntime, starlette, uvicorn" 2>/dev/null \
    || [ setup.cfg -nt .venv/.seq2seq-installed ]; then
   echo "setup: installing seq2seq and its requirements into .venv" >&2
   .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | { grep -v "^WARNING: Location" >&2 || true; }
-  .venv/bin/python -c "import seq2seq, sentencepiece, datasets, sacrebleu, pytest, hypothesis" \
+  .venv/bin/python -c "import seq2seq, sentencepiece, datasets, sacrebleu, pytest, hypothesis, onnx, onnxruntime, starlette, uvicorn" \
     || { echo "setup: the install failed (see above)" >&2; exit 1; }
   touch .venv/.seq2seq-installed
+fi
+if [ "$BROWSER" = 1 ]; then  # best effort: without a browser, its test is skipped
+  if ! command -v chromium >/dev/null; then
+    echo "setup: installing Debian's chromium (apt-get)" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+      || echo "setup: could not install chromium (needs root and Debian's package lists); the browser test will be skipped" >&2
+  fi
+  if ! .venv/bin/python -c "import playwright.sync_api" 2>/dev/null; then
+    echo "setup: installing playwright (it drives the system's chromium; no browser download)" >&2
+    .venv/bin/pip install -q --disable-pip-version-check -e ".[test,browser]" 2>&1 | { grep -v "^WARNING: Location" >&2 || true; }
+    .venv/bin/python -c "import playwright.sync_api" 2>/dev/null \
+      || echo "setup: could not install playwright; the browser test will be skipped" >&2
+  fi
 fi

@@ -1,4 +1,4 @@
-"""The ``seq2seq`` command: train, translate, evaluate, average, compare-tf.
+"""The ``seq2seq`` command: train, translate, evaluate, average, export, serve, compare-tf.
 
 Errors a user can fix are printed as one line on stderr with exit status 2 (``--debug``
 shows the traceback instead), by :func:`seq2seq.console.run_main` as in every entry point.
@@ -153,17 +153,16 @@ def cmd_train(args) -> int:
 
 
 def cmd_translate(args) -> int:
-    from .checkpoint import load_model
+    from .checkpoint import load_for_decoding
     from .decode import translate
-    from .device import pick_device, set_threads
+    from .device import set_threads
     from .evaluate import decode_options
 
     if args.output and not Path(args.output).resolve().parent.is_dir():
         raise UserError(f"cannot write --output {args.output}: its folder does not exist")
     set_threads(args.threads)
-    device = pick_device(args.device)
-    model, tok, cfg = load_model(args.checkpoint, args.impl, device)
-    opts = decode_options(cfg, decode_overrides(args))
+    model, tok, cfg, device = load_for_decoding(args.checkpoint, args.impl, args.device)
+    opts = decode_options(cfg, decode_overrides(args), model)
     if args.attention_plot and opts.beam > 1:
         raise UserError("--attention-plot works with greedy search (--beam 1) only")
     lines = _read_input(args.input, args.encoding_errors)
@@ -246,17 +245,20 @@ EPILOG_TRANSLATE = """examples:
   seq2seq translate --checkpoint runs/my --input test.de --output test.hyp --beam 5
   seq2seq translate --checkpoint runs/my --beam 5 --n-best 3 < test.de   # 3 lines per input
 
-Decoding options not given come from the checkpoint's config (its decode section)."""
-
+Decoding options not given come from the checkpoint's config (its decode section).
+--checkpoint may also be a folder written by 'seq2seq export': ONNX Runtime decodes then, on
+the CPU, with the same options and output (not --impl, --bf16 or --device cuda)."""
 
 def build_parser() -> argparse.ArgumentParser:
     from .compare.options import add_arguments as add_compare_arguments
+    from .deploy_options import add_deploy_commands
 
     p = argparse.ArgumentParser(
         prog="seq2seq",
         description="RNN (LSTM/GRU) encoder-decoder translation: train on parallel text, "
                     "translate with greedy or beam search, score with sacreBLEU, compare "
-                    "teacher-forcing schedules.",
+                    "teacher-forcing schedules, export to ONNX Runtime (float32, int8) and "
+                    "serve translations over HTTP.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="run 'seq2seq COMMAND --help' for the options of each command")
     p.add_argument("--version", action="version", version=f"seq2seq {__version__}")
@@ -280,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog=EPILOG_TRANSLATE,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     tr.add_argument("--checkpoint", required=True, metavar="DIR_OR_FILE",
-                    help="a run folder (uses best.pt, else last.pt) or a .pt file")
+                    help="a run folder (uses best.pt, else last.pt), a .pt file, or a folder "
+                         "written by 'seq2seq export' (ONNX Runtime)")
     tr.add_argument("--input", metavar="FILE", help="input text, one sentence per line "
                     "(default: stdin)")
     tr.add_argument("--output", metavar="FILE", help="where to write (default: stdout)")
@@ -296,7 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "exact match",
                        description="Score --hyp against --ref, or decode a split of the "
                                    "checkpoint's data and score it.")
-    e.add_argument("--checkpoint", metavar="DIR_OR_FILE", help="decode and score this model")
+    e.add_argument("--checkpoint", metavar="DIR_OR_FILE",
+                   help="decode and score this model (a run folder, a .pt file, or an exported "
+                        "folder)")
     e.add_argument("--split", help="split to decode (default: data.test_split)")
     e.add_argument("--hyp", metavar="FILE", help="hypotheses, one per line")
     e.add_argument("--ref", metavar="FILE", help="references, one per line")
@@ -319,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_debug(a)
     a.set_defaults(fn=cmd_average)
 
+    add_deploy_commands(sub)
     c = sub.add_parser("compare-tf", help="compare teacher-forcing ratios and schedules "
                        "(one model per setting and seed; table and plots)")
     add_compare_arguments(c)

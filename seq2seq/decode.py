@@ -167,6 +167,46 @@ def beam_search(model, src: Tensor, src_len: Tensor, beam: int = 5, length_penal
     return [sorted(f, key=lambda x: -x[0])[:n_best] for f in finished]
 
 
+@torch.inference_mode()
+def force_decode(model, src: Tensor, src_len: Tensor, tgt: Sequence[Sequence[int]]
+                 ) -> Tuple[List[float], Optional[List[Tensor]]]:
+    """Step the decoder through given outputs, as the searches step it (so for both engines).
+
+    Args:
+        model: a :class:`seq2seq.model.Seq2Seq` in eval mode, or an exported model.
+        src ``(B, S)``, src_len ``(B,)``: the padded source batch.
+        tgt: per sentence, the output ids (without BOS/EOS).
+
+    Returns:
+        per sentence ``log P(tgt + EOS | src)`` (natural log, no length normalization: beam
+        search's score with ``length_penalty=0``), and the attention weights
+        ``(len(tgt) + 1, S_i)`` of each step, the last one EOS's (None without attention).
+    """
+    from .batching import pad
+
+    B, S = src.shape
+    gold = pad([list(t) + [EOS] for t in tgt]).to(src.device)  # (B, T), PAD after EOS
+    T = gold.size(1)
+    enc = model.encoder(src, src_len)
+    state = model.decoder.start(enc)
+    project = model.decoder.projector(B)
+    y = torch.full((B,), BOS, dtype=torch.long, device=src.device)
+    logp = torch.zeros(B, device=src.device)
+    att = None
+    for t in range(T):
+        logits, state, weights = model.decoder.step(y, state, enc, project)  # (B, V)
+        g = gold[:, t]  # (B,)
+        step = torch.log_softmax(logits.float(), dim=-1).gather(1, g.unsqueeze(1)).squeeze(1)
+        logp += step.masked_fill(g == PAD, 0.0)
+        if weights is not None:
+            att = att if att is not None else src.new_zeros(B, T, S, dtype=torch.float)
+            att[:, t] = weights.float()  # (B, S)
+        y = g.masked_fill(g == PAD, EOS)  # after the end: any token, the rows are not read
+    lens = src_len.tolist()
+    maps = None if att is None else [att[i, :len(tgt[i]) + 1, :lens[i]].cpu() for i in range(B)]
+    return logp.tolist(), maps
+
+
 def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfig(),
               device="cpu", progress: bool = False, return_attention: bool = False):
     """Translate text lines; exactly one output per input, in input order.

@@ -60,13 +60,18 @@ def read_split(cfg, split: Optional[str] = None, dataset=None, errors: str = "st
     return load_splits(cfg.data, [split], dataset, errors)[split]
 
 
-def decode_options(cfg, overrides: Optional[Dict[str, Any]] = None):
-    """The config's ``decode`` section with ``overrides`` (keys of it; None values ignored)."""
+def decode_options(cfg, overrides: Optional[Dict[str, Any]] = None, model=None):
+    """The config's ``decode`` section with ``overrides`` (keys of it; None values ignored);
+    with ``model``, also checks that the options fit it (``--bf16`` is for PyTorch models)."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     try:
-        return dataclasses.replace(cfg.decode, **overrides)
+        opts = dataclasses.replace(cfg.decode, **overrides)
     except ConfigError as e:  # say it with the option's name
         raise UserError(str(e).replace("decode.", "--").replace("_", "-")) from None
+    if opts.bf16 and getattr(model, "engine", "pytorch") != "pytorch":
+        raise UserError("--bf16 is for PyTorch models; an exported model runs in float32, or "
+                        "in int8 when exported with --int8")
+    return opts
 
 
 def evaluate_lines(model, tok, cfg, srcs: Sequence[str], refs: Sequence[str], name: str,
@@ -75,7 +80,7 @@ def evaluate_lines(model, tok, cfg, srcs: Sequence[str], refs: Sequence[str], na
     ``decode``: overrides of ``cfg.decode`` (beam, length_penalty, batch_size, bf16, ...)."""
     from .decode import translate
 
-    opts = decode_options(cfg, {**(decode or {}), "n_best": 1})
+    opts = decode_options(cfg, {**(decode or {}), "n_best": 1}, model)
     hyps = translate(model, tok, list(srcs), opts, device=device, progress=progress)
     return Evaluation(name, list(srcs), list(refs), hyps, score(hyps, refs))
 
@@ -91,12 +96,11 @@ def evaluate_model(model, tok, cfg, split: Optional[str] = None, dataset=None, d
 def evaluate_checkpoint(checkpoint, split: Optional[str] = None, dataset=None, decode=None,
                         impl: Optional[str] = None, device="auto", progress: bool = False,
                         errors: str = "strict") -> Evaluation:
-    """Load a checkpoint (a run folder: its best.pt) and :func:`evaluate_model` it."""
-    from .checkpoint import load_model
-    from .device import pick_device
+    """Load a checkpoint (a run folder: its best.pt) or an exported model (a folder written by
+    ``seq2seq export``) and :func:`evaluate_model` it."""
+    from .checkpoint import load_for_decoding
 
-    device = pick_device(device) if isinstance(device, str) else device
-    model, tok, cfg = load_model(checkpoint, impl, device)
+    model, tok, cfg, device = load_for_decoding(checkpoint, impl, device)
     return evaluate_model(model, tok, cfg, split, dataset, decode, device, progress, errors)
 
 

@@ -14,6 +14,8 @@ class Seq2Seq(nn.Module):
     Output: logits ``(B, T, V_tgt)``.
     """
 
+    engine = "pytorch"  # what runs the model (an exported one: "onnxruntime")
+
     def __init__(self, encoder: Encoder, decoder: Decoder) -> None:
         super().__init__()
         self.encoder = encoder
