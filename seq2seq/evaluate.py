@@ -71,26 +71,28 @@ def decode_options(cfg, overrides: Optional[Dict[str, Any]] = None):
 
 def evaluate_model(model, tok, cfg, split: Optional[str] = None, dataset=None, decode=None,
                    device="cpu", progress: bool = False, errors: str = "strict") -> Evaluation:
-    """Decode ``split`` of the config's data (or ``dataset``) with ``model`` and score it.
-    ``decode``: overrides of ``cfg.decode`` (beam, length_penalty, batch_size, bf16, ...)."""
+    """Decode ``split`` of the config's data (or ``dataset``) with ``model`` (or an
+    :class:`seq2seq.ensemble.Ensemble`) and score it. ``decode``: overrides of ``cfg.decode``
+    (beam, length_penalty, batch_size, bf16, ...)."""
     from .decode import translate
 
     split = split or cfg.data.test_split
     srcs, refs = read_split(cfg, split, dataset, errors)
     opts = dataclasses.replace(decode_options(cfg, decode), n_best=1)
-    hyps = translate(model, tok, srcs, opts, device=device, progress=progress)
+    hyps = translate(model, tok, srcs, opts, device=device, progress=progress).hyps
     return Evaluation(split, srcs, refs, hyps, score(hyps, refs))
 
 
 def evaluate_checkpoint(checkpoint, split: Optional[str] = None, dataset=None, decode=None,
                         impl: Optional[str] = None, device="auto", progress: bool = False,
                         errors: str = "strict") -> Evaluation:
-    """Load a checkpoint (a run folder: its best.pt) and :func:`evaluate_model` it."""
-    from .checkpoint import load_model
+    """Load a checkpoint (a run folder: its best.pt), or a list of them (an ensemble; data and
+    decode options of the first), and :func:`evaluate_model` it."""
     from .device import pick_device
+    from .ensemble import load_ensemble
 
     device = pick_device(device) if isinstance(device, str) else device
-    model, tok, cfg = load_model(checkpoint, impl, device)
+    model, tok, cfg = load_ensemble(checkpoint, impl, device)
     return evaluate_model(model, tok, cfg, split, dataset, decode, device, progress, errors)
 
 
@@ -151,7 +153,7 @@ def greedy_ids(model, src: Sequence[Sequence[int]], opts, device) -> List[List[i
     out: List[List[int]] = [[] for _ in lens]
     for b in bucket_batches(lens, lens, opts.batch_size):
         batch = collate([src[i] for i in b], None, b).to(device)
-        hyps, _ = greedy(model, batch.src, batch.src_len, opts.max_len_a, opts.max_len_b)
+        hyps = greedy(model, batch.src, batch.src_len, opts.max_len_a, opts.max_len_b).hyps
         for i, h in zip(b, hyps):
             out[i] = h
     return out
