@@ -96,12 +96,15 @@ def evaluate_checkpoint(checkpoint, split: Optional[str] = None, dataset=None, d
     return evaluate_model(model, tok, cfg, split, dataset, decode, device, progress, errors)
 
 
-def validate(model, data, tok, cfg, device, free_running: bool = False) -> Dict[str, Any]:
+def validate(model, data, tok, cfg, device, free_running: bool = False, examples: int = 0
+             ) -> Dict[str, Any]:
     """The training loop's validation on ``data`` (:class:`seq2seq.batching.IdPairs`).
 
     Teacher-forced loss and perplexity; greedy BLEU, chrF and exact match on the first
     ``train.valid_max_sentences``; with ``free_running``, also the loss when the decoder is
     fed its own argmax predictions (``tf_ratio=0``): the gap between the two is exposure bias.
+    ``examples``: also the first that many translations, under ``"examples"`` (dicts of
+    source, output, reference; for TensorBoard, not for metrics.jsonl).
     """
     import torch
 
@@ -134,6 +137,9 @@ def validate(model, data, tok, cfg, device, free_running: bool = False) -> Dict[
            "valid_bleu": s["bleu"], "valid_chrf": s["chrf"], "valid_exact_match": s["exact_match"]}
     if free_running:
         out["valid_loss_free"] = loss_free / max(1, n_tok)
+    if examples:
+        out["examples"] = [{"source": s, "output": h, "reference": r} for s, h, r in
+                           zip(sub.src_text[:examples], hyps, sub.tgt_text)]
     return out
 
 

@@ -106,7 +106,7 @@ class Trainer:
         self.log = console.log if d.main else console.quiet
         if d.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", d.local_rank)
-        self.folder = RunFolder(out)
+        self.folder = RunFolder(out, tensorboard=t.tensorboard)
         # rank 0 checks and prepares the run folder; the broadcast makes the others wait for it
         start = distributed.on_main(lambda: self.folder.prepare(resume, overwrite, self.log), d)
         set_threads(t.threads)
@@ -204,7 +204,7 @@ class Trainer:
         improved = True
         if self.corpus.valid is not None:
             rec.update(validate(self.model, self.corpus.valid, self.tok, self.cfg, self.device,
-                                **self.extra_validation))
+                                examples=self.folder.examples, **self.extra_validation))
             key = score_key(rec)
             improved = key > st.best_key
             if improved:
@@ -219,7 +219,7 @@ class Trainer:
                      f"{rec['valid_ppl']:.2f} BLEU {rec['valid_bleu']:.2f} chrF "
                      f"{rec['valid_chrf']:.2f} (tf {tf_ratio:.2f})")
         self.records.append(rec)
-        self.folder.append(rec)
+        self.folder.append(rec, rec.pop("examples", None))
         self.folder.save(self.payload(), st.step, improved, t.keep_last)
         self.folder.plot(self.records)
         return bool(t.patience) and st.bad_evals >= t.patience
@@ -274,7 +274,7 @@ class Trainer:
         elif distributed.broadcast(not self.records or self.records[-1]["step"] != st.step, d):
             self.validate_and_save(self.tf_ratio(), scheduled=False)
         if d.main:
-            self.folder.plot(self.records, force=True)
+            self.folder.finish(self.records)
         self.ddp = self.model  # DDP's reducer goes before the process group it talks to
         distributed.cleanup(d)
         if reason in (StopReason.TIME, StopReason.EARLY_STOPPING):

@@ -173,7 +173,7 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
              for k, n in (("train", 300), ("valid", 40), ("test", 41))}
     (tmp_path / "tiny.yaml").write_text(TINY.format(**files))
     args = ["--config", "tiny.yaml", "--settings", "constant:1.0", "linear:min=0.5",
-            "--out", "cmp", "--buckets", "3"]
+            "--out", "cmp", "--buckets", "3", "--set", "train.tensorboard=true"]
     p = _script(*args, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     out = tmp_path / "cmp"
@@ -194,6 +194,9 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     positions = list(csv.DictReader(open(out / "position_accuracy.csv")))
     assert {r["setting"] for r in positions} == {"constant:1.0", "linear:min=0.5"}
     assert (out / "runs" / "linear-min0.5" / "seed1" / "metrics.jsonl").is_file()
+    events = {e.parent.relative_to(out / "runs").as_posix()
+              for e in (out / "runs").rglob("events.out.tfevents.*")}
+    assert events == {"constant-1.0/seed1", "linear-min0.5/seed1"}  # a TensorBoard run per arm
 
     # the same command again (in-process, to save the start-up) trains nothing new
     best = out / "runs" / "constant-1.0" / "seed1" / "best.pt"
