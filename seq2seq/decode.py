@@ -9,7 +9,7 @@ by a draw.
 
 import math
 import sys
-from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
