@@ -75,3 +75,14 @@ def test_without_the_package_a_one_line_error(cfg, tmp_path):
     assert "seq2seq train: error: train.tensorboard: true needs the tensorboard package" \
         in p.stderr and "pip install tensorboard" in p.stderr
     assert not (tmp_path / "run" / "last.pt").exists()  # it stopped before training
+
+
+def test_a_resumed_run_continues_its_curves(cfg, tmp_path):
+    pytest.importorskip("tensorboard")
+    import dataclasses
+
+    train(cfg, tmp_path / "run", progress=False)
+    longer = cfg.replace(train=dataclasses.replace(cfg.train, max_steps=12))
+    train(longer, tmp_path / "run", resume=True, progress=False)
+    assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 2
+    assert [e.step for e in read_events(tmp_path / "run").Scalars("valid_loss")] == [4, 8, 12]
