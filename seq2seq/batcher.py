@@ -68,7 +68,7 @@ class Batcher:
     """The decoding thread and its queue (see the module's docstring).
 
     Args:
-        model, tok, device: what :func:`seq2seq.checkpoint.load_for_decoding` gives.
+        model, tok, device: what :func:`seq2seq.ensemble.load_for_decoding` gives.
         window: seconds to wait for more requests once one is waiting.
         max_sentences: the most sentences decoded together (a request is never split).
         max_pending: requests allowed to wait; :meth:`submit` refuses more (the server: 503).
@@ -142,7 +142,7 @@ class Batcher:
         from .decode import translate
 
         lines = [l for j in jobs for l in j.lines]
-        hyps = translate(self.model, self.tok, lines, opts, device=self.device)
+        hyps = translate(self.model, self.tok, lines, opts, device=self.device).hyps
         owners = [j for j in jobs for _ in j.lines]
         asked = [(l, h) for l, h, j in zip(lines, hyps, owners) if j.explain]
         scores, maps = (explain(self.model, self.tok, [l for l, _ in asked],

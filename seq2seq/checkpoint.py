@@ -144,28 +144,6 @@ def load_model(dir_or_file, impl: str = None, device="cpu") -> Tuple[Seq2Seq, To
     return model.to(device).eval(), tok, cfg
 
 
-def load_for_decoding(dir_or_file, impl: Optional[str] = None, device="auto", threads: int = 0
-                      ) -> Tuple[Any, Tokenizer, Config, torch.device]:
-    """Model, tokenizer, config and device for ``translate``, ``evaluate`` and ``serve``: a
-    checkpoint (a run folder or a .pt file, run by PyTorch on ``device``) or a folder written by
-    ``seq2seq export`` (run by ONNX Runtime on the CPU, ``threads`` intra-op threads)."""
-    from .device import pick_device
-    from .onnx_model import is_exported, load_exported
-
-    if is_exported(dir_or_file):
-        if impl is not None:
-            raise UserError("--impl chooses PyTorch's layers; an exported model runs its ONNX "
-                            "graphs (drop --impl)")
-        if str(device).startswith("cuda"):
-            raise UserError("an exported model runs on the CPU with ONNX Runtime (drop "
-                            "--device cuda)")
-        model, tok, cfg = load_exported(dir_or_file, threads)
-        return model, tok, cfg, torch.device("cpu")
-    device = pick_device(device) if isinstance(device, str) else device
-    model, tok, cfg = load_model(dir_or_file, impl, device)
-    return model, tok, cfg, device
-
-
 def seed_all(seed: int) -> None:
     """Seed the random number generators that training draws from (torch, Python)."""
     torch.manual_seed(seed)

@@ -1,9 +1,10 @@
-"""The ``seq2seq`` command: train, translate, evaluate, average, export, serve, compare-tf.
+"""The ``seq2seq`` command: train, translate, evaluate, score, average, export, serve,
+compare-tf.
 
 Errors a user can fix are printed as one line on stderr with exit status 2 (``--debug``
 shows the traceback instead), by :func:`seq2seq.console.run_main` as in every entry point.
-The options shared with the recipes (:func:`add_run_options`) and between ``translate`` and
-``evaluate`` (:func:`add_decode_options`) are declared once, here.
+The options shared with the recipes (:func:`add_run_options`) are declared once, here; those
+of decoding (shared by ``translate`` and ``evaluate``) in :mod:`seq2seq.decode_options`.
 """
 
 import argparse
@@ -11,10 +12,11 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import List, Optional
 
 from . import __version__
 from .console import run_main
+from .decode_options import add_decode_options, count as _count, decode_overrides
 from .errors import UserError
 
 
@@ -44,67 +46,6 @@ def _add_encoding(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--encoding-errors", choices=["strict", "replace"], default="strict",
                    help=f"bytes in {what} that are not UTF-8: stop with an error naming the "
                         "file and line (strict), or replace them with U+FFFD (replace)")
-
-
-def _count(lo: int):
-    """An argparse type: an integer >= ``lo``."""
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
-        return v
-    return parse
-
-
-def _nonnegative(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return v
-
-
-DECODE_OPTIONS = ("beam", "length_penalty", "n_best", "max_len_a", "max_len_b", "batch_size",
-                  "bf16")
-
-
-def add_decode_options(p: argparse.ArgumentParser, n_best: bool = True) -> None:
-    """``--impl``, ``--device`` and the options that override the checkpoint's ``decode``
-    config section (:class:`seq2seq.config.DecodeConfig`), declared once for ``translate``
-    and ``evaluate``; :func:`decode_overrides` collects them."""
-    p.add_argument("--impl", choices=["manual", "fused"],
-                   help="decode with this layer implementation (the weights fit both)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--beam", type=_count(1), metavar="N",
-                   help="beam search with N beams; 1: greedy search (default: decode.beam of "
-                        "the checkpoint's config, 1 unless set)")
-    p.add_argument("--length-penalty", type=_nonnegative, metavar="A",
-                   help="GNMT length normalization exponent for beam search (0: none; "
-                        "default: decode.length_penalty, 1.0)")
-    if n_best:
-        p.add_argument("--n-best", type=_count(1), metavar="K",
-                       help="write the K best hypotheses of the beam, K lines per input line "
-                            "(K <= --beam)")
-    p.add_argument("--max-len-a", type=_nonnegative, metavar="A",
-                   help="stop after A * source length + B pieces (default from the config)")
-    p.add_argument("--max-len-b", type=_count(0), metavar="B", help="(default from the config)")
-    p.add_argument("--batch-size", type=_count(1), metavar="N",
-                   help="sentences per batch (default from the config)")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                   help="decode under bfloat16 autocast: about 1.3x faster on CPUs with bf16 "
-                        "instructions (AVX512-BF16, AMX) and on GPUs, slower on other CPUs; "
-                        "outputs may differ slightly (Multi30k: BLEU -0.1); default: decode.bf16 "
-                        "of the config")
-
-
-def decode_overrides(args) -> Dict[str, Any]:
-    """The decode options given on the command line, as ``decode`` config keys."""
-    return {k: getattr(args, k, None) for k in DECODE_OPTIONS}
 
 
 _LINE_BREAKS = dict.fromkeys(map(ord, "\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"), " ")
@@ -153,9 +94,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_translate(args) -> int:
-    from .checkpoint import load_for_decoding
     from .decode import translate
     from .device import set_threads
+    from .ensemble import Ensemble, load_for_decoding
     from .evaluate import decode_options
 
     if args.output and not Path(args.output).resolve().parent.is_dir():
@@ -163,20 +104,69 @@ def cmd_translate(args) -> int:
     set_threads(args.threads)
     model, tok, cfg, device = load_for_decoding(args.checkpoint, args.impl, args.device)
     opts = decode_options(cfg, decode_overrides(args), model)
-    if args.attention_plot and opts.beam > 1:
-        raise UserError("--attention-plot works with greedy search (--beam 1) only")
+    if args.attention_plot and (opts.beam > 1 or opts.n_best > 1):
+        raise UserError("--attention-plot works with one output per line (--beam 1, --n-best 1)")
+    if opts.coverage_penalty and not Ensemble.of(model).has_attention:
+        raise UserError("--coverage-penalty needs a model with attention (model.attention)")
     lines = _read_input(args.input, args.encoding_errors)
+    prefixes = None
+    if args.prefix_file:
+        prefixes = _read_input(args.prefix_file, args.encoding_errors, "prefix file")
+        if len(prefixes) != len(lines):
+            raise UserError(f"--prefix-file {args.prefix_file} has {len(prefixes)} lines but "
+                            f"the input has {len(lines)}: one prefix (maybe empty) per line")
     result = translate(model, tok, lines, opts, device=device, progress=args.output is not None,
-                       return_attention=args.attention_plot is not None)
-    hyps, maps = result if args.attention_plot is not None else (result, None)
+                       return_attention=args.attention_plot is not None, prefixes=prefixes,
+                       log_probs=args.scores)
+    hyps, scores = result.hyps, result.log_probs
     if opts.n_best > 1:  # n_best lines per input line
         hyps = [h for n_best in hyps for h in n_best]
+        scores = scores and [s for n_best in scores for s in n_best]
+    if scores is not None:  # TSV: output, log-probability (empty for a line not decoded)
+        hyps = [h.replace("\t", " ") + "\t" + ("" if s is None else f"{s:.4f}")
+                for h, s in zip(hyps, scores)]
     _write_lines(hyps, args.output)
-    if maps is not None:
+    if result.attention is not None:
         from .plots import attention_maps
 
-        n = attention_maps(maps, args.attention_plot)
+        n = attention_maps(result.attention, args.attention_plot)
         print(f"wrote {n} attention plot(s) to {args.attention_plot}", file=sys.stderr)
+    return 0
+
+
+def cmd_score(args) -> int:
+    from .device import pick_device, set_threads
+    from .ensemble import load_ensemble
+    from .scoring import corpus_figures, score_pairs
+
+    srcs = _read_input(args.src, args.encoding_errors, "source file")
+    tgts = _read_input(args.tgt, args.encoding_errors, "target file")
+    if len(srcs) != len(tgts):
+        raise UserError(f"--src {args.src} has {len(srcs)} lines but --tgt {args.tgt} has "
+                        f"{len(tgts)}: score needs one target per source")
+    if not srcs:
+        raise UserError(f"--src {args.src} is empty: nothing to score")
+    for name, lines in (("--src", srcs), ("--tgt", tgts)):
+        empty = [i + 1 for i, l in enumerate(lines) if not l.strip()]
+        if empty:
+            raise UserError(f"{name} line {empty[0]} is empty ({len(empty)} empty line(s) in "
+                            "all): score needs a sentence on both sides of every pair")
+    set_threads(args.threads)
+    device = pick_device(args.device)
+    model, tok, cfg = load_ensemble(args.checkpoint, args.impl, device)
+    pairs = score_pairs(model, tok, srcs, tgts, args.batch_size or cfg.decode.batch_size,
+                        device, args.free_running, progress=sys.stderr.isatty())
+    corpus = corpus_figures(pairs)
+    mode = "free-running" if args.free_running else "teacher-forced"
+    if args.json:
+        print(json.dumps({"mode": mode, **corpus, "sentences": [
+            {"log_prob": p.log_prob, "per_token": p.per_token, "tokens": p.tokens}
+            for p in pairs]}))
+    else:
+        _write_lines([f"{p.log_prob:.4f}\t{p.per_token:.4f}\t{p.tokens}" for p in pairs], None)
+        print(f"{corpus['pairs']} pairs, {corpus['tokens']} target tokens (EOS included), "
+              f"{mode}: log-probability {corpus['log_prob']:.2f}, per token "
+              f"{corpus['per_token']:.4f}, perplexity {corpus['ppl']:.2f}", file=sys.stderr)
     return 0
 
 
@@ -244,10 +234,27 @@ EPILOG_TRANSLATE = """examples:
   echo "a c e g" | seq2seq translate --checkpoint runs/reverse
   seq2seq translate --checkpoint runs/my --input test.de --output test.hyp --beam 5
   seq2seq translate --checkpoint runs/my --beam 5 --n-best 3 < test.de   # 3 lines per input
+  seq2seq translate --checkpoint runs/a runs/b runs/c --beam 5 < test.de  # an ensemble
+  seq2seq translate --checkpoint runs/my --sample --top-p 0.9 --n-best 4 --seed 7 < mono.de
+  seq2seq translate --checkpoint runs/my --prefix-file starts.en < test.de  # forced prefixes
+  seq2seq translate --checkpoint runs/my --beam 5 --no-repeat-ngram 3 --coverage-penalty 0.2
+  seq2seq translate --checkpoint runs/my --scores < test.de   # TSV: output, log-probability
 
 Decoding options not given come from the checkpoint's config (its decode section).
 --checkpoint may also be a folder written by 'seq2seq export': ONNX Runtime decodes then, on
 the CPU, with the same options and output (not --impl, --bf16 or --device cuda)."""
+
+EPILOG_SCORE = """examples:
+  seq2seq score --checkpoint runs/my --src test.de --tgt test.en        # one line per pair
+  seq2seq score --checkpoint runs/my --src test.de --tgt test.en --json
+  seq2seq score --checkpoint runs/my --src test.de --tgt test.en --free-running
+
+Each line: the log-probability of the target (natural log, its pieces and EOS), its average
+per token, and the number of tokens; the corpus figures (perplexity) go to stderr, or into the
+--json object. --free-running feeds the decoder its own greedy predictions instead of the
+target (as many steps as the target has): the gap to the teacher-forced figures is the
+sentence's exposure bias."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     from .compare.options import add_arguments as add_compare_arguments
@@ -256,9 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="seq2seq",
         description="RNN (LSTM/GRU) encoder-decoder translation: train on parallel text, "
-                    "translate with greedy or beam search, score with sacreBLEU, compare "
-                    "teacher-forcing schedules, export to ONNX Runtime (float32, int8) and "
-                    "serve translations over HTTP.",
+                    "translate with greedy or beam search or sampling, score with sacreBLEU or "
+                    "the model's own log-probability, compare teacher-forcing schedules, "
+                    "export to ONNX Runtime (float32, int8) and serve translations over HTTP.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="run 'seq2seq COMMAND --help' for the options of each command")
     p.add_argument("--version", action="version", version=f"seq2seq {__version__}")
@@ -275,21 +282,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoding(t, "plain-text, JSON or CSV data files")
     t.set_defaults(fn=cmd_train)
 
-    tr = sub.add_parser("translate", help="translate text with a trained model (greedy or beam)",
-                        description="Greedy or beam search, one output line per input line (K "
-                                    "with --n-best K), in order; an empty input line gives an "
-                                    "empty output line.",
+    tr = sub.add_parser("translate", help="translate text with a trained model (greedy, beam, "
+                        "sampling; ensembles)",
+                        description="Greedy or beam search, or sampling, with one model or an "
+                                    "ensemble; one output line per input line (K with --n-best "
+                                    "K), in order; an empty input line gives an empty output "
+                                    "line (its prefix, with --prefix-file).",
                         epilog=EPILOG_TRANSLATE,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    tr.add_argument("--checkpoint", required=True, metavar="DIR_OR_FILE",
+    tr.add_argument("--checkpoint", required=True, nargs="+", metavar="DIR_OR_FILE",
                     help="a run folder (uses best.pt, else last.pt), a .pt file, or a folder "
-                         "written by 'seq2seq export' (ONNX Runtime)")
+                         "written by 'seq2seq export' (ONNX Runtime); several checkpoints: an "
+                         "ensemble that averages the models' log-probabilities at every step "
+                         "(same vocabulary needed; decode options from the first)")
     tr.add_argument("--input", metavar="FILE", help="input text, one sentence per line "
                     "(default: stdin)")
     tr.add_argument("--output", metavar="FILE", help="where to write (default: stdout)")
     add_decode_options(tr)
+    tr.add_argument("--prefix-file", metavar="FILE",
+                    help="one target prefix per input line (may be empty): each output starts "
+                         "with its prefix and continues from it")
+    tr.add_argument("--scores", action="store_true",
+                    help="write each output's log-probability beside it (TSV: output, tab, "
+                         "natural-log probability of its pieces and EOS under the model)")
     tr.add_argument("--threads", type=_count(0), default=0, help="torch threads (0: default)")
-    _add_encoding(tr, "the input")
+    _add_encoding(tr, "the input and the prefix file")
     tr.add_argument("--attention-plot", metavar="DIR",
                     help="also write a PNG heatmap of the attention weights per sentence")
     add_debug(tr)
@@ -299,9 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "exact match",
                        description="Score --hyp against --ref, or decode a split of the "
                                    "checkpoint's data and score it.")
-    e.add_argument("--checkpoint", metavar="DIR_OR_FILE",
+    e.add_argument("--checkpoint", nargs="+", metavar="DIR_OR_FILE",
                    help="decode and score this model (a run folder, a .pt file, or an exported "
-                        "folder)")
+                        "folder; several checkpoints: an ensemble)")
     e.add_argument("--split", help="split to decode (default: data.test_split)")
     e.add_argument("--hyp", metavar="FILE", help="hypotheses, one per line")
     e.add_argument("--ref", metavar="FILE", help="references, one per line")
@@ -311,6 +328,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoding(e, "--hyp, --ref or the data")
     add_debug(e)
     e.set_defaults(fn=cmd_evaluate)
+
+    sc = sub.add_parser("score", help="the model's log-probability of given translations "
+                        "(forced decoding)",
+                        description="Forced decoding: the log-probability the model gives each "
+                                    "target (one line per pair), and the corpus perplexity.",
+                        epilog=EPILOG_SCORE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sc.add_argument("--checkpoint", required=True, nargs="+", metavar="DIR_OR_FILE",
+                    help="a run folder or a .pt file (several: an ensemble)")
+    sc.add_argument("--src", required=True, metavar="FILE", help="sources, one per line")
+    sc.add_argument("--tgt", required=True, metavar="FILE", help="targets, one per line")
+    sc.add_argument("--free-running", action="store_true",
+                    help="feed the decoder its own greedy predictions, not the target")
+    sc.add_argument("--json", action="store_true", help="print one JSON object")
+    sc.add_argument("--impl", choices=["manual", "fused"], help="the layer implementation")
+    sc.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    sc.add_argument("--batch-size", type=_count(1), metavar="N",
+                    help="pairs per batch (default: decode.batch_size of the config)")
+    sc.add_argument("--threads", type=_count(0), default=0, help="torch threads (0: default)")
+    _add_encoding(sc, "--src and --tgt")
+    add_debug(sc)
+    sc.set_defaults(fn=cmd_score)
 
     a = sub.add_parser("average", help="average the weights of the last checkpoints of a run",
                        description="Average model weights of several checkpoints of one run "

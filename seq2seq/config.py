@@ -92,6 +92,7 @@ class TrainConfig:
     amp: Literal["none", "bf16", "fp16"] = "none"  # autocast precision; fp16 (with a grad scaler) needs CUDA
     threads: int = 1  # torch threads; 1 never stalls; more are faster on a quiet machine but stall when another process takes a core (0: one per core)
     valid_max_sentences: int = 1000  # decode at most this many validation sentences for BLEU
+    tensorboard: bool = False  # also write TensorBoard event files into the run folder: the metrics.jsonl scalars and a few validation translations (pip install tensorboard)
 
     def __post_init__(self):
         for k in ("epochs", "batch_size"):
@@ -132,22 +133,38 @@ class DecodeConfig:
 
     beam: int = 1  # beams per sentence (1: greedy search)
     length_penalty: float = 1.0  # beam search: GNMT length normalization exponent (0: none)
-    n_best: int = 1  # translate: write the n best hypotheses of the beam per input (n <= beam)
+    n_best: int = 1  # translate: write the n best hypotheses of the beam per input (n <= beam), or n samples with sample
     max_len_a: float = 1.5  # maximum output length: a * source length + b (pieces)
     max_len_b: int = 10  # ... the b of a * source length + b
     max_src_len: int = 1024  # sources longer than this (pieces) are truncated, with a warning
     batch_size: int = 128  # sentences per decoding batch (divided by the beam size)
     bf16: bool = False  # decode under bfloat16 autocast (faster on CPUs with AVX512-BF16 or AMX; outputs may differ slightly)
+    sample: bool = False  # draw each token from the model's distribution instead of taking the argmax (needs beam 1)
+    temperature: float = 1.0  # sample: divide the logits by this (< 1: closer to greedy, > 1: more diverse)
+    top_k: int = 0  # sample: draw among the k most probable tokens only (0: all; 1: greedy search)
+    top_p: float = 1.0  # sample: draw among the fewest most probable tokens that cover probability p (nucleus; 1.0: all)
+    seed: int = 1  # sample: the same seed gives the same samples, however the lines are batched
+    no_repeat_ngram: int = 0  # no n-gram of this many tokens twice in one output (0: off)
+    coverage_penalty: float = 0.0  # beam search: weight beta of GNMT's coverage penalty (0: off; needs attention)
 
     def __post_init__(self):
         for k in ("beam", "n_best", "max_src_len", "batch_size"):
             _positive(self, k)
-        for k in ("length_penalty", "max_len_a", "max_len_b"):
+        for k in ("length_penalty", "max_len_a", "max_len_b", "top_k", "no_repeat_ngram",
+                  "coverage_penalty"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"decode.{k} must be >= 0, got {getattr(self, k)}")
-        if self.n_best > self.beam:
+        _in_range(self, "temperature", 0.0, math.inf, low_open=True, high_open=True)
+        _in_range(self, "top_p", 0.0, 1.0, low_open=True)
+        if self.sample and self.beam > 1:
+            raise ConfigError(f"decode.sample draws one token at a time, it is not beam search: "
+                              f"decode.beam must be 1 with it, got {self.beam}")
+        if self.n_best > self.beam and not self.sample:
             raise ConfigError(f"decode.n_best ({self.n_best}) must be <= decode.beam "
                               f"({self.beam})")
+        if self.coverage_penalty and self.beam == 1:
+            raise ConfigError("decode.coverage_penalty ranks the hypotheses of beam search: "
+                              "it needs decode.beam > 1")
 
 
 @dataclass(frozen=True)

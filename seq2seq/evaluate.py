@@ -81,13 +81,14 @@ def evaluate_lines(model, tok, cfg, srcs: Sequence[str], refs: Sequence[str], na
     from .decode import translate
 
     opts = decode_options(cfg, {**(decode or {}), "n_best": 1}, model)
-    hyps = translate(model, tok, list(srcs), opts, device=device, progress=progress)
+    hyps = translate(model, tok, list(srcs), opts, device=device, progress=progress).hyps
     return Evaluation(name, list(srcs), list(refs), hyps, score(hyps, refs))
 
 
 def evaluate_model(model, tok, cfg, split: Optional[str] = None, dataset=None, decode=None,
                    device="cpu", progress: bool = False, errors: str = "strict") -> Evaluation:
-    """Decode ``split`` of the config's data (or ``dataset``) with ``model`` and score it."""
+    """Decode ``split`` of the config's data (or ``dataset``) with ``model`` (or an
+    :class:`seq2seq.ensemble.Ensemble`) and score it."""
     split = split or cfg.data.test_split
     srcs, refs = read_split(cfg, split, dataset, errors)
     return evaluate_lines(model, tok, cfg, srcs, refs, split, decode, device, progress)
@@ -96,20 +97,24 @@ def evaluate_model(model, tok, cfg, split: Optional[str] = None, dataset=None, d
 def evaluate_checkpoint(checkpoint, split: Optional[str] = None, dataset=None, decode=None,
                         impl: Optional[str] = None, device="auto", progress: bool = False,
                         errors: str = "strict") -> Evaluation:
-    """Load a checkpoint (a run folder: its best.pt) or an exported model (a folder written by
-    ``seq2seq export``) and :func:`evaluate_model` it."""
-    from .checkpoint import load_for_decoding
+    """Load a checkpoint (a run folder: its best.pt), several (an ensemble; data and decode
+    options of the first) or an exported model (a folder written by ``seq2seq export``), and
+    :func:`evaluate_model` it."""
+    from .ensemble import load_for_decoding
 
     model, tok, cfg, device = load_for_decoding(checkpoint, impl, device)
     return evaluate_model(model, tok, cfg, split, dataset, decode, device, progress, errors)
 
 
-def validate(model, data, tok, cfg, device, free_running: bool = False) -> Dict[str, Any]:
+def validate(model, data, tok, cfg, device, free_running: bool = False, examples: int = 0
+             ) -> Dict[str, Any]:
     """The training loop's validation on ``data`` (:class:`seq2seq.batching.IdPairs`).
 
     Teacher-forced loss and perplexity; greedy BLEU, chrF and exact match on the first
     ``train.valid_max_sentences``; with ``free_running``, also the loss when the decoder is
     fed its own argmax predictions (``tf_ratio=0``): the gap between the two is exposure bias.
+    ``examples``: also the first that many translations, under ``"examples"`` (dicts of
+    source, output, reference; for TensorBoard, not for metrics.jsonl).
     """
     import torch
 
@@ -142,6 +147,9 @@ def validate(model, data, tok, cfg, device, free_running: bool = False) -> Dict[
            "valid_bleu": s["bleu"], "valid_chrf": s["chrf"], "valid_exact_match": s["exact_match"]}
     if free_running:
         out["valid_loss_free"] = loss_free / max(1, n_tok)
+    if examples:
+        out["examples"] = [{"source": s, "output": h, "reference": r} for s, h, r in
+                           zip(sub.src_text[:examples], hyps, sub.tgt_text)]
     return out
 
 
@@ -161,7 +169,7 @@ def greedy_ids(model, src: Sequence[Sequence[int]], opts, device) -> List[List[i
     out: List[List[int]] = [[] for _ in lens]
     for b in bucket_batches(lens, lens, opts.batch_size):
         batch = collate([src[i] for i in b], None, b).to(device)
-        hyps, _ = greedy(model, batch.src, batch.src_len, opts.max_len_a, opts.max_len_b)
+        hyps = greedy(model, batch.src, batch.src_len, opts.max_len_a, opts.max_len_b).hyps
         for i, h in zip(b, hyps):
             out[i] = h
     return out

@@ -219,8 +219,8 @@ def compare(model: nn.Module, onnx_model: OnnxSeq2Seq, tok, cfg, lines: List[str
     beam_opts = dataclasses.replace(greedy_opts, beam=beam)
     res: Dict[str, Any] = {"sentences": len(lines)}
     for name, opts in (("greedy", greedy_opts), (f"beam{beam}", beam_opts)):
-        a = translate(model, tok, lines, opts)
-        b = translate(onnx_model, tok, lines, opts)
+        a = translate(model, tok, lines, opts).hyps
+        b = translate(onnx_model, tok, lines, opts).hyps
         res[f"{name}_identical"] = sum(x == y for x, y in zip(a, b))
     batch = collate([ids[:cfg.decode.max_src_len] for ids in tok.encode_src(lines)], None,
                     range(len(lines)))

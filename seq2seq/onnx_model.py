@@ -99,6 +99,7 @@ class OnnxDecoder:
 
     def __init__(self, start, step, out_size: int) -> None:
         self.start_session, self.step_session = start, step
+        self.attention = start  # the attention's key projection; None: a model without attention
         self.out_size = out_size  # O
         self.inputs = [i.name for i in step.get_inputs()]
         self.outputs = [o.name for o in step.get_outputs()]

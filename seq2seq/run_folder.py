@@ -6,6 +6,7 @@
     DIR/config.yaml      the run's config, every key
     DIR/metrics.jsonl    one JSON record per validation
     DIR/curves.png       loss and BLEU curves (drawn at most once a minute, and at the end)
+    DIR/events.out.tfevents.*  with train.tensorboard: the same records for TensorBoard
 
 Checkpoints are written atomically (:func:`seq2seq.checkpoint.save`).
 """
@@ -19,8 +20,10 @@ from . import checkpoint
 from .config import Config, to_yaml
 from .errors import UserError
 from .plots import training_curves
+from .tensorboard_log import EXAMPLES, TensorBoardLog, require
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "curves.png")
+EVENTS = "events.out.tfevents.*"  # TensorBoard's event files
 
 
 def kept(run_dir) -> List[Path]:
@@ -29,9 +32,17 @@ def kept(run_dir) -> List[Path]:
 
 
 class RunFolder:
-    """The folder of one run (see the module docstring)."""
+    """The folder of one run (see the module docstring). ``tensorboard``: also write the
+    records as TensorBoard events (the package is checked now, the files written by
+    :meth:`append`, closed by :meth:`finish`)."""
 
-    def __init__(self, path) -> None:
+    def __init__(self, path, tensorboard: bool = False) -> None:
+        if tensorboard:
+            require()
+        self.tensorboard = tensorboard
+        self.examples = EXAMPLES if tensorboard else 0  # validation translations per record
+        self._events: Optional[TensorBoardLog] = None
+        self._purge_step: Optional[int] = None
         self.path = Path(path)
         self.last = self.path / "last.pt"
         self.best = self.path / "best.pt"
@@ -52,7 +63,8 @@ class RunFolder:
         if out.is_dir():  # temporary files of a save that was killed (see checkpoint.save)
             for tmp in out.glob(".*.pt.*.tmp"):
                 tmp.unlink(missing_ok=True)
-        held = [n for n in RUN_FILES if (out / n).exists()] + [p.name for p in kept(out)]
+        held = ([n for n in RUN_FILES if (out / n).exists()] + [p.name for p in kept(out)]
+                + sorted(p.name for p in out.glob(EVENTS)))
         if resume:
             if self.last.is_file():
                 return self.last
@@ -80,14 +92,22 @@ class RunFolder:
             return []
         records = [json.loads(l) for l in self.metrics.read_text(encoding="utf-8").splitlines()]
         kept_records = [r for r in records if r["step"] <= upto_step]
+        self._purge_step = upto_step + 1  # TensorBoard hides later events of the killed run
         if len(kept_records) != len(records):
             self.metrics.write_text("".join(json.dumps(r) + "\n" for r in kept_records),
                                     encoding="utf-8")
         return kept_records
 
-    def append(self, record: Dict[str, Any]) -> None:
+    def append(self, record: Dict[str, Any], examples: Optional[List[Dict[str, str]]] = None
+               ) -> None:
+        """One validation record to ``metrics.jsonl`` (and TensorBoard, with ``examples``:
+        a few validation translations)."""
         with open(self.metrics, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        if self.tensorboard:
+            if self._events is None:
+                self._events = TensorBoardLog(self.path, self._purge_step)
+            self._events.write(record, examples)
 
     def save(self, payload: Dict[str, Any], step: int, best: bool, keep_last: int,
              replace_last: bool = False) -> None:
@@ -108,6 +128,13 @@ class RunFolder:
             for old in previous + rest[:-keep_last]:
                 if old.name != f"step-{step}.pt":
                     old.unlink(missing_ok=True)
+
+    def finish(self, records: List[Dict[str, Any]]) -> None:
+        """The end of a run: draw ``curves.png`` now, close the TensorBoard files."""
+        self.plot(records, force=True)
+        if self._events is not None:
+            self._events.close()
+            self._events = None
 
     def plot(self, records: List[Dict[str, Any]], force: bool = False) -> None:
         """Draw ``curves.png``: with ``force``, now; else at most once a minute (it is slow)."""

@@ -215,7 +215,7 @@ def serve(checkpoint, host: str = "127.0.0.1", port: int = 8000, impl=None, devi
     require("seq2seq serve", ("starlette", "uvicorn"))
     import uvicorn
 
-    from .checkpoint import load_for_decoding
+    from .ensemble import load_for_decoding
     from .device import set_threads
 
     set_threads(threads)

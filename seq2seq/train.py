@@ -52,7 +52,7 @@ class Trainer:
         self.dist, self.device = distributed.setup(pick_device(t.device))
         d = self.dist
         self.log = console.log if d.main else console.quiet
-        self.folder = RunFolder(out)
+        self.folder = RunFolder(out, tensorboard=t.tensorboard)
         # rank 0 checks and prepares the run folder; the broadcast makes the others wait for it
         start = distributed.on_main(lambda: self.folder.prepare(resume, overwrite, self.log), d)
         set_threads(t.threads)
@@ -172,7 +172,7 @@ class Trainer:
         improved = True
         if self.corpus.valid is not None:
             rec.update(validate(self.model, self.corpus.valid, self.tok, self.cfg, self.device,
-                                **self.extra_validation))
+                                examples=self.folder.examples, **self.extra_validation))
             key = score_key(rec)
             improved = key > st.best_key
             if improved:
@@ -187,7 +187,7 @@ class Trainer:
                      f"{rec['valid_ppl']:.2f} BLEU {rec['valid_bleu']:.2f} chrF "
                      f"{rec['valid_chrf']:.2f} (tf {tf_ratio:.2f})")
         self.records.append(rec)
-        self.folder.append(rec)
+        self.folder.append(rec, rec.pop("examples", None))
         return improved
 
     def _step_and_check(self, batch, sig, bar) -> Optional[StopReason]:
@@ -245,7 +245,7 @@ class Trainer:
                                        d):
                 self.validate_and_save(scheduled=False)
         if d.main:
-            self.folder.plot(self.records, force=True)
+            self.folder.finish(self.records)
         self.ddp = self.model  # DDP's reducer goes before the process group it talks to
         distributed.cleanup(d)
         if reason in (StopReason.TIME, StopReason.EARLY_STOPPING):

@@ -34,3 +34,41 @@ def run_cli(tmp_path):
         return p
 
     return run
+
+
+def half_trained(cell: str = "gru", impl: str = "fused", attention: str = "bahdanau",
+                 input_feeding: bool = True, seed: int = 3, steps: int = 30, n: int = 32):
+    """A small model trained ``steps`` steps to reverse sequences of 8 symbols (ids 4..11), and
+    its training batch of ``n`` sentences: it says EOS, but is unsure enough for beams and
+    samples to differ. Returns ``(model in eval mode, batch)``. Trained with the fused layers;
+    ``impl="manual"`` gives the same weights in the manual layers."""
+    from seq2seq.batching import collate
+    from seq2seq.config import ModelConfig
+    from seq2seq.model import Seq2Seq
+    from seq2seq.tokenizer import PAD
+
+    vocab = 4 + 8
+    g = torch.Generator().manual_seed(seed)
+    src = [torch.randint(4, vocab, (int(torch.randint(3, 9, (1,), generator=g)),),
+                         generator=g).tolist() for _ in range(n)]
+    batch = collate(src, [s[::-1] for s in src], range(len(src)))
+    torch.manual_seed(seed)
+    cfg = ModelConfig(cell=cell, attention=attention, embedding_dim=16, hidden_size=32,
+                      dropout=0.0, input_feeding=input_feeding)
+    model = Seq2Seq.from_config(cfg, vocab, vocab, PAD)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        logits = model(batch.src, batch.src_len, batch.tgt_in)
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.tgt_out,
+                                                 ignore_index=PAD)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if impl != "fused":
+        import dataclasses
+
+        other = Seq2Seq.from_config(dataclasses.replace(cfg, impl=impl), vocab, vocab, PAD)
+        other.load_state_dict(model.state_dict())
+        model = other
+    return model.eval(), batch
+

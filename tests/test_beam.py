@@ -44,9 +44,9 @@ def log_prob(model, src, src_len, hyp):
 
 def test_beam_of_one_without_length_penalty_is_greedy(model_and_batch):
     model, b = model_and_batch
-    g, _ = greedy(model, b.src, b.src_len)
+    g = greedy(model, b.src, b.src_len).hyps
     beams = beam_search(model, b.src, b.src_len, beam=1, length_penalty=0.0)
-    assert [x[0][1] for x in beams] == g
+    assert [x[0].tokens for x in beams] == g
     assert any(len(h) < 1.5 * int(n) + 10 for h, n in zip(g, b.src_len))  # EOS was said
 
 
@@ -56,10 +56,10 @@ def test_scores_are_normalized_log_probabilities(model_and_batch, alpha):
     beams = beam_search(model, b.src, b.src_len, beam=4, length_penalty=alpha, n_best=3)
     for i, nbest in enumerate(beams[:8]):
         n = int(b.src_len[i])
-        scores = [s for s, _ in nbest]
+        scores = [h.score for h in nbest]
         assert scores == sorted(scores, reverse=True)
-        assert len({tuple(h) for _, h in nbest}) == len(nbest)  # distinct hypotheses
-        for score, hyp in nbest:
+        assert len({tuple(h.tokens) for h in nbest}) == len(nbest)  # distinct hypotheses
+        for score, hyp, _ in nbest:
             lp = float(gnmt_length_penalty(torch.tensor(len(hyp) + 1), alpha))
             expected = log_prob(model, b.src[i:i + 1, :n], b.src_len[i:i + 1], hyp) / lp
             assert score == pytest.approx(expected, abs=1e-3)
@@ -67,7 +67,7 @@ def test_scores_are_normalized_log_probabilities(model_and_batch, alpha):
 
 def test_wider_beam_finds_at_least_as_probable_output(model_and_batch):
     model, b = model_and_batch
-    g, _ = greedy(model, b.src, b.src_len)
+    g = greedy(model, b.src, b.src_len).hyps
     beams = beam_search(model, b.src, b.src_len, beam=5, length_penalty=0.0)
     better = 0
     for i, (nb, hyp) in enumerate(zip(beams, g)):
@@ -84,19 +84,19 @@ def test_batched_equals_one_sentence_at_a_time(model_and_batch):
     for i in range(6):
         n = int(b.src_len[i])
         alone = beam_search(model, b.src[i:i + 1, :n], b.src_len[i:i + 1], beam=3, n_best=2)
-        assert [h for _, h in alone[0]] == [h for _, h in batched[i]]
+        assert [h.tokens for h in alone[0]] == [h.tokens for h in batched[i]]
 
 
 def test_greedy_attention_maps_fit_the_output_alone_and_batched(model_and_batch):
     """One map row per output token plus one for EOS when it was said; a short length limit
     cuts some sentences off, which must not add a row."""
     model, b = model_and_batch
-    hyps, maps = greedy(model, b.src, b.src_len, 1.0, 1, return_attention=True)
+    hyps, maps, _ = greedy(model, b.src, b.src_len, 1.0, 1, return_attention=True)
     cut = 0
     for i, (h, m) in enumerate(zip(hyps, maps)):
         n = int(b.src_len[i])
-        alone, alone_maps = greedy(model, b.src[i:i + 1, :n], b.src_len[i:i + 1], 1.0, 1,
-                                   return_attention=True)
+        alone, alone_maps, _ = greedy(model, b.src[i:i + 1, :n], b.src_len[i:i + 1], 1.0, 1,
+                                      return_attention=True)
         assert alone[0] == h
         assert alone_maps[0].shape == m.shape and m.shape[1] == n
         assert m.shape[0] in (len(h), len(h) + 1)
@@ -122,7 +122,7 @@ def test_decoding_with_and_without_the_prepacked_projection(model_and_batch, mon
     from seq2seq import cpu_kernels
 
     model, b = model_and_batch
-    fast = greedy(model, b.src, b.src_len)[0], beam_search(model, b.src, b.src_len, beam=3)
+    fast = greedy(model, b.src, b.src_len).hyps, beam_search(model, b.src, b.src_len, beam=3)
     with torch.inference_mode():
         assert (model.decoder.projector(8) != model.decoder.project) == \
             cpu_kernels.use_prepack(b.src.float())
@@ -130,15 +130,15 @@ def test_decoding_with_and_without_the_prepacked_projection(model_and_batch, mon
     monkeypatch.setattr(cpu_kernels, "ONEDNN", False)
     with torch.inference_mode():
         assert model.decoder.projector(8) == model.decoder.project
-    plain = greedy(model, b.src, b.src_len)[0], beam_search(model, b.src, b.src_len, beam=3)
+    plain = greedy(model, b.src, b.src_len).hyps, beam_search(model, b.src, b.src_len, beam=3)
     assert fast[0] == plain[0]
-    assert [[h for _, h in x] for x in fast[1]] == [[h for _, h in x] for x in plain[1]]
+    assert [[h.tokens for h in x] for x in fast[1]] == [[h.tokens for h in x] for x in plain[1]]
     for x, y in zip(fast[1], plain[1]):
-        assert [s for s, _ in x] == pytest.approx([s for s, _ in y], abs=1e-4)
+        assert [h.score for h in x] == pytest.approx([h.score for h in y], abs=1e-4)
 
 
 def test_decoding_under_bf16_autocast(model_and_batch):
     model, b = model_and_batch
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        hyps, _ = greedy(model, b.src, b.src_len)
+        hyps = greedy(model, b.src, b.src_len).hyps
     assert len(hyps) == len(b.src) and all(isinstance(t, int) for h in hyps for t in h)

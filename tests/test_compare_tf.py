@@ -178,7 +178,8 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     (tmp_path / "tiny.yaml").write_text(TINY.format(**files))
     args = ["--config", "tiny.yaml", "--settings", "constant:1.0", "linear:min=0.5",
             "--out", "cmp", "--buckets", "3", "--beam-sizes", "1", "2",
-            "--extra-test", f"again={files['valid'][0]},{files['valid'][1]}"]
+            "--extra-test", f"again={files['valid'][0]},{files['valid'][1]}",
+            "--set", "train.tensorboard=true"]
     p = _script(*args, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     out = tmp_path / "cmp"
@@ -213,6 +214,9 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     assert all(0 <= float(r["bleu_beam_2"]) <= 100 and 0 <= float(r["bleu_again"]) <= 100
                for r in runs)
     assert (out / "bleu_by_beam.png").stat().st_size > 1000
+    events = {e.parent.relative_to(out / "runs").as_posix()
+              for e in (out / "runs").rglob("events.out.tfevents.*")}
+    assert events == {"constant-1.0/seed1", "linear-min0.5/seed1"}  # a TensorBoard run per arm
 
     # the same command again (in-process, to save the start-up) trains nothing new
     best = out / "runs" / "constant-1.0" / "seed1" / "best.pt"

@@ -78,8 +78,8 @@ sources = st.lists(st.lists(st.integers(4, 40), min_size=1, max_size=12), min_si
 def test_greedy_outputs_and_attention_equal_pytorch(exported, src):
     model, onnx_model, _ = exported
     batch = collate(src, None, range(len(src)))
-    ref, ref_att = greedy(model, batch.src, batch.src_len, return_attention=True)
-    out, att = greedy(onnx_model, batch.src, batch.src_len, return_attention=True)
+    ref, ref_att, _ = greedy(model, batch.src, batch.src_len, return_attention=True)
+    out, att, _ = greedy(onnx_model, batch.src, batch.src_len, return_attention=True)
     assert out == ref
     if ref_att is None:
         assert att is None
@@ -96,10 +96,10 @@ def test_beam_outputs_and_scores_equal_pytorch(exported, src, beam):
     batch = collate(src, None, range(len(src)))
     ref = beam_search(model, batch.src, batch.src_len, beam, n_best=beam)
     out = beam_search(onnx_model, batch.src, batch.src_len, beam, n_best=beam)
-    assert [[h for _, h in x] for x in out] == [[h for _, h in x] for x in ref]
+    assert [[h.tokens for h in x] for x in out] == [[h.tokens for h in x] for x in ref]
     for x, y in zip(out, ref):
-        for (s, _), (r, _) in zip(x, y):
-            assert s == pytest.approx(r, abs=1e-4)
+        for h, r in zip(x, y):
+            assert h.score == pytest.approx(r.score, abs=1e-4)
 
 
 def test_dynamic_batch_and_length_and_first_step_logits(exported):
@@ -131,7 +131,7 @@ def test_int8_export_is_smaller_and_mostly_agrees(tok, tmp_path):
     assert i8["int8"] and i8["bytes"]["total"] < 0.5 * f32["bytes"]["total"]
     onnx_model, tok2, _ = load_exported(tmp_path / "i8")
     src, _ = reverse_pairs(20, 5)
-    hyps = translate(onnx_model, tok2, src, Config().decode)
+    hyps = translate(onnx_model, tok2, src, Config().decode).hyps
     assert len(hyps) == len(src)
     with torch.inference_mode():
         batch = collate(tok.encode_src(src), None, range(len(src)))

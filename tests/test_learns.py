@@ -24,7 +24,7 @@ def reverse_task(seed):
 
 def exact_match(model, batch, tgt) -> float:
     model.eval()
-    hyps, _ = greedy(model, batch.src, batch.src_len)
+    hyps = greedy(model, batch.src, batch.src_len).hyps
     model.train()
     return sum(h == t for h, t in zip(hyps, tgt)) / len(tgt)
 

@@ -309,8 +309,8 @@ def test_manual_and_fused_models_agree(cell, attention, num_layers, bidirectiona
         torch.testing.assert_close(manual(b.src, b.src_len, b.tgt_in, tf_ratio),
                                    fused(b.src, b.src_len, b.tgt_in, tf_ratio),
                                    atol=1e-5, rtol=0)
-    hyps_m, att_m = greedy(manual, b.src, b.src_len, return_attention=True)
-    hyps_f, att_f = greedy(fused, b.src, b.src_len, return_attention=True)
+    hyps_m, att_m, _ = greedy(manual, b.src, b.src_len, return_attention=True)
+    hyps_f, att_f, _ = greedy(fused, b.src, b.src_len, return_attention=True)
     assert hyps_m == hyps_f
     if attention != "none":
         for a, f in zip(att_m, att_f):
@@ -321,7 +321,7 @@ def test_greedy_output_is_the_argmax_of_free_running_logits():
     """Greedy search and the decoder at tf_ratio=0 step the same way."""
     model = build(cell="gru", impl="fused", attention="bahdanau", input_feeding=True)
     b = toy_batch()
-    hyps, _ = greedy(model, b.src, b.src_len, max_len_a=0, max_len_b=8)
+    hyps = greedy(model, b.src, b.src_len, max_len_a=0, max_len_b=8).hyps
     bos = torch.full((b.src.size(0), 8), BOS)
     free = model(b.src, b.src_len, bos, 0.0).argmax(-1).tolist()  # (B, 8)
     for hyp, row in zip(hyps, free):

@@ -28,7 +28,9 @@ Output folder: results.csv and results.md (one row per setting; with --seeds > 1
 standard deviation), runs.csv (one row per run), position_accuracy.csv, scores.png,
 bleu_by_length.png, training_curves.png, position_accuracy.png, and runs/SETTING/seedN/ (each
 run's checkpoints, metrics.jsonl, test.hyp and result.json). Running the same command again
-reuses finished runs and resumes an interrupted one; --fresh trains everything again.
+reuses finished runs and resumes an interrupted one; --fresh trains everything again. With
+--set train.tensorboard=true each run folder also holds its TensorBoard events, one run per
+setting and seed: tensorboard --logdir OUT/runs overlays them.
 """
 SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
 SETTING_KEYS = ("ratio", "k", "c", "min", "unit", "feed", "temperature", "scope")
