@@ -36,6 +36,29 @@ def run_cli(tmp_path):
     return run
 
 
+def fit(model, batch, steps: int, lr: float = 1e-2):
+    """``model`` trained ``steps`` Adam steps on one batch, teacher-forced (returns it)."""
+    from seq2seq.tokenizer import PAD
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        logits = model(batch.src, batch.src_len, batch.tgt_in)  # (B, T, V)
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.tgt_out,
+                                                 ignore_index=PAD)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model
+
+
+def write_text_split(folder, name: str, pairs) -> list:
+    """``name.src`` and ``name.tgt`` in ``folder``, one side of ``pairs`` each; their names."""
+    src, tgt = zip(*pairs)
+    for ext, lines in (("src", src), ("tgt", tgt)):
+        (folder / f"{name}.{ext}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [f"{name}.src", f"{name}.tgt"]
+
+
 def half_trained(cell: str = "gru", impl: str = "fused", attention: str = "bahdanau",
                  input_feeding: bool = True, seed: int = 3, steps: int = 30, n: int = 32):
     """A small model trained ``steps`` steps to reverse sequences of 8 symbols (ids 4..11), and
@@ -55,15 +78,7 @@ def half_trained(cell: str = "gru", impl: str = "fused", attention: str = "bahda
     torch.manual_seed(seed)
     cfg = ModelConfig(cell=cell, attention=attention, embedding_dim=16, hidden_size=32,
                       dropout=0.0, input_feeding=input_feeding)
-    model = Seq2Seq.from_config(cfg, vocab, vocab, PAD)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(steps):
-        logits = model(batch.src, batch.src_len, batch.tgt_in)
-        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.tgt_out,
-                                                 ignore_index=PAD)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    model = fit(Seq2Seq.from_config(cfg, vocab, vocab, PAD), batch, steps)
     if impl != "fused":
         import dataclasses
 

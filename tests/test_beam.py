@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from conftest import fit
 from seq2seq.config import ModelConfig
 from seq2seq.batching import collate
 from seq2seq.decode import beam_search, gnmt_length_penalty, greedy
@@ -22,15 +23,7 @@ def model_and_batch():
     torch.manual_seed(3)
     model = Seq2Seq.from_config(ModelConfig(cell="gru", embedding_dim=16, hidden_size=32,
                                             dropout=0.0, input_feeding=True), VOCAB, VOCAB, PAD)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(30):
-        logits = model(batch.src, batch.src_len, batch.tgt_in)
-        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.tgt_out,
-                                                 ignore_index=PAD)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval(), batch
+    return fit(model, batch, 30).eval(), batch
 
 
 def log_prob(model, src, src_len, hyp):

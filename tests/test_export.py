@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from conftest import fit  # noqa: E402
 from seq2seq.batching import collate  # noqa: E402
 from seq2seq.config import Config, ModelConfig  # noqa: E402
 from seq2seq.decode import beam_search, greedy, translate  # noqa: E402
@@ -55,15 +56,7 @@ def exported(request, tok, tmp_path_factory):
     model = Seq2Seq.from_config(mcfg, tok.src_vocab_size, tok.tgt_vocab_size, PAD)
     src, tgt = reverse_pairs(64, 1)
     batch = collate(tok.encode_src(src), tok.encode_tgt(tgt), range(len(src)))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(40):
-        logits = model(batch.src, batch.src_len, batch.tgt_in)
-        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch.tgt_out,
-                                                 ignore_index=PAD)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    fit(model, batch, 40).eval()
     out = tmp_path_factory.mktemp("export") / request.param
     info = export_model(model, tok, Config(model=mcfg), out, log=lambda m: None)
     return model, OnnxSeq2Seq(out), info

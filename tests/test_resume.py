@@ -15,6 +15,7 @@ import signal
 import pytest
 import torch
 
+from conftest import write_text_split
 from seq2seq import checkpoint, config
 from seq2seq import train as train_mod
 
@@ -26,10 +27,8 @@ N = 12  # steps: two epoch ends (5, 10) on the way, so validations and the plate
 @pytest.fixture
 def cfg(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    src, tgt = zip(*PAIRS)
-    for name, lines in [("train.src", src), ("train.tgt", tgt), ("valid.src", src[:4]),
-                        ("valid.tgt", tgt[:4])]:
-        (tmp_path / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_split(tmp_path, "train", PAIRS)
+    write_text_split(tmp_path, "valid", PAIRS[:4])
     return config.load(None, [
         "data.path=text", "data.test_split=null",
         "data.data_files={train: [train.src, train.tgt], validation: [valid.src, valid.tgt]}",
@@ -104,7 +103,6 @@ def test_train_loss_is_comparable_with_the_validation_loss(cfg):
     """With label smoothing, ``train_loss`` is still the plain cross-entropy (the smoothed
     objective is ``train_objective``): a model that does not move (lr 1e-12), validated on its
     training data after one epoch, has the same training and validation loss."""
-    src, tgt = zip(*PAIRS)
     cfg = cfg.replace(
         data=dataclasses.replace(cfg.data, data_files={"train": ["train.src", "train.tgt"],
                                                        "validation": ["train.src", "train.tgt"]}),

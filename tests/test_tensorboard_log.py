@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from conftest import write_text_split
 from seq2seq import config
 from seq2seq.train import train
 
@@ -16,10 +17,8 @@ PAIRS = [("a b c", "c b a"), ("d e", "e d"), ("f g h i", "i h g f"), ("j k", "k 
 @pytest.fixture
 def cfg(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    src, tgt = zip(*PAIRS)
-    for name, lines in [("train.src", src), ("train.tgt", tgt), ("valid.src", src[:4]),
-                        ("valid.tgt", tgt[:4])]:
-        (tmp_path / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_split(tmp_path, "train", PAIRS)
+    write_text_split(tmp_path, "valid", PAIRS[:4])
     return config.load(None, [
         "data.path=text", "data.test_split=null",
         "data.data_files={train: [train.src, train.tgt], validation: [valid.src, valid.tgt]}",
