@@ -208,7 +208,10 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     assert float(runs[1]["bleu_diff_lo"]) <= float(runs[1]["bleu_diff_hi"])
     assert 0.0 < float(runs[1]["p_value"]) <= 1.0
     assert {r["stopped_by"] for r in runs} == {"budget"} and float(runs[0]["epochs"]) == 0
-    assert "ΔBLEU vs constant:1.0" in table[0] and "/1 seeds" in table[2]
+    assert "ΔBLEU vs constant:1.0" in table[0] and " of 1 |" in table[2]
+    better, worse = int(rows[1]["significantly_better"]), int(rows[1]["significantly_worse"])
+    pv = float(runs[1]["p_value"])
+    assert (better, worse) == ((pv < 0.05 and diff > 0) * 1, (pv < 0.05 and diff < 0) * 1)
     # beam sizes and the extra test set: columns and a plot
     assert "BLEU beam 2" in table[0] and "BLEU again" in table[0]
     assert all(0 <= float(r["bleu_beam_2"]) <= 100 and 0 <= float(r["bleu_again"]) <= 100

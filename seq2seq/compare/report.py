@@ -32,7 +32,8 @@ def aggregate(settings, sched: Dict[str, dict], results: Dict[str, List[dict]], 
     """One row per setting: mean, standard deviation and (``_ci95``) the half-width of the
     95% confidence interval over its seeds; the paired-bootstrap difference against the first
     setting (``bleu_diff``, mean over seeds) and in how many seeds it is significant at 0.05
-    (``significant_seeds``); the budget the runs got and why they stopped."""
+    and its direction (``significantly_better``, ``significantly_worse``: seeds); the budget the
+    runs got and why they stopped."""
     rows = []
     for s in settings:
         rs = results[s.label]
@@ -45,7 +46,8 @@ def aggregate(settings, sched: Dict[str, dict], results: Dict[str, List[dict]], 
                                                    "bleu_diff")]
         for k, xs in cols:
             row[k], row[k + "_std"], row[k + "_ci95"] = mean_std_ci(xs)
-        row["significant_seeds"] = sum(r["p_value"] < 0.05 for r in rs)
+        row["significantly_better"] = sum(r["p_value"] < 0.05 and r["bleu_diff"] > 0 for r in rs)
+        row["significantly_worse"] = sum(r["p_value"] < 0.05 and r["bleu_diff"] < 0 for r in rs)
         row["stopped_by"] = ", ".join(sorted({r["stopped_by"] for r in rs}))
         rows.append(row)
     return rows
@@ -82,7 +84,8 @@ def markdown_table(rows: List[Dict[str, Any]], bucket_names, seeds: int) -> str:
         if seeds > 1:
             cells.append(f"{r['bleu'] - r['bleu_ci95']:.2f} - {r['bleu'] + r['bleu_ci95']:.2f}")
         cells += (["(reference)", ""] if i == 0 else
-                  [f"{r['bleu_diff']:+.2f}", f"{r['significant_seeds']}/{r['seeds']} seeds"])
+                  [f"{r['bleu_diff']:+.2f}", f"{r['significantly_better']} better, "
+                   f"{r['significantly_worse']} worse of {r['seeds']}"])
         cells += [cell(r, k, fmt) for k, _, fmt in METRICS[1:]]
         cells += [cell(r, f"bleu_len_{b}", "{:.1f}") for b in bucket_names]
         cells += [cell(r, k, "{:.2f}") for k in extra]

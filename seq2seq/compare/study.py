@@ -234,8 +234,8 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
 Columns: "mean ratio", the teacher-forcing ratio averaged over the training steps; "BLEU 95%
 CI", the 95% confidence interval of the mean over seeds (Student's t); "ΔBLEU", the BLEU
 difference from the first setting with the same seed, averaged over seeds, and "p < 0.05" the
-seeds in which sacreBLEU's paired bootstrap test (1,000 resamples) finds it significant (each
-run's difference, 95% interval and p-value are in runs.csv); "loss TF"
+seeds in which sacreBLEU's paired bootstrap test (1,000 resamples) finds it significant, by
+direction (each run's difference, 95% interval and p-value are in runs.csv); "loss TF"
 and "loss free", the validation loss per token when the decoder is fed the gold previous token
 and when it is fed its own argmax; "gap" = loss free - loss TF (exposure bias); "free acc",
 token accuracy of free-running greedy decoding over the reference's positions (per position in
