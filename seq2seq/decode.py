@@ -1,12 +1,13 @@
 """Search: batched greedy and beam search; ``translate`` for lines of text.
 
 Both step every sentence of a batch together (beam search: every beam of every sentence) and
-stop when every sentence has finished.
+stop when every sentence has finished: at EOS, or at the output limit ``a * source pieces + b``
+(:mod:`seq2seq.lengths`), where an output that did not say EOS is cut short.
 """
 
 import math
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -16,18 +17,22 @@ from .config import DecodeConfig
 from .cpu_kernels import argmax
 from .device import bf16_autocast
 from .encoder import Encoded
+from .lengths import FALLBACK, OutputLimit, count_truncated, output_lengths, resolve, \
+    truncation_warning
 from .tokenizer import BOS, EOS, PAD
 
 
 @torch.inference_mode()
-def greedy(model, src: Tensor, src_len: Tensor, max_len_a: float = 1.5, max_len_b: int = 10,
+def greedy(model, src: Tensor, src_len: Tensor, max_len_a: float = FALLBACK.a,
+           max_len_b: int = FALLBACK.b,
            return_attention: bool = False) -> Tuple[List[List[int]], Optional[List[Tensor]]]:
     """Greedy decoding of a batch.
 
     Args:
         model: a :class:`seq2seq.model.Seq2Seq` (put it in eval mode first).
         src ``(B, S)``, src_len ``(B,)``: the padded source batch.
-        max_len_a, max_len_b: a sentence stops after ``a * src_len + b`` tokens at most.
+        max_len_a, max_len_b: a sentence stops after ``a * src_len + b`` tokens at most (EOS
+            included; :func:`seq2seq.lengths.output_lengths`).
         return_attention: also return each sentence's attention weights ``(T_i, S_i)``.
 
     Returns:
@@ -40,7 +45,7 @@ def greedy(model, src: Tensor, src_len: Tensor, max_len_a: float = 1.5, max_len_
     enc = model.encoder(src, src_len)
     state = model.decoder.start(enc)
     B, S = src.shape
-    limit = (max_len_a * src_len.to(src.device).float() + max_len_b).long().clamp(min=1)  # (B,)
+    limit = output_lengths(src_len.to(src.device), max_len_a, max_len_b)  # (B,)
     T = int(limit.max())
     out = torch.full((B, T), PAD, dtype=torch.long, device=src.device)  # (B, T)
     att = src.new_zeros(B, T, S, dtype=torch.float) if return_attention else None
@@ -87,7 +92,7 @@ def gnmt_length_penalty(length: Tensor, alpha: float) -> Tensor:
 
 @torch.inference_mode()
 def beam_search(model, src: Tensor, src_len: Tensor, beam: int = 5, length_penalty: float = 1.0,
-                n_best: int = 1, max_len_a: float = 1.5, max_len_b: int = 10
+                n_best: int = 1, max_len_a: float = FALLBACK.a, max_len_b: int = FALLBACK.b
                 ) -> List[List[Tuple[float, List[int]]]]:
     """Beam search, batched over sentences and beams.
 
@@ -112,7 +117,7 @@ def beam_search(model, src: Tensor, src_len: Tensor, beam: int = 5, length_penal
     rep = torch.arange(B, device=src.device).repeat_interleave(K)  # (B*K,)
     enc = Encoded(enc.out[rep], enc.pad_mask[rep], enc.state.map(lambda t: t[:, rep]))
     state = model.decoder.start(enc)
-    limit = (max_len_a * src_len.float() + max_len_b).long().clamp(min=1).tolist()  # per sentence
+    limit = output_lengths(src_len, max_len_a, max_len_b).tolist()  # per sentence
     max_len = max(limit)
     scores = torch.full((B, K), float("-inf"), device=src.device)
     scores[:, 0] = 0.0  # one live beam per sentence at the start
@@ -167,17 +172,30 @@ def beam_search(model, src: Tensor, src_len: Tensor, beam: int = 5, length_penal
     return [sorted(f, key=lambda x: -x[0])[:n_best] for f in finished]
 
 
-def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfig(),
-              device="cpu", progress: bool = False, return_attention: bool = False):
+class Translations(NamedTuple):
+    """What :func:`decode_lines` gives back."""
+
+    outputs: list  # per line, a string (with n_best > 1, a list of n_best strings)
+    truncated: int  # lines whose (best) output stopped at the output limit instead of at EOS
+    decoded: int  # lines decoded (empty lines are not)
+    limit: OutputLimit  # the output limit used
+    attention: Optional[list]  # with return_attention: per line (src pieces, out pieces, (T, S))
+
+
+def decode_lines(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfig(),
+                 device="cpu", progress: bool = False, return_attention: bool = False
+                 ) -> Translations:
     """Translate text lines; exactly one output per input, in input order.
 
     ``opts``: how to decode (a :class:`seq2seq.config.DecodeConfig`: beam, length penalty,
-    n-best, length limits, batch size, bf16). Empty (or whitespace-only) lines give empty
+    n-best, length limits, batch size, bf16); ``max_len_a``/``max_len_b`` left None mean
+    :data:`seq2seq.lengths.FALLBACK` (a checkpoint's learned limit is filled in by
+    :func:`seq2seq.checkpoint.load_model`). Empty (or whitespace-only) lines give empty
     outputs without being decoded. Sources longer than ``opts.max_src_len`` pieces are
     truncated (with a warning on stderr). Lines are decoded in batches of similar length and
     put back in order. ``opts.beam > 1`` uses :func:`beam_search`, else :func:`greedy`; with
     ``opts.n_best > 1`` each output is a list of ``n_best`` strings. With
-    ``return_attention`` (greedy only), also returns per line ``(source pieces, output pieces,
+    ``return_attention`` (greedy only), also gives per line ``(source pieces, output pieces,
     weights (T, S))`` or None.
     """
     from tqdm import tqdm
@@ -189,7 +207,8 @@ def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfi
         print(f"warning: {len(truncated)} line(s) longer than {opts.max_src_len} pieces "
               f"truncated (first: line {truncated[0] + 1})", file=sys.stderr)
     todo.sort(key=lambda i: len(ids[i]))
-    n_best = opts.n_best
+    limit = resolve(opts)
+    n_best, cut_short = opts.n_best, 0
     out = [[""] * n_best for _ in lines]
     maps = [None] * len(lines)
     batch_size = max(1, opts.batch_size // opts.beam)
@@ -200,18 +219,30 @@ def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfi
             batch = collate(src, None, b).to(device)
             if opts.beam > 1:
                 nbest = beam_search(model, batch.src, batch.src_len, opts.beam,
-                                    opts.length_penalty, n_best, opts.max_len_a, opts.max_len_b)
+                                    opts.length_penalty, n_best, limit.a, limit.b)
                 hyps = [[h for _, h in x] + [[]] * (n_best - len(x)) for x in nbest]
             else:
-                best, att = greedy(model, batch.src, batch.src_len, opts.max_len_a,
-                                   opts.max_len_b, return_attention)
+                best, att = greedy(model, batch.src, batch.src_len, limit.a, limit.b,
+                                   return_attention)
                 hyps = [[h] + [[]] * (n_best - 1) for h in best]
                 if att is not None:
                     for k, i in enumerate(b):
                         eos = ["</s>"] if att[k].size(0) > len(best[k]) else []
-                        maps[i] = ([tok.src.id_to_piece(x) for x in src[k]],
+                        maps[i] = (tok.src_pieces(src[k]),
                                    tok.tgt_pieces(best[k]) + eos, att[k])
+            cut_short += count_truncated([len(x) for x in src], [len(h[0]) for h in hyps], limit)
             for i, hs in zip(b, hyps):
                 out[i] = [t.replace("\n", " ") for t in tok.decode_tgt(hs)]
     out = [o[0] for o in out] if n_best == 1 else out
-    return (out, maps) if return_attention else out
+    return Translations(out, cut_short, len(todo), limit, maps if return_attention else None)
+
+
+def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfig(),
+              device="cpu", progress: bool = False, return_attention: bool = False):
+    """:func:`decode_lines`' outputs (and attention maps, with ``return_attention``); when more
+    than 1% of them stopped at the output limit, a warning on stderr says so."""
+    r = decode_lines(model, tok, lines, opts, device, progress, return_attention)
+    warning = truncation_warning(r.truncated, r.decoded, "translated", r.limit)
+    if warning:
+        print(warning, file=sys.stderr)
+    return (r.outputs, r.attention) if return_attention else r.outputs

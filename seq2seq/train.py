@@ -146,6 +146,7 @@ class Trainer:
     def payload(self) -> Dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "config": self.cfg.to_dict(), "tokenizer": self.tok.state(),
+                "output_limit": self.corpus.output_limit._asdict(),
                 "train_state": asdict(self.st), "rng": rng_state()}
 
     def tf_ratio(self) -> float:
@@ -204,7 +205,7 @@ class Trainer:
         improved = True
         if self.corpus.valid is not None:
             rec.update(validate(self.model, self.corpus.valid, self.tok, self.cfg, self.device,
-                                **self.extra_validation))
+                                self.corpus.output_limit, **self.extra_validation))
             key = score_key(rec)
             improved = key > st.best_key
             if improved:
@@ -217,7 +218,8 @@ class Trainer:
                     st.plateau_factor *= t.lr_decay
             self.log(f"step {st.step}: valid loss {rec['valid_loss']:.3f} ppl "
                      f"{rec['valid_ppl']:.2f} BLEU {rec['valid_bleu']:.2f} chrF "
-                     f"{rec['valid_chrf']:.2f} (tf {tf_ratio:.2f})")
+                     f"{rec['valid_chrf']:.2f} (tf {tf_ratio:.2f})"
+                     + (f"\n{rec['valid_warning']}" if "valid_warning" in rec else ""))
         self.records.append(rec)
         self.folder.append(rec)
         self.folder.save(self.payload(), st.step, improved, t.keep_last)
@@ -268,9 +270,7 @@ class Trainer:
             if d.main:
                 self.folder.save(self.payload(), st.step, best=False, keep_last=0)
             self.log(f"stopped by {signal.Signals(sig.signal or signal.SIGTERM).name} at step "
-                     f"{st.step}; "
-                     f"checkpoint saved to "
-                     f"{self.folder.last}; continue with --resume")
+                     f"{st.step}; checkpoint saved to {self.folder.last}; continue with --resume")
         elif distributed.broadcast(not self.records or self.records[-1]["step"] != st.step, d):
             self.validate_and_save(self.tf_ratio(), scheduled=False)
         if d.main:
