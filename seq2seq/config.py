@@ -28,7 +28,7 @@ class DataConfig:
     train_split: str = "train"  # the split to train on (and to learn the tokenizer from)
     valid_split: Optional[str] = "validation"  # validated during training, picks best.pt; None: no validation
     test_split: Optional[str] = "test"  # what recipes and `evaluate --checkpoint` decode and score by default
-    max_len: Optional[int] = None  # drop training pairs with more pieces than this on either side, with a warning; None: a limit learned from the data (8 x the median pair length), which stops the run instead if it would drop over 1%
+    max_len: Optional[int] = None  # drop training pairs with more pieces than this on either side, with a warning; None: a limit learned from the data (8 x the median pair length, at least 256), which stops the run instead if it would drop over 1%
     streaming: bool = False  # read the training split as a stream, chunk by chunk (corpora larger than memory); needs train.max_steps
     chunk_size: int = 100000  # streaming: pairs tokenized, bucketed and shuffled together; the tokenizer learns from the first chunk
 

@@ -7,11 +7,11 @@
 Two limits, both in sentencepiece pieces:
 
 - **The training length filter** (``data.max_len``): pairs with more pieces than this on either
-  side are dropped before training. Unset, it is learned from the data: 8 times the median pair
-  length (a pair's length is its longer side), which only drops outliers; if it would drop more
-  than 1% of the pairs, the run stops before it starts with a one-line error giving the count,
-  the share and the setting to change. A ``data.max_len`` set in the config drops what it drops,
-  with a warning.
+  side are dropped before training, with a warning. Unset, it is learned from the data: 8 times
+  the median pair length (a pair's length is its longer side) and at least 256 (batches of that
+  length stay small), which only drops outliers; if it would drop more than 1% of the pairs,
+  the run stops before it starts with a one-line error giving the count, the share and the
+  setting to change. A ``data.max_len`` set in the config drops what it drops.
 - **The output limit**: search stops a sentence after ``a * source pieces + b`` output pieces
   (EOS included). :func:`fit_output_limit` learns ``a`` and ``b`` from the kept training pairs:
   the line that covers every training target (and its EOS) and is lowest at the mean source
@@ -36,7 +36,9 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 TOO_MANY = 0.01  # a share of training pairs dropped, or of outputs cut short, worth stopping or warning
-MAX_LEN_TIMES_MEDIAN = 8  # the learned data.max_len: this many times the median pair length
+MAX_LEN_TIMES_MEDIAN = 8  # the learned data.max_len: this many times the median pair length ...
+MAX_LEN_AT_LEAST = 256  # ... and at least this many pieces
+_LEARNED = f"{MAX_LEN_TIMES_MEDIAN} x the median pair length, at least {MAX_LEN_AT_LEAST}"
 OUTPUT_MARGIN = (1.1, 2)  # the learned output limit: (factor, pieces) over the tightest line
 
 
@@ -93,10 +95,15 @@ def fit_output_limit(src_lens: Sequence[int], tgt_lens: Sequence[int]) -> Output
             best = (a * mean_src + b, a, b)
     _, a, b = best
     factor, extra = OUTPUT_MARGIN
-    limit = OutputLimit(math.ceil(100 * factor * a) / 100, math.ceil(factor * b) + extra)
+    limit = OutputLimit(_round_up(100 * factor * a) / 100, _round_up(factor * b) + extra)
     while any(limit.at(s) < t for s, t in frontier):  # never for rounding: checked all the same
         limit = OutputLimit(limit.a, limit.b + 1)
     return limit
+
+
+def _round_up(x: float) -> int:
+    """The next integer, ignoring float dust (``100 * 1.1`` is ``110.00000000000001``)."""
+    return math.ceil(round(x, 6))
 
 
 class TrainingLengths(NamedTuple):
@@ -113,8 +120,9 @@ class TrainingLengths(NamedTuple):
     def describe(self) -> str:
         """One line for the run's log."""
         return (f"lengths: training pairs up to {self.max_len} pieces ({self._how()}; the "
-                f"longest has {self.longest}); output limit {self.output_limit.describe()} "
-                "(learned from the training targets; decode.max_len_a/max_len_b override it)")
+                f"longest pair has {self.longest}); output limit "
+                f"{self.output_limit.describe()}, learned from the training pairs "
+                "(decode.max_len_a/max_len_b override it)")
 
     def warning(self) -> Optional[str]:
         """The warning for pairs dropped for length (None: none was)."""
@@ -125,8 +133,7 @@ class TrainingLengths(NamedTuple):
                 f"pieces ({self._how()}; the longest has {self.longest})")
 
     def _how(self) -> str:
-        return (f"learned: {MAX_LEN_TIMES_MEDIAN} x the median pair length; data.max_len sets "
-                "it" if self.learned else "data.max_len")
+        return f"learned: {_LEARNED}" if self.learned else "data.max_len"
 
 
 def filter_training(data: IdPairs, max_len: Optional[int]) -> Tuple[IdPairs, TrainingLengths]:
@@ -138,13 +145,14 @@ def filter_training(data: IdPairs, max_len: Optional[int]) -> Tuple[IdPairs, Tra
     longest = max(sizes, default=0)
     learned = max_len is None
     if learned:
-        max_len = MAX_LEN_TIMES_MEDIAN * statistics.median_low([sizes[i] for i in full] or [1])
+        median = statistics.median_low([sizes[i] for i in full] or [1])
+        max_len = max(MAX_LEN_TIMES_MEDIAN * median, MAX_LEN_AT_LEAST)
     keep = [i for i in full if sizes[i] <= max_len]
     long, total = len(full) - len(keep), len(sizes)
     if learned and long > TOO_MANY * total:
         raise UserError(f"{long} of {total} training pairs ({100 * long / total:.1f}%) are "
                         f"longer than {max_len} pieces, the limit learned from the data "
-                        f"({MAX_LEN_TIMES_MEDIAN} x the median pair length): set data.max_len={longest} to keep every pair, "
+                        f"({_LEARNED}): set data.max_len={longest} to keep every pair, "
                         "or a lower data.max_len to drop the longer ones")
     if not keep:
         raise UserError(f"no training pair is left after the length filter (data.max_len="
