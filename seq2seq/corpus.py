@@ -7,16 +7,17 @@ processes of a distributed run. Two implementations:
 
 - :class:`InMemoryCorpus` (the default) holds every training pair as a string and as ids;
   an epoch is the whole split, bucketed and shuffled with the seed.
-
-Both drop training pairs for length and learn the output limit as :mod:`seq2seq.lengths`
-says (``lengths``, ``output_limit``), and print what they did.
 - :class:`StreamedCorpus` (``data.streaming: true``, for corpora larger than memory) reads the
   training split as a stream, ``data.chunk_size`` pairs at a time: each chunk is tokenized,
   length-filtered, bucketed, its batches shuffled, trained on and dropped. What it costs: the
   tokenizer, the length filter and the output limit learn from the first chunk only (make it
-  representative, or shuffle the corpus once on disk); padding is a little higher for small chunks; the number of batches per epoch
-  is not known in advance (``train.max_steps`` is required); ``--resume`` reads the stream
-  again up to where the run stopped. Its validation split is read whole: keep it small.
+  representative, or shuffle the corpus once on disk); padding is a little higher for small
+  chunks; the number of batches per epoch is not known in advance (``train.max_steps`` is
+  required); ``--resume`` reads the stream again up to where the run stopped. Its validation
+  split is read whole: keep it small.
+
+Both drop training pairs for length and learn the output limit as :mod:`seq2seq.lengths` says
+(``lengths``, ``output_limit``), and print what they did.
 """
 
 import time

@@ -86,7 +86,7 @@ def evaluate_model(model, tok, cfg, split: Optional[str] = None, dataset=None, d
     r = decode_lines(model, tok, srcs, opts, device=device, progress=progress)
     s = score(r.outputs, refs)
     s.update(truncated=r.truncated, output_limit=r.limit.describe())
-    warning = truncation_warning(r.truncated, r.decoded, f"{split}", r.limit)
+    warning = truncation_warning(r.truncated, r.decoded, split, r.limit)
     if warning:
         s["warning"] = warning
     return Evaluation(split, srcs, refs, r.outputs, s)

@@ -176,5 +176,6 @@ def truncation_warning(truncated: int, total: int, what: str, limit: OutputLimit
         return None
     return (f"warning: {truncated} of {total} {what} outputs ({100 * truncated / total:.1f}%) "
             f"stopped at the output length limit ({limit.describe()}) instead of at "
-            "end-of-sentence: raise decode.max_len_a or decode.max_len_b (translate and "
-            "evaluate: --max-len-a, --max-len-b)")
+            "end-of-sentence: cut short, or the model repeats itself; if the targets are "
+            "longer, raise decode.max_len_a or decode.max_len_b (translate and evaluate: "
+            "--max-len-a, --max-len-b)")

@@ -15,6 +15,7 @@ scores measure generalization, not memory.
     sort("37 5 81 5")           -> "5 5 37 81"
     dates("3rd of March 2021")  -> "2021-03-03"      (seven formats, day before month)
     numbers("three hundred and twelve") -> "312"     (and back)
+    commands("hop twice and look left") -> "I_HOP I_HOP I_TURN_LEFT I_LOOK"   (up to 48 symbols)
 
 Symbols and numbers are separated by spaces, so that the sentencepiece tokenizer gives one
 piece per symbol (and, with ``split_digits``, one per digit).

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from seq2seq import toy
 from seq2seq.batching import IdPairs, encode_pairs
-from seq2seq.config import Config, DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from seq2seq.config import (Config, DataConfig, DecodeConfig, ModelConfig, TokenizerConfig,
+                            TrainConfig)
 from seq2seq.corpus import InMemoryCorpus
 from seq2seq.decode import greedy
 from seq2seq.errors import UserError
@@ -190,3 +191,36 @@ def test_truncation_is_reported_in_the_log_metrics_and_evaluate(tmp_path, capsys
     ev = evaluate_checkpoint(tmp_path / "run", dataset=dd, device="cpu",
                              decode={"max_len_b": learned.b, "max_len_a": learned.a})
     assert ev.scores["output_limit"] == learned.describe()
+
+
+def test_a_checkpoint_from_before_the_new_keys_loads_and_decodes_as_before(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    from seq2seq.checkpoint import load_model, save
+    from seq2seq.decode import translate
+
+    rows = {"src": ["a_b c d", "c d a_b"] * 20, "tgt": ["d c a_b", "a_b d c"] * 20}
+    dd = DatasetDict({"train": Dataset.from_dict(rows), "validation": Dataset.from_dict(rows)})
+    cfg = Config(model=TINY, train=TrainConfig(max_steps=1, batch_size=8),
+                 data=DataConfig(test_split=None),
+                 tokenizer=TokenizerConfig(underscore_as_letter=False, split_by_number=True))
+    train(cfg, tmp_path / "run", dataset=dd, progress=False)
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    # what an older version wrote: no new tokenizer keys, explicit output limits, no learned one
+    for k in ("underscore_as_letter", "split_by_number", "split_by_unicode_script",
+              "split_by_whitespace", "max_piece_length", "user_defined_symbols"):
+        del ckpt["config"]["tokenizer"][k]
+    ckpt["config"]["decode"].update(max_len_a=1.5, max_len_b=10)
+    ckpt["config"]["data"]["max_len"] = 100
+    del ckpt["output_limit"], ckpt["tokenizer"]["underscore_as_letter"]
+    del ckpt["format"], ckpt["version"]
+    save(ckpt, tmp_path / "old.pt")
+    model, tok, old_cfg = load_model(tmp_path / "old.pt")
+    assert not tok.underscore_as_letter and not old_cfg.tokenizer.underscore_as_letter
+    assert old_cfg.tokenizer.split_by_number  # what it was trained with
+    assert (old_cfg.decode.max_len_a, old_cfg.decode.max_len_b) == (1.5, 10)
+    new_model, new_tok, _ = load_model(tmp_path / "run" / "last.pt")
+    assert tok.encode_src(["a_b c"]) == new_tok.encode_src(["a_b c"])  # the same pieces
+    assert translate(model, tok, ["a_b c d"]) == translate(new_model, new_tok, ["a_b c d"],
+                                                           DecodeConfig(max_len_a=1.5,
+                                                                        max_len_b=10))
