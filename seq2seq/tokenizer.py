@@ -53,11 +53,16 @@ def escape(text: str, underscore_as_letter: bool = False) -> str:
     """Text as sentencepiece sees it: ``▁`` (its space symbol) and the escape mark escaped,
     lone surrogates replaced by U+FFFD; with ``underscore_as_letter``, ``_`` written as the
     letter ``ꞏ`` (and ``ꞏ`` escaped)."""
-    return _SURROGATES.sub("\ufffd", text.translate(_ESCAPES[underscore_as_letter]))
+    if _ESC in text or _SPACE in text or (underscore_as_letter and ("_" in text
+                                                                 or _LETTER in text)):
+        text = text.translate(_ESCAPES[underscore_as_letter])  # (slow: only when needed)
+    return _SURROGATES.sub("\ufffd", text)
 
 
 def unescape(text: str, underscore_as_letter: bool = False) -> str:
     """The inverse of :func:`escape`; an escape mark the model emitted alone is kept as is."""
+    if _ESC not in text and not (underscore_as_letter and _LETTER in text):
+        return text
     return _UNESCAPES[underscore_as_letter].sub(lambda m: _BACK[m.group()[-1]], text)
 
 
