@@ -12,11 +12,12 @@
     python recipes/toy.py reverse --set model.cell=gru --out runs/reverse-gru
 
 Each task's data is generated from --data-seed by seq2seq.toy (20,000 training, 500
-validation and 1,000 test examples, no example in two splits; commands: 16,000 training); its config is recipes/TASK.yaml
-(copy: reverse.yaml, digits2words: number_words.yaml), whose comments describe the task. Then
-the usual path: sentencepiece, training, greedy decoding of the test split, sacreBLEU and
-exact match, written to OUT/scores.json. length_generalization tests on sequences longer than
-any seen in training and also reports exact match and output length per input length.
+validation and 1,000 test examples, no example in two splits; commands: 16,000 training); its
+config is recipes/TASK.yaml (copy: reverse.yaml, digits2words: number_words.yaml), whose
+comments describe the task. Then the usual path: sentencepiece, training, greedy decoding of
+the test split, sacreBLEU and exact match, written to OUT/scores.json. length_generalization
+tests on sequences longer than any seen in training and also reports exact match and output
+length per input length.
 """
 
 import json

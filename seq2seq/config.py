@@ -46,10 +46,10 @@ class TokenizerConfig:
     character_coverage: float = 1.0  # share of characters the pieces must cover (the rest: bytes or UNK)
     byte_fallback: bool = True  # unseen characters become bytes, so decode(encode(x)) == x
     split_digits: bool = False  # one piece per digit (helps number tasks)
-    underscore_as_letter: bool = True  # "_" counts as a letter, so I_TURN_LEFT or max_len_a can be one piece (sentencepiece alone cuts at every "_")
-    split_by_number: bool = False  # no piece mixes digits and letters (False: I_RUN2, mp3 can be one piece)
-    split_by_unicode_script: bool = True  # no piece crosses a change of script: letters | punctuation | Han | ... (False: "man." can be one piece)
-    split_by_whitespace: bool = True  # no piece crosses a space (False: pieces like "▁of▁the")
+    underscore_as_letter: bool = True  # "_" counts as a letter, so I_TURN_LEFT or max_len_a can be one piece (False: sentencepiece cuts at every "_")
+    split_by_number: bool = False  # True: no piece mixes digits and letters; False: I_RUN2 or mp3 can be one piece
+    split_by_unicode_script: bool = True  # True: no piece crosses a change of script (letters | punctuation | Han | ...); False: "man." can be one piece
+    split_by_whitespace: bool = True  # True: no piece crosses a space; False: pieces like "▁of▁the" can be learned
     max_piece_length: int = 16  # longest piece, in characters (its leading "▁" counts)
     user_defined_symbols: List[str] = field(default_factory=list)  # strings that are always one piece each, wherever they occur (tags like "<sep>", symbols)
 

@@ -17,15 +17,15 @@ from .config import DecodeConfig
 from .cpu_kernels import argmax
 from .device import bf16_autocast
 from .encoder import Encoded
-from .lengths import FALLBACK, OutputLimit, count_truncated, output_lengths, resolve, \
-    truncation_warning
+from .lengths import (FALLBACK, OutputLimit, count_truncated, output_lengths, resolve,
+                      truncation_warning)
 from .tokenizer import BOS, EOS, PAD
 
 
 @torch.inference_mode()
 def greedy(model, src: Tensor, src_len: Tensor, max_len_a: float = FALLBACK.a,
-           max_len_b: int = FALLBACK.b,
-           return_attention: bool = False) -> Tuple[List[List[int]], Optional[List[Tensor]]]:
+           max_len_b: int = FALLBACK.b, return_attention: bool = False
+           ) -> Tuple[List[List[int]], Optional[List[Tensor]]]:
     """Greedy decoding of a batch.
 
     Args:

@@ -35,7 +35,7 @@ from .errors import UserError
 if TYPE_CHECKING:
     from torch import Tensor
 
-TOO_MANY = 0.01  # a share of training pairs dropped, or of outputs cut short, worth stopping or warning
+TOO_MANY = 0.01  # a share of pairs dropped (stop) or outputs cut short (warn) that is too many
 MAX_LEN_TIMES_MEDIAN = 8  # the learned data.max_len: this many times the median pair length ...
 MAX_LEN_AT_LEAST = 256  # ... and at least this many pieces
 _LEARNED = f"{MAX_LEN_TIMES_MEDIAN} x the median pair length, at least {MAX_LEN_AT_LEAST}"
