@@ -61,6 +61,9 @@ class TokenizerConfig:
             if not x or any(c.isspace() for c in x):
                 raise ConfigError(f"tokenizer.user_defined_symbols: {x!r} is empty or holds "
                                   "a space")
+            if x in ("<pad>", "<unk>", "<s>", "</s>"):  # the special pieces' own names
+                raise ConfigError(f"tokenizer.user_defined_symbols: {x!r} is a special piece "
+                                  "(padding, unknown, BOS or EOS): choose another string")
 
 
 @dataclass(frozen=True)

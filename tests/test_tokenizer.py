@@ -169,6 +169,14 @@ def test_user_defined_symbols_are_one_piece_wherever_they_occur():
         assert round_trip(tok, text) == text
 
 
+@pytest.mark.parametrize("symbols", [["<s>"], ["</s>", "x"], ["<unk>"], ["a b"], [""]])
+def test_user_defined_symbols_that_cannot_be_one_piece_are_refused(symbols):
+    from seq2seq.config import ConfigError
+
+    with pytest.raises(ConfigError, match="tokenizer.user_defined_symbols"):
+        TokenizerConfig(user_defined_symbols=symbols)
+
+
 @pytest.mark.parametrize("text", ["ꞏ", "a_ꞏ_b", "\ue000\ue002", "ꞏ\ue000ꞏ_", "__init__"])
 def test_the_letter_that_stands_for_underscore_round_trips(tok, text):
     assert unescape(escape(text, True), True) == text
