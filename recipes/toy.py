@@ -7,14 +7,17 @@
     python recipes/toy.py number_words --out runs/number_words   # "forty-five" -> "45"
     python recipes/toy.py digits2words --out runs/digits2words   # "45" -> "forty-five"
     python recipes/toy.py length_generalization --out runs/length_generalization
+    python recipes/toy.py commands --out runs/commands     # "hop twice and look left" ->
+                                                           # "I_HOP I_HOP I_TURN_LEFT I_LOOK"
     python recipes/toy.py reverse --set model.cell=gru --out runs/reverse-gru
 
 Each task's data is generated from --data-seed by seq2seq.toy (20,000 training, 500
-validation and 1,000 test examples, no example in two splits); its config is recipes/TASK.yaml
-(copy: reverse.yaml, digits2words: number_words.yaml), whose comments describe the task. Then
-the usual path: sentencepiece, training, greedy decoding of the test split, sacreBLEU and
-exact match, written to OUT/scores.json. length_generalization tests on sequences longer than
-any seen in training and also reports exact match and output length per input length.
+validation and 1,000 test examples, no example in two splits; commands: 16,000 training); its
+config is recipes/TASK.yaml (copy: reverse.yaml, digits2words: number_words.yaml), whose
+comments describe the task. Then the usual path: sentencepiece, training, greedy decoding of
+the test split, sacreBLEU and exact match, written to OUT/scores.json. length_generalization
+tests on sequences longer than any seen in training and also reports exact match and output
+length per input length.
 """
 
 import json

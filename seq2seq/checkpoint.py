@@ -1,11 +1,16 @@
 """Checkpoints: written atomically, loaded with clear errors, turned back into a model.
 
 A checkpoint is one ``torch.save`` file holding the model weights, the config, the
-sentencepiece models, the optimizer and its schedule, the step and the RNG states, so that
-``translate`` needs nothing else and ``train --resume`` continues exactly where it stopped.
+sentencepiece models, the output limit learned from the training data (``output_limit``), the
+optimizer and its schedule, the step and the RNG states, so that ``translate`` needs nothing
+else and ``train --resume`` continues exactly where it stopped. Checkpoints written before a
+key existed still load: their config gets the old behaviour of new tokenizer keys
+(:data:`OLD_TOKENIZER`), and without ``output_limit`` their config's explicit
+``decode.max_len_a/b`` apply, as before.
 Where checkpoints go in a run folder: :mod:`seq2seq.run_folder`.
 """
 
+import dataclasses
 import os
 import random
 import tempfile
@@ -18,10 +23,14 @@ import torch
 from . import __version__
 from .config import Config, from_dict
 from .errors import UserError, first_line
+from .lengths import OutputLimit
+from .lengths import resolve as resolve_limit
 from .model import Seq2Seq
 from .tokenizer import PAD, Tokenizer
 
 FORMAT = 1  # bump when a checkpoint's layout changes
+# tokenizer keys added later whose default is not what older checkpoints were trained with
+OLD_TOKENIZER = {"underscore_as_letter": False, "split_by_number": True}
 
 
 def save(payload: Dict[str, Any], path: Union[str, Path]) -> None:
@@ -120,18 +129,31 @@ def load_resumable(path, model_cfg) -> Dict[str, Any]:
     return ckpt
 
 
+def config_of(ckpt: Dict[str, Any]) -> Dict[str, Any]:
+    """A checkpoint's config as a dict, with :data:`OLD_TOKENIZER` for keys it lacks."""
+    cfg = dict(ckpt["config"])
+    if isinstance(cfg.get("tokenizer"), dict):
+        cfg["tokenizer"] = {**{k: v for k, v in OLD_TOKENIZER.items()
+                               if k not in cfg["tokenizer"]}, **cfg["tokenizer"]}
+    return cfg
+
+
 def load_model(dir_or_file, impl: str = None, device="cpu") -> Tuple[Seq2Seq, Tokenizer, Config]:
-    """Model (in eval mode), tokenizer and config of a checkpoint; ``impl`` overrides the layer."""
+    """Model (in eval mode), tokenizer and config of a checkpoint; ``impl`` overrides the layer.
+    The config's ``decode.max_len_a/b`` are the output limit to use: where the config leaves
+    them unset, the one learned from the training data."""
     ckpt = load(dir_or_file)
     path = resolve(dir_or_file)
     try:
-        cfg = from_dict(ckpt["config"])
+        cfg = from_dict(config_of(ckpt))
     except UserError as e:
         raise UserError(f"checkpoint {path} (written by seq2seq {ckpt.get('version', '?')}): "
                         f"its config does not fit this version: {e}") from None
+    learned = resolve_limit(cfg.decode, OutputLimit(**ckpt["output_limit"])
+                            if ckpt.get("output_limit") else None)
+    cfg = cfg.replace(decode=dataclasses.replace(cfg.decode, max_len_a=learned.a,
+                                                 max_len_b=learned.b))
     if impl is not None:
-        import dataclasses
-
         cfg = cfg.replace(model=dataclasses.replace(cfg.model, impl=impl))
     tok = Tokenizer.from_state(ckpt["tokenizer"])
     model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, PAD)
@@ -191,6 +213,7 @@ def average(paths, out) -> Dict[str, Any]:
         else:
             avg[k] = v
     payload = {"model": avg, "config": first["config"], "tokenizer": first["tokenizer"],
+               "output_limit": first.get("output_limit"),
                "averaged_from": [str(resolve(p)) for p in paths]}
     save(payload, out)
     return payload

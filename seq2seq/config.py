@@ -28,27 +28,42 @@ class DataConfig:
     train_split: str = "train"  # the split to train on (and to learn the tokenizer from)
     valid_split: Optional[str] = "validation"  # validated during training, picks best.pt; None: no validation
     test_split: Optional[str] = "test"  # what recipes and `evaluate --checkpoint` decode and score by default
-    max_len: int = 100  # drop training pairs with more subword pieces than this on either side
+    max_len: Optional[int] = None  # drop training pairs with more pieces than this on either side, with a warning; None: a limit learned from the data (8 x the median pair length, at least 256), which stops the run instead if it would drop over 1%
     streaming: bool = False  # read the training split as a stream, chunk by chunk (corpora larger than memory); needs train.max_steps
     chunk_size: int = 100000  # streaming: pairs tokenized, bucketed and shuffled together; the tokenizer learns from the first chunk
 
     def __post_init__(self):
-        _positive(self, "max_len")
+        if self.max_len is not None:
+            _positive(self, "max_len")
         _positive(self, "chunk_size")
 
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    model_type: Literal["unigram", "bpe"] = "bpe"  # sentencepiece model type (bpe trains in a second)
+    model_type: Literal["unigram", "bpe", "word", "char"] = "bpe"  # sentencepiece level: subwords (bpe trains in a second; unigram), whole words (unseen ones become bytes), or characters
     vocab_size: int = 8000  # upper bound; shrunk automatically when the data has fewer pieces
     joint: bool = True  # one model for source and target (False: one each)
     character_coverage: float = 1.0  # share of characters the pieces must cover (the rest: bytes or UNK)
     byte_fallback: bool = True  # unseen characters become bytes, so decode(encode(x)) == x
     split_digits: bool = False  # one piece per digit (helps number tasks)
+    underscore_as_letter: bool = True  # "_" counts as a letter, so I_TURN_LEFT or max_len_a can be one piece (False: sentencepiece cuts at every "_")
+    split_by_number: bool = False  # True: no piece mixes digits and letters; False: I_RUN2 or mp3 can be one piece
+    split_by_unicode_script: bool = True  # True: no piece crosses a change of script (letters | punctuation | Han | ...); False: "man." can be one piece
+    split_by_whitespace: bool = True  # True: no piece crosses a space; False: pieces like "▁of▁the" can be learned
+    max_piece_length: int = 16  # longest piece, in characters (its leading "▁" counts)
+    user_defined_symbols: List[str] = field(default_factory=list)  # strings that are always one piece each, wherever they occur (tags like "<sep>", symbols)
 
     def __post_init__(self):
         _positive(self, "vocab_size")
+        _positive(self, "max_piece_length")
         _in_range(self, "character_coverage", 0.0, 1.0, low_open=True)
+        for x in self.user_defined_symbols:
+            if not x or any(c.isspace() for c in x):
+                raise ConfigError(f"tokenizer.user_defined_symbols: {x!r} is empty or holds "
+                                  "a space")
+            if x in ("<pad>", "<unk>", "<s>", "</s>"):  # the special pieces' own names
+                raise ConfigError(f"tokenizer.user_defined_symbols: {x!r} is a special piece "
+                                  "(padding, unknown, BOS or EOS): choose another string")
 
 
 @dataclass(frozen=True)
@@ -134,8 +149,8 @@ class DecodeConfig:
     beam: int = 1  # beams per sentence (1: greedy search)
     length_penalty: float = 1.0  # beam search: GNMT length normalization exponent (0: none)
     n_best: int = 1  # translate: write the n best hypotheses of the beam per input (n <= beam), or n samples with sample
-    max_len_a: float = 1.5  # maximum output length: a * source length + b (pieces)
-    max_len_b: int = 10  # ... the b of a * source length + b
+    max_len_a: Optional[float] = None  # maximum output length: a * source length + b (pieces, EOS included); None: learned from the training data (stored in the checkpoint)
+    max_len_b: Optional[int] = None  # ... the b of a * source length + b; None: learned from the training data
     max_src_len: int = 1024  # sources longer than this (pieces) are truncated, with a warning
     batch_size: int = 128  # sentences per decoding batch (divided by the beam size)
     bf16: bool = False  # decode under bfloat16 autocast (faster on CPUs with AVX512-BF16 or AMX; outputs may differ slightly)
@@ -152,7 +167,7 @@ class DecodeConfig:
             _positive(self, k)
         for k in ("length_penalty", "max_len_a", "max_len_b", "top_k", "no_repeat_ngram",
                   "coverage_penalty"):
-            if getattr(self, k) < 0:
+            if getattr(self, k) is not None and getattr(self, k) < 0:
                 raise ConfigError(f"decode.{k} must be >= 0, got {getattr(self, k)}")
         _in_range(self, "temperature", 0.0, math.inf, low_open=True, high_open=True)
         _in_range(self, "top_p", 0.0, 1.0, low_open=True)
@@ -226,6 +241,13 @@ def _coerce(value: Any, tp, where: str) -> Any:
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(errors[0])
+    if origin is list:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, e.g. [a, b], got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:

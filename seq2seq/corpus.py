@@ -10,10 +10,14 @@ processes of a distributed run. Two implementations:
 - :class:`StreamedCorpus` (``data.streaming: true``, for corpora larger than memory) reads the
   training split as a stream, ``data.chunk_size`` pairs at a time: each chunk is tokenized,
   length-filtered, bucketed, its batches shuffled, trained on and dropped. What it costs: the
-  tokenizer learns from the first chunk only (make it representative, or shuffle the corpus
-  once on disk); padding is a little higher for small chunks; the number of batches per epoch
-  is not known in advance (``train.max_steps`` is required); ``--resume`` reads the stream
-  again up to where the run stopped. Its validation split is read whole: keep it small.
+  tokenizer, the length filter and the output limit learn from the first chunk only (make it
+  representative, or shuffle the corpus once on disk); padding is a little higher for small
+  chunks; the number of batches per epoch is not known in advance (``train.max_steps`` is
+  required); ``--resume`` reads the stream again up to where the run stopped. Its validation
+  split is read whole: keep it small.
+
+Both drop training pairs for length and learn the output limit as :mod:`seq2seq.lengths` says
+(``lengths``, ``output_limit``), and print what they did.
 """
 
 import time
@@ -25,6 +29,7 @@ from .batching import (Batch, IdPairs, Pairs, bucket_batches, encode_pairs, filt
                        iterate, padding_fraction)
 from .config import Config
 from .errors import UserError
+from .lengths import OutputLimit, TrainingLengths, filter_training, resolve
 from .readers import load_splits, stream_pairs
 from .tokenizer import Tokenizer
 
@@ -33,12 +38,19 @@ Log = Callable[[str], None]
 
 class Corpus:
     """The interface: ``cfg`` (the run's config), ``tokenizer``, ``valid`` (None without a
-    validation split), :meth:`steps_per_epoch`, :meth:`epoch` and :meth:`describe`. Batches
-    follow ``cfg.train`` (``batch_size`` or ``batch_tokens``, ``seed``)."""
+    validation split), ``lengths`` (the length filter and the learned output limit),
+    :meth:`steps_per_epoch`, :meth:`epoch` and :meth:`describe`. Batches follow ``cfg.train``
+    (``batch_size`` or ``batch_tokens``, ``seed``)."""
 
     cfg: Config
     tokenizer: Tokenizer
     valid: Optional[IdPairs]
+    lengths: TrainingLengths
+
+    @property
+    def output_limit(self) -> OutputLimit:
+        """The output limit learned from the training data."""
+        return self.lengths.output_limit
 
     def steps_per_epoch(self, d: distributed.Dist = distributed.Dist()) -> Optional[int]:
         """Batches per epoch (None: not known in advance)."""
@@ -83,6 +95,18 @@ def _epoch_seed(t, epoch: int) -> int:
     return t.seed * 100003 + epoch
 
 
+def _log_lengths(cfg, lengths: TrainingLengths, log: Log) -> None:
+    """The length filter and the output limit, and the warning for dropped pairs."""
+    log(lengths.describe())
+    dec = cfg.decode
+    if dec.max_len_a is not None or dec.max_len_b is not None:
+        log(f"lengths: the config sets decode.max_len_a={dec.max_len_a}, decode.max_len_b="
+            f"{dec.max_len_b} (None: learned), so validation and decoding stop outputs at "
+            f"{resolve(dec, lengths.output_limit).describe()}")
+    if lengths.warning():
+        log(lengths.warning())
+
+
 def _valid_ids(cfg, tokenizer: Tokenizer, pairs: Optional[Pairs]) -> Optional[IdPairs]:
     if pairs is None:
         return None
@@ -103,16 +127,15 @@ class InMemoryCorpus(Corpus):
         if not raw[0]:
             raise UserError(f"the training split {d.train_split!r} is empty")
         self.tokenizer = tokenizer or Tokenizer.train(*raw, cfg.tokenizer)
-        self.train, dropped = filter_length(encode_pairs(self.tokenizer, raw), d.max_len)
-        if not self.train.src:
-            raise UserError(f"no training pair is left after the length filter "
-                            f"(data.max_len={d.max_len}, {dropped} dropped)")
+        self.train, self.lengths = filter_training(encode_pairs(self.tokenizer, raw), d.max_len)
         self.valid = _valid_ids(cfg, self.tokenizer, splits.get(d.valid_split))
-        log(f"data: {len(self.train.src)} training pairs ({dropped} dropped: empty or longer "
-            f"than data.max_len={d.max_len} pieces), "
+        L = self.lengths
+        log(f"data: {len(self.train.src)} training pairs ({L.empty} empty and {L.long} longer "
+            f"than {L.max_len} pieces dropped), "
             f"{len(self.valid.src) if self.valid else 0} validation pairs; vocab "
             f"{self.tokenizer.src_vocab_size}/{self.tokenizer.tgt_vocab_size}; "
             f"{time.time() - t0:.1f} s")
+        _log_lengths(cfg, L, log)
 
     def batches(self, epoch: int, d: distributed.Dist = distributed.Dist()
                 ) -> List[distributed.Shard]:
@@ -150,17 +173,18 @@ class StreamedCorpus(Corpus):
                  errors: str = "strict", log: Log = print) -> None:
         d = cfg.data
         self.cfg, self.dataset, self.errors, self.log = cfg, dataset, errors, log
-        if tokenizer is None:
-            first = next(self._chunks(), None)
-            if first is None:
-                raise UserError(f"the training split {d.train_split!r} is empty")
-            tokenizer = Tokenizer.train(*first, cfg.tokenizer)
-        self.tokenizer = tokenizer
+        first = next(self._chunks(), None)
+        if first is None:
+            raise UserError(f"the training split {d.train_split!r} is empty")
+        self.tokenizer = tokenizer = tokenizer or Tokenizer.train(*first, cfg.tokenizer)
+        _, self.lengths = filter_training(encode_pairs(tokenizer, first), d.max_len)
         self.valid = _valid_ids(cfg, tokenizer, load_splits(d, [d.valid_split], dataset, errors)
                                 [d.valid_split] if d.valid_split else None)
         log(f"data: streaming the training split in chunks of {d.chunk_size} pairs "
             f"(data.chunk_size); {len(self.valid.src) if self.valid else 0} validation pairs; "
-            f"vocab {tokenizer.src_vocab_size}/{tokenizer.tgt_vocab_size}")
+            f"vocab {tokenizer.src_vocab_size}/{tokenizer.tgt_vocab_size}; the lengths are "
+            "learned from the first chunk")
+        _log_lengths(cfg, self.lengths, log)
 
     def _chunks(self) -> Iterator[Pairs]:
         d = self.cfg.data
@@ -172,7 +196,7 @@ class StreamedCorpus(Corpus):
     def epoch(self, epoch: int, d: distributed.Dist = distributed.Dist(), start: int = 0
               ) -> Iterator[Batch]:
         done, kept, dropped = 0, 0, 0
-        t, max_len = self.cfg.train, self.cfg.data.max_len
+        t, max_len = self.cfg.train, self.lengths.max_len
         for k, chunk in enumerate(self._chunks()):
             data, n_dropped = filter_length(encode_pairs(self.tokenizer, chunk), max_len)
             kept, dropped = kept + len(data.src), dropped + n_dropped

@@ -1,7 +1,9 @@
 """Search: batched greedy and beam search; ``translate`` for lines of text.
 
 Both step every sentence of a batch together (beam search: every beam of every sentence) and
-stop when every sentence has finished. ``model`` may be one model or an
+stop when every sentence has finished: at EOS, or at the output limit ``a * source pieces + b``
+(:mod:`seq2seq.lengths`), where an output that did not say EOS is cut short. ``model`` may be
+one model or an
 :class:`seq2seq.ensemble.Ensemble`; :mod:`seq2seq.constraints` says what may come at each
 step (forced prefixes, no repeated n-grams), :mod:`seq2seq.sampling` replaces greedy's argmax
 by a draw.
@@ -20,6 +22,8 @@ from .constraints import Constraints, coverage_penalty
 from .cpu_kernels import argmax
 from .device import bf16_autocast
 from .ensemble import Ensemble
+from .lengths import (FALLBACK, OutputLimit, count_truncated, output_lengths, resolve,
+                      truncation_warning)
 from .sampling import Sampler, sample_keys
 from .tokenizer import BOS, EOS, PAD
 
@@ -41,7 +45,8 @@ class Hypothesis(NamedTuple):
 
 
 @torch.inference_mode()
-def greedy(model, src: Tensor, src_len: Tensor, max_len_a: float = 1.5, max_len_b: int = 10,
+def greedy(model, src: Tensor, src_len: Tensor, max_len_a: float = FALLBACK.a,
+           max_len_b: int = FALLBACK.b,
            return_attention: bool = False, *, constraints: Optional[Constraints] = None,
            pick: Optional[Callable[[Tensor, Tensor, int], Tensor]] = None,
            log_probs: bool = False) -> Greedy:
@@ -70,7 +75,7 @@ def greedy(model, src: Tensor, src_len: Tensor, max_len_a: float = 1.5, max_len_
     models = Ensemble.of(model)
     state = models.start(src, src_len)
     B, S = src.shape
-    limit = (max_len_a * src_len.to(src.device).float() + max_len_b).long().clamp(min=1)  # (B,)
+    limit = output_lengths(src_len.to(src.device), max_len_a, max_len_b)  # (B,), EOS included
     rows = torch.arange(B, device=src.device)  # the sentences in the batch, (b,)
     if constraints is not None and constraints.min_length(rows) is not None:
         limit = torch.maximum(limit, constraints.min_length(rows))
@@ -126,7 +131,7 @@ def gnmt_length_penalty(length: Tensor, alpha: float) -> Tensor:
 
 @torch.inference_mode()
 def beam_search(model, src: Tensor, src_len: Tensor, beam: int = 5, length_penalty: float = 1.0,
-                n_best: int = 1, max_len_a: float = 1.5, max_len_b: int = 10, *,
+                n_best: int = 1, max_len_a: float = FALLBACK.a, max_len_b: int = FALLBACK.b, *,
                 constraints: Optional[Constraints] = None, coverage: float = 0.0
                 ) -> List[List[Hypothesis]]:
     """Beam search, batched over sentences and beams.
@@ -158,7 +163,7 @@ def beam_search(model, src: Tensor, src_len: Tensor, beam: int = 5, length_penal
     n_best = min(n_best, K)
     state = models.start(src, src_len, repeat=K)
     owner = torch.arange(B, device=src.device).repeat_interleave(K)  # sentence of a row, (B*K,)
-    limit = (max_len_a * src_len.float() + max_len_b).long().clamp(min=1)  # (B,)
+    limit = output_lengths(src_len, max_len_a, max_len_b)  # (B,), EOS included
     if constraints is not None and constraints.min_length(owner[::K]) is not None:
         limit = torch.maximum(limit, constraints.min_length(owner[::K]).to(limit.device))
     limit = limit.tolist()
@@ -241,6 +246,9 @@ class Translations(NamedTuple):
     hyps: list  # a string per line; with n_best > 1 a list of n_best strings
     log_probs: Optional[list]  # with log_probs: the same shape, each output's log-probability
     attention: Optional[list]  # with return_attention: (source pieces, output pieces, weights)
+    truncated: int = 0  # lines whose (first) output stopped at the output limit, not at EOS
+    decoded: int = 0  # lines decoded (empty lines are not)
+    limit: OutputLimit = FALLBACK  # the output limit used
 
 
 @torch.inference_mode()
@@ -285,9 +293,14 @@ def force_decode(model, src: Tensor, src_len: Tensor, tgt: Sequence[Sequence[int
 
 def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfig(),
               device="cpu", progress: bool = False, return_attention: bool = False,
-              prefixes: Optional[Sequence[str]] = None, log_probs: bool = False
-              ) -> Translations:
+              prefixes: Optional[Sequence[str]] = None, log_probs: bool = False,
+              warn: bool = True) -> Translations:
     """Translate text lines; exactly one output per input, in input order.
+
+    The output limit is ``opts.max_len_a/b``, or where None the limit learned from the training
+    data (which :func:`seq2seq.checkpoint.load_model` fills in), else
+    :data:`seq2seq.lengths.FALLBACK`; outputs that stopped at it instead of at EOS are counted
+    (``truncated``) and, with ``warn``, when they are more than 1% a warning says so on stderr.
 
     ``model``: one model or an :class:`~seq2seq.ensemble.Ensemble`. ``opts``: how to decode (a
     :class:`seq2seq.config.DecodeConfig`: beam, length penalty, n-best, sampling, repetition
@@ -315,7 +328,8 @@ def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfi
         print(f"warning: {len(truncated)} line(s) longer than {opts.max_src_len} pieces "
               f"truncated (first: line {truncated[0] + 1})", file=sys.stderr)
     todo.sort(key=lambda i: len(ids[i]))
-    n_best = opts.n_best
+    limit = resolve(opts)  # decode.max_len_a/b; None: the learned limit, filled in by load_model
+    n_best, cut_short = opts.n_best, 0
     out = [[p] * n_best for p in (prefixes or [""] * len(lines))]
     scores: List[list] = [[None] * n_best for _ in lines]
     maps = [None] * len(lines)
@@ -331,7 +345,7 @@ def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfi
                                      opts.no_repeat_ngram, device)
             if opts.beam > 1:
                 nbest = beam_search(models, batch.src, batch.src_len, opts.beam,
-                                    opts.length_penalty, n_best, opts.max_len_a, opts.max_len_b,
+                                    opts.length_penalty, n_best, limit.a, limit.b,
                                     constraints=rules, coverage=opts.coverage_penalty)
                 nbest = [x + [Hypothesis(0.0, [], None)] * (n_best - len(x)) for x in nbest]
                 hyps = [[h.tokens for h in x] for x in nbest]
@@ -341,7 +355,7 @@ def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfi
                 if opts.sample:
                     pick = Sampler(sample_keys(opts.seed, b, n_best, device), opts.temperature,
                                    opts.top_k, opts.top_p)
-                g = greedy(models, batch.src, batch.src_len, opts.max_len_a, opts.max_len_b,
+                g = greedy(models, batch.src, batch.src_len, limit.a, limit.b,
                            return_attention, constraints=rules, pick=pick, log_probs=log_probs)
                 lp = g.log_probs or [None] * len(g.hyps)
                 hyps = [g.hyps[k:k + rep] + [[]] * (n_best - rep)
@@ -352,9 +366,15 @@ def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfi
                         eos = ["</s>"] if g.attention[k].size(0) > len(g.hyps[k]) else []
                         maps[i] = ([tok.src.id_to_piece(x) for x in src[k]],
                                    tok.tgt_pieces(g.hyps[k]) + eos, g.attention[k])
+            cut_short += count_truncated([len(x) for x in src], [len(h[0]) for h in hyps], limit)
             for i, hs, ls in zip(b, hyps, lps):
                 out[i] = [t.replace("\n", " ") for t in tok.decode_tgt(hs)]
                 scores[i] = ls
     if n_best == 1:
         out, scores = [o[0] for o in out], [s[0] for s in scores]
-    return Translations(out, scores if log_probs else None, maps if return_attention else None)
+    if warn:
+        warning = truncation_warning(cut_short, len(todo), "translated", limit)
+        if warning:
+            print(warning, file=sys.stderr)
+    return Translations(out, scores if log_probs else None, maps if return_attention else None,
+                        cut_short, len(todo), limit)

@@ -71,8 +71,11 @@ def add_decode_options(p: argparse.ArgumentParser, n_best: bool = True) -> None:
                        help="write the K best hypotheses of the beam (K <= --beam), or K "
                             "samples with --sample: K lines per input line")
     p.add_argument("--max-len-a", type=nonnegative, metavar="A",
-                   help="stop after A * source length + B pieces (default from the config)")
-    p.add_argument("--max-len-b", type=count(0), metavar="B", help="(default from the config)")
+                   help="stop an output after A * source pieces + B pieces (default: "
+                        "decode.max_len_a of the checkpoint's config, else the limit learned "
+                        "from the training data, printed when it was trained)")
+    p.add_argument("--max-len-b", type=count(0), metavar="B",
+                   help="(default: decode.max_len_b, else learned from the training data)")
     p.add_argument("--batch-size", type=count(1), metavar="N",
                    help="sentences per batch (default from the config)")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 import sacrebleu
 
 from .errors import ConfigError, UserError
+from .lengths import OutputLimit, count_truncated, resolve, truncation_warning
 from .readers import Pairs, load_splits
 
 
@@ -35,9 +36,11 @@ def score(hyps: Sequence[str], refs: Sequence[str]) -> Dict[str, Any]:
 
 
 def format_scores(s: Dict[str, Any]) -> str:
+    """Scores for people: BLEU, chrF, exact match, the signatures (and a truncation warning)."""
     return (f"BLEU {s['bleu']:.2f}  chrF {s['chrf']:.2f}  exact match {s['exact_match']:.2f}%"
             f"  ({s['n']} sentences)\n"
-            f"  BLEU signature: {s['signature']}\n  chrF signature: {s['chrf_signature']}")
+            f"  BLEU signature: {s['signature']}\n  chrF signature: {s['chrf_signature']}"
+            + (f"\n{s['warning']}" if s.get("warning") else ""))
 
 
 class Evaluation(NamedTuple):
@@ -77,12 +80,19 @@ def decode_options(cfg, overrides: Optional[Dict[str, Any]] = None, model=None):
 def evaluate_lines(model, tok, cfg, srcs: Sequence[str], refs: Sequence[str], name: str,
                    decode=None, device="cpu", progress: bool = False) -> Evaluation:
     """Translate ``srcs`` with ``model`` and score the output against ``refs``.
-    ``decode``: overrides of ``cfg.decode`` (beam, length_penalty, batch_size, bf16, ...)."""
+    ``decode``: overrides of ``cfg.decode`` (beam, length_penalty, batch_size, bf16, ...).
+    The scores also count the outputs cut short by the output limit (``truncated``, with
+    ``warning`` when they are more than 1%)."""
     from .decode import translate
 
     opts = decode_options(cfg, {**(decode or {}), "n_best": 1}, model)
-    hyps = translate(model, tok, list(srcs), opts, device=device, progress=progress).hyps
-    return Evaluation(name, list(srcs), list(refs), hyps, score(hyps, refs))
+    r = translate(model, tok, list(srcs), opts, device=device, progress=progress, warn=False)
+    s = score(r.hyps, refs)
+    s.update(truncated=r.truncated, output_limit=r.limit.describe())
+    warning = truncation_warning(r.truncated, r.decoded, name, r.limit)
+    if warning:
+        s["warning"] = warning
+    return Evaluation(name, list(srcs), list(refs), r.hyps, s)
 
 
 def evaluate_model(model, tok, cfg, split: Optional[str] = None, dataset=None, decode=None,
@@ -106,15 +116,18 @@ def evaluate_checkpoint(checkpoint, split: Optional[str] = None, dataset=None, d
     return evaluate_model(model, tok, cfg, split, dataset, decode, device, progress, errors)
 
 
-def validate(model, data, tok, cfg, device, free_running: bool = False, examples: int = 0
-             ) -> Dict[str, Any]:
+def validate(model, data, tok, cfg, device, limit: Optional[OutputLimit] = None,
+             free_running: bool = False, examples: int = 0) -> Dict[str, Any]:
     """The training loop's validation on ``data`` (:class:`seq2seq.batching.IdPairs`).
 
     Teacher-forced loss and perplexity; greedy BLEU, chrF and exact match on the first
-    ``train.valid_max_sentences``; with ``free_running``, also the loss when the decoder is
-    fed its own argmax predictions (``tf_ratio=0``): the gap between the two is exposure bias.
-    ``examples``: also the first that many translations, under ``"examples"`` (dicts of
-    source, output, reference; for TensorBoard, not for metrics.jsonl).
+    ``train.valid_max_sentences``, with the output limit of ``cfg.decode`` where set, else
+    ``limit`` (the one learned from the training data), and the number of those outputs that
+    stopped at it instead of at EOS (``valid_truncated``; ``valid_warning`` when more than 1%);
+    with ``free_running``, also the loss when the decoder is fed its own argmax predictions
+    (``tf_ratio=0``): the gap between the two is exposure bias. ``examples``: also the first
+    that many translations, under ``"examples"`` (dicts of source, output, reference; for
+    TensorBoard, not for metrics.jsonl).
     """
     import torch
 
@@ -139,12 +152,19 @@ def validate(model, data, tok, cfg, device, free_running: bool = False, examples
                 logits = model(batch.src, batch.src_len, batch.tgt_in, 0.0)
                 loss_free += float(masked_cross_entropy(logits, batch.tgt_out, PAD)[0])
         sub = IdPairs(*(x[:cfg.train.valid_max_sentences] for x in data))
-        hyps = tok.decode_tgt(greedy_ids(model, sub.src, cfg.decode, device))
+        limit = resolve(cfg.decode, limit)
+        ids = greedy_ids(model, sub.src, limit, cfg.decode.batch_size, device)
+    hyps = tok.decode_tgt(ids)
     s = score(hyps, sub.tgt_text)
     model.train(was_training)
+    cut_short = count_truncated([len(x) for x in sub.src], [len(h) for h in ids], limit)
     out = {"valid_loss": loss_tf / max(1, n_tok),
            "valid_ppl": math.exp(min(50.0, loss_tf / max(1, n_tok))),
-           "valid_bleu": s["bleu"], "valid_chrf": s["chrf"], "valid_exact_match": s["exact_match"]}
+           "valid_bleu": s["bleu"], "valid_chrf": s["chrf"], "valid_exact_match": s["exact_match"],
+           "valid_truncated": cut_short}
+    warning = truncation_warning(cut_short, len(ids), "validation", limit)
+    if warning:
+        out["valid_warning"] = warning
     if free_running:
         out["valid_loss_free"] = loss_free / max(1, n_tok)
     if examples:
@@ -159,17 +179,18 @@ def score_key(rec: Dict[str, Any]) -> List[float]:
     return [rec["valid_bleu"], rec["valid_chrf"], -rec["valid_loss"]]
 
 
-def greedy_ids(model, src: Sequence[Sequence[int]], opts, device) -> List[List[int]]:
+def greedy_ids(model, src: Sequence[Sequence[int]], limit: OutputLimit, batch_size: int,
+               device) -> List[List[int]]:
     """Greedy output ids for every source (ids) in order, decoded in length-bucketed batches
-    of ``opts.batch_size`` with ``opts``'s length limits."""
+    of ``batch_size`` with the output limit ``limit``."""
     from .batching import bucket_batches, collate
     from .decode import greedy
 
     lens = [len(s) for s in src]
     out: List[List[int]] = [[] for _ in lens]
-    for b in bucket_batches(lens, lens, opts.batch_size):
+    for b in bucket_batches(lens, lens, batch_size):
         batch = collate([src[i] for i in b], None, b).to(device)
-        hyps = greedy(model, batch.src, batch.src_len, opts.max_len_a, opts.max_len_b).hyps
+        hyps = greedy(model, batch.src, batch.src_len, limit.a, limit.b).hyps
         for i, h in zip(b, hyps):
             out[i] = h
     return out

@@ -297,7 +297,8 @@ def export_model(model: nn.Module, tok, cfg, out, int8: bool = False, overwrite:
             "format": EXPORT_FORMAT, "seq2seq": __version__, "torch": torch.__version__,
             "onnx": require("export", ("onnx",)).__version__,
             "onnxruntime": require("export").__version__, "opset": OPSET, "int8": int8,
-            "checkpoint": source, "out_size": model.decoder.out_size}
+            "checkpoint": source, "out_size": model.decoder.out_size,
+            "underscore_as_letter": state.get("underscore_as_letter", False)}
         (tmp / MARKER).write_text(json.dumps(info, indent=2), encoding="utf-8")
         info["graphs"] = graph_io(tmp)
         info["bytes"] = file_sizes(tmp)

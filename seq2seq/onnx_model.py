@@ -174,8 +174,10 @@ def load_exported(folder: Union[str, Path], threads: int = 0
                         "the checkpoint again")
     cfg = load_config(folder / "config.yaml")
     tgt = folder / "tgt.model"
+    info = json.loads((folder / MARKER).read_text(encoding="utf-8"))
     tok = Tokenizer((folder / "src.model").read_bytes(),
-                    tgt.read_bytes() if tgt.is_file() else None)
+                    tgt.read_bytes() if tgt.is_file() else None,
+                    info.get("underscore_as_letter", False))
     return OnnxSeq2Seq(folder, threads), tok, cfg
 
 

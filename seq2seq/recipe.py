@@ -3,10 +3,10 @@
 A recipe script (``recipes/*.py``) parses its options with :func:`parser` (the options of
 ``seq2seq train``, declared once in :mod:`seq2seq.cli`), builds its config (and, for toy
 tasks, its data as a ``datasets.DatasetDict``), and calls :func:`run`, which writes
-``DIR/scores.json`` (``bleu``, ``chrf``, ``exact_match``, ``signature``, ``train_seconds``)
-and prints the scores with their sacreBLEU signature. With ``train.keep_last >= 2`` it also
-averages the kept checkpoints into ``DIR/averaged.pt`` and scores that too (``scores.json``'s
-``averaged``). :func:`main` runs a recipe with the toolkit's one error handler.
+``DIR/scores.json`` (``bleu``, ``chrf``, ``exact_match``, ``signature``, ``train_seconds``,
+``truncated``: test outputs cut short by the output limit) and prints the scores with their
+sacreBLEU signature. With ``train.keep_last >= 2`` it also averages the kept checkpoints into
+``DIR/averaged.pt`` and scores that too (``scores.json``'s ``averaged``). :func:`main` runs a recipe with the toolkit's one error handler.
 """
 
 import argparse
@@ -50,7 +50,8 @@ def run(cfg, out, dataset=None, resume: bool = False, progress: bool = True,
     result = {"bleu": s["bleu"], "chrf": s["chrf"], "exact_match": s["exact_match"],
               "signature": s["signature"], "chrf_signature": s["chrf_signature"],
               "train_seconds": round(summary["train_seconds"], 1), "steps": summary["steps"],
-              "parameters": summary["parameters"], "split": ev.split, "n": s["n"]}
+              "parameters": summary["parameters"], "split": ev.split, "n": s["n"],
+              "truncated": s["truncated"], "output_limit": s["output_limit"]}
     paths = kept(out)
     if cfg.train.keep_last >= 2 and len(paths) >= 2:  # also score the average of the kept ones
         average(paths, out / "averaged.pt")

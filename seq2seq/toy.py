@@ -15,6 +15,7 @@ scores measure generalization, not memory.
     sort("37 5 81 5")           -> "5 5 37 81"
     dates("3rd of March 2021")  -> "2021-03-03"      (seven formats, day before month)
     numbers("three hundred and twelve") -> "312"     (and back)
+    commands("hop twice and look left") -> "I_HOP I_HOP I_TURN_LEFT I_LOOK"   (up to 48 symbols)
 
 Symbols and numbers are separated by spaces, so that the sentencepiece tokenizer gives one
 piece per symbol (and, with ``split_digits``, one per digit).
@@ -225,6 +226,75 @@ def numbers(seed: int = 1, direction: str = "words2digits", max_digits: int = 6,
     return make_splits(sample, _sizes(train_size, valid_size, test_size), seed)
 
 
+# -- commands -------------------------------------------------------------------------------
+
+COMMAND_ACTIONS = {"step": "I_STEP", "hop": "I_HOP", "wave": "I_WAVE", "look": "I_LOOK"}
+COMMAND_TURNS = {"left": "I_TURN_LEFT", "right": "I_TURN_RIGHT"}
+COMMAND_COUNTS = {"": 1, "twice": 2, "thrice": 3}
+
+
+def command_phrases() -> Dict[str, List[str]]:
+    """Every phrase of the commands grammar -> its action symbols (102 phrases).
+
+    ``ACTION [left|right|around left|opposite left|...] [twice|thrice]``, and ``turn`` with a
+    direction (``turn left`` is one turn, ``turn around left`` four, ``turn opposite left`` two):
+
+        hop left            -> I_TURN_LEFT I_HOP
+        hop around right    -> (I_TURN_RIGHT I_HOP) x 4
+        hop opposite left   -> I_TURN_LEFT I_TURN_LEFT I_HOP
+        wave thrice         -> I_WAVE I_WAVE I_WAVE
+    """
+    phrases = {}
+    for verb, act in list(COMMAND_ACTIONS.items()) + [("turn", None)]:
+        for way in ["", "left", "right", "around left", "around right", "opposite left",
+                    "opposite right"]:
+            if verb == "turn" and not way:
+                continue
+            turn = COMMAND_TURNS[way.split()[-1]] if way else None
+            do = [act] if act else []
+            if not way:
+                once = do
+            elif way.startswith("around"):
+                once = ([turn] + do) * 4
+            elif way.startswith("opposite"):
+                once = [turn, turn] + do
+            else:
+                once = [turn] + do
+            for count, n in COMMAND_COUNTS.items():
+                words = " ".join(w for w in (verb, way, count) if w)
+                phrases[words] = once * n
+    return phrases
+
+
+def commands(seed: int = 1, train_size: int = 16000, valid_size: int = 500,
+             test_size: int = 1000) -> DatasetDict:
+    """Commands to action symbols, from a small grammar with long outputs (1-9 words -> 1-48
+    symbols): one phrase of :func:`command_phrases`, or two joined by ``and`` (in order) or
+    ``after`` (the second first):
+
+        hop twice and look left        -> I_HOP I_HOP I_TURN_LEFT I_LOOK
+        wave after turn opposite right -> I_TURN_RIGHT I_TURN_RIGHT I_WAVE
+
+    The grammar is SCAN's (Lake and Baroni, 2018) with other words; its 20,910 commands are
+    split at random (every one-phrase command falls in training, as the sizes make it likely).
+    The symbols join capitals with underscores: the default tokenizer keeps each one piece.
+    """
+    phrases = command_phrases()
+    names = sorted(phrases)
+
+    def sample(rng, split):
+        first = rng.choice(names)
+        if rng.random() < 0.02:
+            return first, (first, " ".join(phrases[first]))
+        second, joint = rng.choice(names), rng.choice(["and", "after"])
+        src = f"{first} {joint} {second}"
+        out = phrases[first] + phrases[second] if joint == "and" else \
+            phrases[second] + phrases[first]
+        return src, (src, " ".join(out))
+
+    return make_splits(sample, _sizes(train_size, valid_size, test_size), seed)
+
+
 # -- the tasks of recipes/toy.py ------------------------------------------------------------
 
 LENGTH_GENERALIZATION = {"train": (3, 12), "test": (13, 20)}  # symbols: min, max
@@ -246,6 +316,7 @@ TASKS: Dict[str, Tuple[Callable[[int], DatasetDict], str]] = {
     "digits2words": (lambda seed: numbers(seed=seed, direction="digits2words"),
                      "number_words.yaml"),
     "length_generalization": (_length_generalization, "length_generalization.yaml"),
+    "commands": (lambda seed: commands(seed=seed), "commands.yaml"),
 }
 
 

@@ -93,6 +93,7 @@ class Trainer:
         rngs = distributed.gather(rng_state(), self.dist)  # rank order, on rank 0
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "config": self.cfg.to_dict(), "tokenizer": self.tok.state(),
+                "output_limit": self.corpus.output_limit._asdict(),
                 "train_state": asdict(self.st), "rng": rngs}
 
     def tf_ratio(self) -> float:
@@ -172,7 +173,8 @@ class Trainer:
         improved = True
         if self.corpus.valid is not None:
             rec.update(validate(self.model, self.corpus.valid, self.tok, self.cfg, self.device,
-                                examples=self.folder.examples, **self.extra_validation))
+                                self.corpus.output_limit, examples=self.folder.examples,
+                                **self.extra_validation))
             key = score_key(rec)
             improved = key > st.best_key
             if improved:
@@ -185,7 +187,8 @@ class Trainer:
                     st.plateau_factor *= t.lr_decay
             self.log(f"step {st.step}: valid loss {rec['valid_loss']:.3f} ppl "
                      f"{rec['valid_ppl']:.2f} BLEU {rec['valid_bleu']:.2f} chrF "
-                     f"{rec['valid_chrf']:.2f} (tf {tf_ratio:.2f})")
+                     f"{rec['valid_chrf']:.2f} (tf {tf_ratio:.2f})"
+                     + (f"\n{rec['valid_warning']}" if "valid_warning" in rec else ""))
         self.records.append(rec)
         self.folder.append(rec, rec.pop("examples", None))
         return improved

@@ -183,12 +183,14 @@ def test_translation_column_layout(tmp_path):
     write_jsonl(tmp_path / "tr.jsonl", rows)
     (tmp_path / "c.yaml").write_text(f"""
 data: {{path: json, data_files: {{train: tr.jsonl, validation: trv.jsonl}}, src: en, tgt: de,
-       test_split: null}}
+       test_split: null, max_len: 100}}
 {MODEL}
 train: {{max_steps: 3, batch_size: 8}}
 """)
     p = seq2seq("train", "--config", "c.yaml", "--out", "run", "--no-progress", cwd=tmp_path)
-    assert f"{2 * len(PAIRS)} training pairs (1 dropped" in p.stderr  # the length filter
+    n = 2 * len(PAIRS)
+    assert f"{n} training pairs (0 empty and 1 longer than 100 pieces dropped)" in p.stderr
+    assert f"warning: 1 of {n + 1} training pairs" in p.stderr  # an explicit max_len: a warning
     assert (tmp_path / "run" / "last.pt").is_file()
 
 

@@ -88,12 +88,12 @@ def test_an_ensemble_of_a_checkpoint_with_itself(toy, files, capsys):
 
 
 def test_an_ensemble_needs_one_vocabulary(toy):
-    from seq2seq.config import from_dict
+    from seq2seq.config import TokenizerConfig, from_dict
     from seq2seq.model import Seq2Seq
     from seq2seq.tokenizer import Tokenizer, train_model
 
     ckpt = checkpoint.load(toy.run)
-    tok = Tokenizer(train_model(["x y z w"] * 10, 300))
+    tok = Tokenizer(train_model(["x y z w"] * 10, TokenizerConfig(vocab_size=300)))
     ckpt["tokenizer"] = tok.state()
     ckpt["model"] = Seq2Seq.from_config(from_dict(ckpt["config"]).model, tok.src_vocab_size,
                                         tok.tgt_vocab_size, 0).state_dict()

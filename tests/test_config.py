@@ -84,7 +84,7 @@ def test_bad_value_names_the_key(tmp_path, key, value, hint):
 def test_other_sections_are_checked_too():
     for override, key in [("train.lr=0", "train.lr"), ("train.batch_size=-1", "train.batch_size"),
                           ("train.clip_norm=-1", "train.clip_norm"),
-                          ("tokenizer.model_type=word", "tokenizer.model_type"),
+                          ("tokenizer.model_type=words", "tokenizer.model_type"),
                           ("data.max_len=0", "data.max_len")]:
         with pytest.raises(ConfigError, match=key):
             config.load(None, [override])

@@ -88,10 +88,11 @@ def test_manual_and_fused_ensembles_agree():
 
 
 def test_different_vocabularies_are_refused():
+    from seq2seq.config import TokenizerConfig
     from seq2seq.tokenizer import Tokenizer, train_model
 
-    one = Tokenizer(train_model(["a b c d e f"] * 20, 300))
-    other = Tokenizer(train_model(["x y z w v u"] * 20, 300))
+    one = Tokenizer(train_model(["a b c d e f"] * 20, TokenizerConfig(vocab_size=300)))
+    other = Tokenizer(train_model(["x y z w v u"] * 20, TokenizerConfig(vocab_size=300)))
     check_vocabularies(["a.pt", "b.pt"], [one, Tokenizer(one.src_proto)])  # the same: fine
     with pytest.raises(UserError, match="different vocabulary .*same tokenizer"):
         check_vocabularies(["a.pt", "b.pt"], [one, other])

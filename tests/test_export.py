@@ -19,6 +19,7 @@ from seq2seq.decode import beam_search, greedy, translate  # noqa: E402
 from seq2seq.export import export_model  # noqa: E402
 from seq2seq.model import Seq2Seq  # noqa: E402
 from seq2seq.onnx_model import OnnxSeq2Seq, load_exported  # noqa: E402
+from seq2seq.config import TokenizerConfig  # noqa: E402
 from seq2seq.tokenizer import PAD, Tokenizer, train_model  # noqa: E402
 
 from test_cli import seq2seq, toy  # noqa: E402,F401  (the CLI's toy run, trained once)
@@ -43,7 +44,7 @@ def reverse_pairs(n: int, seed: int):
 @pytest.fixture(scope="module")
 def tok():
     src, tgt = reverse_pairs(300, 0)
-    return Tokenizer(train_model(src + tgt, 300))
+    return Tokenizer(train_model(src + tgt, TokenizerConfig(vocab_size=300)))
 
 
 @pytest.fixture(scope="module", params=list(MODELS))

@@ -116,3 +116,94 @@ def test_round_trip_property(tok, text):
 def test_random_bytes_decoded_with_replacement_round_trip(tok, raw):
     text = raw.decode("utf-8", errors="replace")
     assert round_trip(tok, text) == text
+
+
+# -- symbols and levels (issue 18) --------------------------------------------------------
+
+# symbols of letters and digits joined by underscores, e.g. I_TURN_LEFT, A1_B2, x_9 (with the
+# leading "▁" they fit the default max_piece_length of 16)
+PART = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", min_size=1,
+               max_size=4)
+SYMBOL = st.lists(PART, min_size=2, max_size=3).map("_".join).filter(lambda s: len(s) <= 15)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(symbols=st.lists(SYMBOL, min_size=1, max_size=12, unique=True), seed=st.integers(0, 99))
+def test_underscore_joined_symbols_stay_one_piece_under_the_defaults(symbols, seed):
+    import random
+
+    rng = random.Random(seed)
+    lines = [" ".join(rng.choice(symbols) for _ in range(rng.randint(1, 8))) for _ in range(60)]
+    tok = Tokenizer.train(lines, lines, TokenizerConfig())
+    for sym in symbols:
+        assert len(tok.encode_tgt([sym])[0]) == 1, (sym, tok.tgt_pieces(tok.encode_tgt([sym])[0]))
+        assert tok.tgt_pieces(tok.encode_tgt([sym])[0]) == ["\u2581" + sym]  # "_" shown as is
+    line = " ".join(symbols)
+    assert len(tok.encode_tgt([line])[0]) == len(symbols)
+    assert round_trip(tok, line) == line
+
+
+def test_without_underscore_as_letter_sentencepiece_cuts_at_every_underscore():
+    lines = ["I_TURN_LEFT I_JUMP", "I_JUMP I_TURN_LEFT I_TURN_LEFT"] * 30
+    tok = Tokenizer.train(lines, lines, TokenizerConfig(underscore_as_letter=False))
+    assert len(tok.encode_tgt(["I_TURN_LEFT"])[0]) >= 4  # ▁I _ TURN _ LEFT, or finer
+    assert round_trip(tok, "I_TURN_LEFT x_y") == "I_TURN_LEFT x_y"
+
+
+def test_old_tokenizer_state_keeps_its_behaviour():
+    lines = ["I_TURN_LEFT I_JUMP"] * 20
+    old = Tokenizer.train(lines, lines, TokenizerConfig(underscore_as_letter=False)).state()
+    del old["underscore_as_letter"]  # a checkpoint from before the option
+    tok = Tokenizer.from_state(old)
+    assert not tok.underscore_as_letter
+    assert round_trip(tok, "I_TURN_LEFT ꞏ") == "I_TURN_LEFT ꞏ"
+
+
+def test_user_defined_symbols_are_one_piece_wherever_they_occur():
+    lines = ["a b c <sep> d e", "x<sep>y z"] * 10
+    cfg = TokenizerConfig(user_defined_symbols=["<sep>", "MY_TAG"])
+    tok = Tokenizer.train(lines, lines, cfg)
+    for text in ("q<sep>q", "MY_TAG", "<sep>MY_TAG<sep>"):
+        pieces = tok.tgt_pieces(tok.encode_tgt([text])[0])
+        assert "<sep>" in pieces or "MY_TAG" in pieces
+        assert round_trip(tok, text) == text
+
+
+@pytest.mark.parametrize("symbols", [["<s>"], ["</s>", "x"], ["<unk>"], ["a b"], [""]])
+def test_user_defined_symbols_that_cannot_be_one_piece_are_refused(symbols):
+    from seq2seq.config import ConfigError
+
+    with pytest.raises(ConfigError, match="tokenizer.user_defined_symbols"):
+        TokenizerConfig(user_defined_symbols=symbols)
+
+
+@pytest.mark.parametrize("text", ["ꞏ", "a_ꞏ_b", "\ue000\ue002", "ꞏ\ue000ꞏ_", "__init__"])
+def test_the_letter_that_stands_for_underscore_round_trips(tok, text):
+    assert unescape(escape(text, True), True) == text
+    assert round_trip(tok, text) == text
+
+
+@pytest.fixture(scope="module", params=["word", "char"])
+def level(request):
+    return Tokenizer.train(TRAIN, TRAIN, TokenizerConfig(model_type=request.param,
+                                                         vocab_size=300))
+
+
+@pytest.mark.parametrize("text", NASTY + ["the cat", "the  cat", " the cat ", "unseen cat",
+                                          "the unseen", "I_TURN_LEFT"], ids=range(len(NASTY) + 6))
+def test_word_and_char_levels_round_trip_exactly(level, text):
+    assert round_trip(level, text) == text
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=TEXT | st.lists(st.sampled_from(" ".join(TRAIN).split() + ["", " ", "new"]))
+       .map(" ".join))
+def test_word_and_char_levels_round_trip_property(level, text):
+    assert round_trip(level, text) == text
+
+
+def test_word_level_keeps_words_whole():
+    tok = Tokenizer.train(TRAIN, TRAIN, TokenizerConfig(model_type="word"))
+    assert tok.tgt_pieces(tok.encode_tgt(["the Katze saß"])[0]) == ["▁the", "▁Katze", "▁saß"]
+    char = Tokenizer.train(TRAIN, TRAIN, TokenizerConfig(model_type="char"))
+    assert len(char.encode_tgt(["the cat"])[0]) == len("the cat") + 1  # "▁" before the first

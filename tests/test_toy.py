@@ -42,6 +42,7 @@ GENERATORS = {
     "dates": lambda seed: toy_tasks.dates(seed=seed, **SMALL),
     "words2digits": lambda seed: toy_tasks.numbers(seed=seed, **SMALL),
     "digits2words": lambda seed: toy_tasks.numbers(seed=seed, direction="digits2words", **SMALL),
+    "commands": lambda seed: toy_tasks.commands(seed=seed, **SMALL),
 }
 
 
@@ -170,6 +171,43 @@ def test_numbers_datasets_round_trip_and_are_disjoint():
     _disjoint(dd, lambda s, t: t)
     back = toy_tasks.numbers(seed=3, direction="digits2words", **SMALL)
     assert rows(back, "test") == [(t, s) for s, t in rows(dd, "test")]
+
+
+def execute(command: str):
+    """An independent interpreter of the commands grammar (a test oracle, not the generator)."""
+    if " and " in command:
+        first, second = command.split(" and ")
+        return execute(first) + execute(second)
+    if " after " in command:
+        first, second = command.split(" after ")
+        return execute(second) + execute(first)
+    words = command.split()
+    times = {"twice": 2, "thrice": 3}.get(words[-1], 1)
+    words = words[:-1] if times > 1 else words
+    verb, way = words[0], words[1:]
+    act = [] if verb == "turn" else ["I_" + verb.upper()]
+    if not way:
+        once = act
+    else:
+        turn = "I_TURN_" + way[-1].upper()
+        reps, turns = {"around": (4, 1), "opposite": (1, 2)}.get(way[0], (1, 1))
+        once = ([turn] * turns + act) * reps
+    return once * times
+
+
+def test_commands_follow_the_grammar_and_are_long():
+    dd = toy_tasks.commands(seed=3, train_size=2000, valid_size=50, test_size=100)
+    out_lens = []
+    for src, tgt in rows(dd, "train") + rows(dd, "test"):
+        assert tgt.split() == execute(src), src
+        assert 1 <= len(src.split()) <= 9
+        out_lens.append(len(tgt.split()))
+    assert max(out_lens) >= 40 and min(out_lens) <= 3  # long outputs, and short ones
+    assert len(toy_tasks.command_phrases()) == 102
+    assert max(len(v) for v in toy_tasks.command_phrases().values()) == 24
+    symbols = {w for _, t in rows(dd, "train") for w in t.split()}
+    assert "I_TURN_LEFT" in symbols and all(re.fullmatch(r"I_[A-Z_]+", w) for w in symbols)
+    _disjoint(dd, lambda s, t: s)
 
 
 def test_length_generalization_tests_on_longer_inputs_than_it_trains_on():

@@ -125,13 +125,14 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
     if summary["interrupted"]:
         raise KeyboardInterrupt
     device = pick_device(cfg.train.device)
-    model, tok, cfg = load_model(run_dir / f"{checkpoint}.pt", device=device)
-    d = cfg.data
+    # the checkpoint's config: the run's, with the output limit it learned where cfg has none
+    model, tok, run_cfg = load_model(run_dir / f"{checkpoint}.pt", device=device)
+    d = run_cfg.data
     diag_split = d.valid_split or d.test_split
-    diag = encode_pairs(tok, read_split(cfg, diag_split, dataset))
-    v = validate(model, diag, tok, cfg, device, free_running=True)
-    pos = position_accuracy(model, diag, cfg.decode.batch_size, device)
-    ev = evaluate_model(model, tok, cfg, d.test_split or d.valid_split, dataset,
+    diag = encode_pairs(tok, read_split(run_cfg, diag_split, dataset))
+    v = validate(model, diag, tok, run_cfg, device, free_running=True)
+    pos = position_accuracy(model, diag, run_cfg.decode.batch_size, device)
+    ev = evaluate_model(model, tok, run_cfg, d.test_split or d.valid_split, dataset,
                         decode={"beam": 1}, device=device)  # greedy, whatever the config says
     (run_dir / f"{ev.split}.hyp").write_text("".join(h + "\n" for h in ev.hyps),
                                              encoding="utf-8")
