@@ -51,6 +51,20 @@ def fit(model, batch, steps: int, lr: float = 1e-2):
     return model
 
 
+def text_run_config(folder, pairs, overrides=()):
+    """A config that trains on ``pairs`` (validated on the first 4), written as line-aligned
+    text files into ``folder`` (the current folder: the paths are relative), with ``overrides``
+    (``--set`` texts) on top."""
+    from seq2seq import config
+
+    write_text_split(folder, "train", pairs)
+    write_text_split(folder, "valid", pairs[:4])
+    return config.load(None, [
+        "data.path=text", "data.test_split=null",
+        "data.data_files={train: [train.src, train.tgt], validation: [valid.src, valid.tgt]}",
+        *overrides])
+
+
 def write_text_split(folder, name: str, pairs) -> list:
     """``name.src`` and ``name.tgt`` in ``folder``, one side of ``pairs`` each; their names."""
     src, tgt = zip(*pairs)

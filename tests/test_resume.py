@@ -15,7 +15,7 @@ import signal
 import pytest
 import torch
 
-from conftest import write_text_split
+from conftest import text_run_config
 from seq2seq import checkpoint, config
 from seq2seq import train as train_mod
 
@@ -27,11 +27,7 @@ N = 12  # steps: two epoch ends (5, 10) on the way, so validations and the plate
 @pytest.fixture
 def cfg(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    write_text_split(tmp_path, "train", PAIRS)
-    write_text_split(tmp_path, "valid", PAIRS[:4])
-    return config.load(None, [
-        "data.path=text", "data.test_split=null",
-        "data.data_files={train: [train.src, train.tgt], validation: [valid.src, valid.tgt]}",
+    return text_run_config(tmp_path, PAIRS, [
         "model.cell=lstm", "model.impl=manual", "model.embedding_dim=16", "model.hidden_size=32",
         "model.dropout=0.3", "teacher_forcing.ratio=0.5", "train.batch_size=4",
         f"train.max_steps={N}", "train.seed=3", "train.lr_schedule=plateau"])

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import write_text_split
+from conftest import text_run_config
 from seq2seq import config
 from seq2seq.train import train
 
@@ -17,11 +17,7 @@ PAIRS = [("a b c", "c b a"), ("d e", "e d"), ("f g h i", "i h g f"), ("j k", "k 
 @pytest.fixture
 def cfg(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    write_text_split(tmp_path, "train", PAIRS)
-    write_text_split(tmp_path, "valid", PAIRS[:4])
-    return config.load(None, [
-        "data.path=text", "data.test_split=null",
-        "data.data_files={train: [train.src, train.tgt], validation: [valid.src, valid.tgt]}",
+    return text_run_config(tmp_path, PAIRS, [
         "model.embedding_dim=16", "model.hidden_size=32", "train.batch_size=4",
         "train.max_steps=8", "train.eval_every=4", "train.tensorboard=true"])
 
