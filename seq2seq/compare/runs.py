@@ -141,11 +141,13 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
         idx = [i for i, r in enumerate(ev.refs) if b[0] <= len(r.split()) <= b[1]]
         by_len[bucket_label(b)] = score([ev.hyps[i] for i in idx],
                                         [ev.refs[i] for i in idx])["bleu"]
-    by_beam = {str(k): ev.scores["bleu"] if k == 1 else evaluate_lines(
-        model, tok, cfg, ev.srcs, ev.refs, ev.split, {"beam": k}, device).scores["bleu"]
-        for k in scoring.beam_sizes}
-    extra = {name: evaluate_lines(model, tok, cfg, srcs, refs, name, device=device).scores["bleu"]
-             for name, srcs, refs in scoring.extra}
+    def bleu(srcs, refs, name, beam):  # with the checkpoint's config: its learned limit
+        return evaluate_lines(model, tok, run_cfg, srcs, refs, name, {"beam": beam},
+                              device).scores["bleu"]
+
+    by_beam = {str(k): ev.scores["bleu"] if k == 1 else bleu(ev.srcs, ev.refs, ev.split, k)
+               for k in scoring.beam_sizes}
+    extra = {name: bleu(srcs, refs, name, 1) for name, srcs, refs in scoring.extra}
     s = ev.scores
     result = {
         "bleu": s["bleu"], "chrf": s["chrf"], "exact_match": s["exact_match"],
