@@ -285,3 +285,23 @@ def test_schedule_summary_of_a_long_run_is_sampled():
     assert len(s["ratios"]) == len(s["ratio_steps"]) == 2000
     assert s["ratio_start"] == 1.0 and s["ratio_end"] == pytest.approx(0.0, abs=1e-6)
     assert s["ratio_mean"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_every_score_of_a_run_decodes_with_its_learned_output_limit(tmp_path, monkeypatch):
+    """Beam sizes and extra test sets decode with the checkpoint's config, which holds the
+    output limit learned from the training data, as the greedy score does."""
+    from seq2seq.compare import runs
+
+    rng = random.Random(2)
+    files = {k: _reverse_files(tmp_path, rng, n)
+             for k, n in (("train", 120), ("valid", 20), ("test", 21))}
+    (tmp_path / "tiny.yaml").write_text(TINY.format(**files))
+    seen, real = [], runs.evaluate_lines
+    monkeypatch.setattr(runs, "evaluate_lines", lambda model, tok, cfg, *a, **k: (
+        seen.append(cfg.decode), real(model, tok, cfg, *a, **k))[1])
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", "tiny.yaml", "--settings", "constant:1.0", "--beam-sizes", "1", "2",
+            "--extra-test", f"again={files['valid'][0]},{files['valid'][1]}", "--out", "cmp",
+            "--no-progress"]
+    assert study.main(args) == 0
+    assert seen and all(d.max_len_a is not None and d.max_len_b is not None for d in seen)
