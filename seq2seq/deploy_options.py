@@ -7,6 +7,8 @@ quick; :func:`add_deploy_commands` adds both to ``seq2seq``'s subcommands.
 import argparse
 import sys
 
+from .decode_options import count, nonnegative, positive
+
 EPILOG_EXPORT = """examples:
   seq2seq export --checkpoint runs/my --out deploy/my              # float32
   seq2seq export --checkpoint runs/my --out deploy/my-int8 --int8  # int8 matrix products
@@ -25,20 +27,6 @@ EPILOG_SERVE = """examples:
 Requests: {"text": [sentences], "beam": N, "attention": bool, "scores": bool}; only "text" is
 required. Errors are a 4xx/5xx status with {"error": "one line"}; Ctrl-C stops the server.
 Needs starlette and uvicorn: pip install 'seq2seq[deploy]'."""
-
-
-def number(kind, lo, strict: bool = False):
-    """An argparse type: an ``int`` or finite ``float`` >= ``lo`` (> ``lo`` when ``strict``)."""
-    def parse(text: str):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}"
-                                             f", got {text!r}") from None
-        if not (v > lo if strict else v >= lo) or v == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {lo}, got {text}")
-        return v
-    return parse
 
 
 def run_export(args) -> int:
@@ -83,11 +71,11 @@ def add_deploy_commands(sub) -> None:
                         "embeddings in int8 (ONNX Runtime's dynamic quantization): about 3x "
                         "smaller and faster, outputs differ slightly")
     x.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
-    x.add_argument("--check-sentences", type=number(int, 1), default=20, metavar="N",
+    x.add_argument("--check-sentences", type=count(1), default=20, metavar="N",
                    help="sentences decoded both ways to check the export (default: 20, from "
                         "the validation split when its data is there)")
     x.add_argument("--check-input", metavar="FILE", help="take the check's sentences from FILE")
-    x.add_argument("--threads", type=number(int, 0), default=0,
+    x.add_argument("--threads", type=count(0), default=0,
                    help="torch threads (0: default)")
     x.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     x.set_defaults(fn=run_export)
@@ -102,25 +90,25 @@ def add_deploy_commands(sub) -> None:
                    help="a run folder, a .pt file, or a folder written by 'seq2seq export'")
     v.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only)")
-    v.add_argument("--port", type=number(int, 0), default=8000,
+    v.add_argument("--port", type=count(0), default=8000,
                    help="port (default: 8000; 0: any free port, printed at start)")
     v.add_argument("--impl", choices=["manual", "fused"],
                    help="PyTorch checkpoints: decode with this layer implementation")
     v.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    v.add_argument("--threads", type=number(int, 1), default=1,
+    v.add_argument("--threads", type=count(1), default=1,
                    help="threads of the model's calls (one decoding thread makes them; "
                         "default: 1)")
-    v.add_argument("--batch-window-ms", type=number(float, 0), default=10, metavar="MS",
+    v.add_argument("--batch-window-ms", type=nonnegative, default=10, metavar="MS",
                    help="once a request waits, wait this long for more to decode together "
                         "(default: 10)")
-    v.add_argument("--timeout", type=number(float, 0, strict=True), default=30,
+    v.add_argument("--timeout", type=positive, default=30,
                    metavar="SECONDS", help="answer 503 when a request waited this long for its "
                                            "translations (default: 30)")
-    v.add_argument("--max-sentences", type=number(int, 1), default=64, metavar="N",
+    v.add_argument("--max-sentences", type=count(1), default=64, metavar="N",
                    help="sentences per request (default: 64)")
-    v.add_argument("--max-chars", type=number(int, 1), default=1000, metavar="N",
+    v.add_argument("--max-chars", type=count(1), default=1000, metavar="N",
                    help="characters per sentence (default: 1000)")
-    v.add_argument("--max-beam", type=number(int, 1), default=10, metavar="N",
+    v.add_argument("--max-beam", type=count(1), default=10, metavar="N",
                    help="the widest beam a request may ask for (default: 10)")
     v.add_argument("--access-log", action="store_true", help="log every request on stderr")
     v.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
