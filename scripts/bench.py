@@ -5,7 +5,8 @@ Every comparison runs its sides interleaved in one process (A B A B ...) and rep
 median and min-max over repeats, with the torch version, thread count and CPU model.
 
     python scripts/bench.py layer            # manual (fast, plain) vs fused LSTM/GRU, fwd+bwd
-    python scripts/bench.py train            # training steps vs a tutorial-style baseline
+    python scripts/bench.py train            # training steps: plain vs fast fp32 vs bf16, with
+                                             # the FLOP account and % of the oneDNN fp32 peak
     python scripts/bench.py decode           # greedy: PyTorch vs ONNX Runtime float32 and int8,
                                              # batched and one sentence at a time
     python scripts/bench.py data             # load + tokenize + batch Multi30k
@@ -31,12 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from seq2seq import cpu_kernels  # noqa: E402
 from seq2seq.config import Config, ModelConfig, from_dict  # noqa: E402
 from seq2seq.batching import IdPairs, bucket_batches, collate, iterate, padding_fraction  # noqa: E402
 from seq2seq.decode import greedy  # noqa: E402
-from seq2seq.loss import masked_cross_entropy  # noqa: E402
 from seq2seq.model import Seq2Seq  # noqa: E402
 from seq2seq.rnn import make_rnn  # noqa: E402
 from seq2seq.tokenizer import PAD, Tokenizer  # noqa: E402
@@ -92,10 +93,11 @@ def table(rows, cols) -> str:
 
 # -- layer ------------------------------------------------------------------------------------
 
-def sgemm_peak(repeats: int, clock=time.perf_counter) -> float:
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    ts = interleave({"mm": lambda: a @ b}, repeats, warmup=3, clock=clock)["mm"]
-    return 2 * 1024 ** 3 / min(ts) / 1e9
+def onednn_peak() -> float:
+    """The per-thread fp32 limit in GFLOP/s: a oneDNN product with a prepacked weight."""
+    from flop_account import matmul_peaks
+
+    return matmul_peaks()["onednn"] / 1e9
 
 
 def lstm_flops(cell, B, T, I, H) -> float:
@@ -106,7 +108,7 @@ def lstm_flops(cell, B, T, I, H) -> float:
 def bench_layer(args) -> dict:
     """Forward+backward of one layer: manual (fast), manual without oneDNN, plain manual, fused."""
     clock = time.thread_time if args.clock == "cpu" else time.perf_counter
-    peak = sgemm_peak(args.repeats, clock)
+    peak = onednn_peak()
     shapes = [(64, 30, 256, 512), (64, 20, 256, 256), (32, 50, 512, 512)]
     rows = []
     for cell in ("lstm", "gru"):
@@ -139,12 +141,14 @@ def bench_layer(args) -> dict:
                          "fast tok/s": int(B * T / med["fast"]),
                          "fast GFLOP/s": round(flops / med["fast"] / 1e9, 1),
                          "fused GFLOP/s": round(flops / med["fused"] / 1e9, 1),
-                         "fused % of peak": round(100 * flops / med["fused"] / 1e9 / peak)})
-    print(f"sgemm peak (1024^3, best of {args.repeats}): {peak:.0f} GFLOP/s; {args.clock} time; "
+                         "fast % of oneDNN": round(100 * flops / med["fast"] / 1e9 / peak),
+                         "fused % of oneDNN": round(100 * flops / med["fused"] / 1e9 / peak)})
+    print(f"oneDNN fp32 peak (prepacked 2048x768 @ 768x2048, best of 20): {peak:.0f} GFLOP/s; "
+          f"{args.clock} time; "
           "fast = ManualRNN's hand-written backward (seq2seq.cpu_kernels), no-oneDNN = the same with "
           "plain addmm, plain = cells under autograd (the reference); ratios: median over rounds")
     print(table(rows, list(rows[0])))
-    return {"sgemm_peak_gflops": peak, "clock": args.clock, "rows": rows}
+    return {"onednn_peak_gflops": peak, "clock": args.clock, "rows": rows}
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -224,65 +228,113 @@ class NaiveSeq2Seq(nn.Module):
         return torch.stack(logits, 1)
 
 
+def joey_shape(mcfg) -> ModelConfig:
+    """The Joey-shape GRU model of ``../shared/checks/flops.sh``: biGRU 128/256, Bahdanau,
+    input feeding, untied output."""
+    return dataclass_replace(mcfg, cell="gru", impl="fused", embedding_dim=128, hidden_size=256,
+                             num_layers=1, bidirectional=True, dropout=0.2, input_feeding=True,
+                             tie_embeddings=False, attention="bahdanau")
+
+
+def train_step_fn(model, opt, batches, tf=1.0, fast=True, amp=False, ntok=None):
+    """A callable that trains on ``batches`` as ``seq2seq train`` does: ``fast`` False is the
+    plain torch path (the unfused loss over (B, T, V) logits, no oneDNN kernels)."""
+    def run():
+        n_all = 0
+        cpu_kernels.ONEDNN = fast
+        try:
+            for b in batches:
+                with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+                    losses = model(b.src, b.src_len, b.tgt_in, tf, tgt_out=b.tgt_out,
+                                   fused_loss=fast)
+                opt.zero_grad(set_to_none=True)
+                (losses.objective / losses.n).backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                n_all += losses.n
+        finally:
+            cpu_kernels.ONEDNN = True
+        if ntok is not None:
+            ntok.append(n_all)
+    return run
+
+
 def bench_train(args) -> dict:
+    """Training steps of the Multi30k recipe's model and of the Joey-shape GRU: the plain torch
+    path against the fast one in float32 and in bf16, with the FLOP account of each model."""
+    from flop_account import flops_per_target_token, matmul_peaks
+
     _, (tok, s_ids, t_ids) = bench_data(args, quiet=True)
     data = IdPairs(s_ids, t_ids, [], [])
     mcfg = model_config(args)
-    torch.manual_seed(0)
-    sides, ntok = {}, {}
     batches = bucket_batches([len(s) for s in s_ids], [len(t) for t in t_ids], 64, seed=1)
-    rng = random.Random(0)
-    rand_batches = [rng.sample(range(len(s_ids)), 64) for _ in range(args.repeats + 2)]
-    for impl in ("fused", "manual"):
-        model = Seq2Seq.from_config(dataclass_replace(mcfg, impl=impl), tok.src_vocab_size,
-                                    tok.tgt_vocab_size, PAD)
-        opt = make_optimizer(model, 1e-3)
-        for tf in (1.0, 0.5):
-            it = iter(list(iterate(data, batches[:args.repeats + 2])) * 2)
-
-            def step(model=model, opt=opt, tf=tf, it=it, key=f"{impl} tf={tf}"):
-                b = next(it)
-                loss, n = masked_cross_entropy(model(b.src, b.src_len, b.tgt_in, tf), b.tgt_out, PAD)
-                opt.zero_grad()
-                (loss / n).backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                ntok.setdefault(key, []).append(n)
-            sides[f"{impl} tf={tf}"] = step
+    batch_list = list(iterate(data, batches[:4]))  # 4 batches (about 900 target tokens each) a call
+    src_tok = sum(int(b.src_len.sum()) for b in batch_list)
+    tgt_tok = sum(int((b.tgt_out != PAD).sum()) for b in batch_list)
+    src_len = statistics.mean(float(b.src.size(1)) for b in batch_list)
+    peaks = matmul_peaks()
+    models = {"recipe": mcfg, "joey-gru": joey_shape(mcfg)}
+    sides, ntok, setting_model = {}, {}, {}
+    for name, cfg in models.items():
+        variants = [("plain fp32", dict(fast=False)), ("fast fp32", {}), ("fast bf16", dict(amp=True))]
+        if name == "recipe":
+            variants += [("fast fp32 tf=0.5", dict(tf=0.5)), ("manual fp32", dict(impl="manual"))]
+        for label, kw in variants:
+            torch.manual_seed(0)
+            impl = kw.pop("impl", cfg.impl)
+            model = Seq2Seq.from_config(dataclass_replace(cfg, impl=impl), tok.src_vocab_size,
+                                        tok.tgt_vocab_size, PAD)
+            key = f"{name} {label}"
+            ntok[key] = []
+            sides[key] = train_step_fn(model, make_optimizer(model, 1e-3), batch_list,
+                                       ntok=ntok[key], **kw)
+            setting_model[key] = name
     naive = NaiveSeq2Seq(tok.src_vocab_size, tok.tgt_vocab_size, mcfg.embedding_dim, mcfg.hidden_size)
     nopt = torch.optim.Adam(naive.parameters(), 1e-3)
-    nit = iter([collate([s_ids[i] for i in b], [t_ids[i] for i in b], b)
-                for b in rand_batches] * 2)
+    rng = random.Random(0)
+    nbatches = [collate(*zip(*[(s_ids[i], t_ids[i]) for i in b]), b) for b in
+                (rng.sample(range(len(s_ids)), 64) for _ in range(4))]
 
     def naive_step():
-        b = next(nit)
-        lo = naive(b.src, b.tgt_in, 1.0)
-        loss = F.cross_entropy(lo.reshape(-1, lo.size(-1)), b.tgt_out.reshape(-1), ignore_index=PAD)
-        nopt.zero_grad()
-        loss.backward()
-        nopt.step()
-        ntok.setdefault("naive tf=1.0", []).append(int((b.tgt_out != PAD).sum()))
-    sides["naive tf=1.0"] = naive_step
+        n_all = 0
+        for b in nbatches:
+            lo = naive(b.src, b.tgt_in, 1.0)
+            loss = F.cross_entropy(lo.reshape(-1, lo.size(-1)), b.tgt_out.reshape(-1), ignore_index=PAD)
+            nopt.zero_grad()
+            loss.backward()
+            nopt.step()
+            n_all += int((b.tgt_out != PAD).sum())
+        ntok["recipe naive tf=1.0"].append(n_all)
+    ntok["recipe naive tf=1.0"] = []
+    sides["recipe naive tf=1.0"] = naive_step
     ts = interleave(sides, args.repeats)
+    accounts = {name: flops_per_target_token(cfg, tok.tgt_vocab_size, src_tok / tgt_tok, src_len)
+                for name, cfg in models.items()}
+    tps = {k: statistics.mean(ntok[k]) / statistics.median(t) for k, t in ts.items()}
     rows = []
     for k, t in ts.items():
-        n = statistics.mean(ntok[k])
-        rows.append({"setting": k, "ms/step": f"{1e3 * statistics.median(t):.0f} "
+        name = k.split()[0]
+        flops = accounts[name]["total"] * tps[k]
+        rows.append({"setting": k, "ms/call": f"{1e3 * statistics.median(t):.0f} "
                      f"({1e3 * min(t):.0f}-{1e3 * max(t):.0f})",
-                     "target tok/s": int(n / statistics.median(t)), "_tps": n / statistics.median(t)})
-    base = next(r["_tps"] for r in rows if r["setting"].startswith("naive"))
-    ref = {r["setting"]: r["_tps"] for r in rows}
-    for r in rows:
-        r["vs naive"] = f"{r['_tps'] / base:.2f}x"
-        impl = r["setting"].split()[0]
-        if impl != "naive":
-            r["tf=0.5 slowdown"] = f"{ref[f'{impl} tf=1.0'] / ref[f'{impl} tf=0.5']:.2f}x"
-    for r in rows:
-        del r["_tps"]
-    print(f"training steps, Multi30k batches of 64 (bucketed; naive: random), {args.repeats} "
-          f"interleaved repeats; model {mcfg}")
-    print(table(rows, ["setting", "ms/step", "target tok/s", "vs naive", "tf=0.5 slowdown"]))
-    return {"rows": rows}
+                     "target tok/s": int(tps[k]),
+                     "vs plain fp32": f"{tps[k] / tps[f'{name} plain fp32']:.2f}x",
+                     "GFLOP/s": f"{flops / 1e9:.0f}",
+                     "% of oneDNN fp32": f"{100 * flops / peaks['onednn']:.0f}",
+                     "% of bf16": f"{100 * flops / peaks['bf16']:.0f}"})
+    print(f"per-thread matmul peaks (2048x768 @ 768x2048, best of 20): MKL mm "
+          f"{peaks['mkl'] / 1e9:.0f}, oneDNN prepacked fp32 {peaks['onednn'] / 1e9:.0f}, bf16 mm "
+          f"{peaks['bf16'] / 1e9:.0f} GFLOP/s")
+    for name, acc in accounts.items():
+        print(f"FLOPs per target token, forward + backward, {name} ({models[name].cell} "
+              f"{models[name].embedding_dim}/{models[name].hidden_size}, V {tok.tgt_vocab_size}): "
+              + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in acc.items()))
+    print(f"training calls of 4 Multi30k batches of 64 (bucketed, {tgt_tok} target tokens; naive: "
+          f"random), {args.repeats} interleaved repeats; plain = the unfused loss and no oneDNN "
+          "kernels (the reference path), fast = the default; bf16 = train.amp: bf16")
+    print(table(rows, list(rows[0])))
+    return {"rows": rows, "peaks_gflops": {k: v / 1e9 for k, v in peaks.items()},
+            "flops_per_token": accounts}
 
 
 def dataclass_replace(obj, **kw):

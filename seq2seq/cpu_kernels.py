@@ -36,8 +36,8 @@ Speed notes (torch 2.13 CPU, measured; ``scripts/bench.py layer`` compares the t
 the matmuls are most of the time, so the per-step ones run through oneDNN with the weight
 reordered once per call (``torch.ops.mkldnn._reorder_linear_weight`` / ``_linear_pointwise``,
 private ops, used for float32 CPU tensors when :func:`mkldnn_available` finds they exist and
-agree with ``F.linear``; else plain ``torch.addmm``). ``tanh`` is computed as
-``2 sigmoid(2x) - 1`` (``torch.tanh`` is about 5x slower than ``torch.sigmoid`` here).
+agree with ``F.linear``; else plain ``torch.addmm``). The LSTM's ``g`` gate shares one
+``sigmoid`` call with the other three gates, as ``tanh(x) = 2 sigmoid(2x) - 1``.
 """
 
 import functools
@@ -98,9 +98,11 @@ def use_prepack(x: Tensor) -> bool:
 
 
 def _tanh(x: Tensor, out: Tensor) -> Tensor:
-    """``tanh(x) = 2 sigmoid(2x) - 1``, into ``out``: on the CPU (torch 2.13, AVX-512)
-    ``torch.tanh`` measured about 5x slower than ``torch.sigmoid``; this is within 2e-7."""
-    return torch.mul(x, 2, out=out).sigmoid_().mul_(2).sub_(1)
+    """``tanh(x)`` into ``out``. On an AMD EPYC (torch 2.13) ``torch.tanh`` measured 5x slower
+    than ``torch.sigmoid`` and ``2 sigmoid(2x) - 1`` won; on the Intel Xeon (AVX-512, AMX) this
+    project's CI runs on, ``torch.tanh`` is 2.5x faster than that trick (84 against 207 us at
+    (64, 19, 256)) and the manual layers' forward + backward 2-4% faster with it."""
+    return torch.tanh(x, out=out)
 
 
 class Recurrence(torch.autograd.Function):

@@ -143,26 +143,35 @@ class Decoder(nn.Module):
 
     def forward(self, enc: Encoded, tgt_in: Tensor, tf_ratio: float = 1.0,
                 feed: str = "argmax", scope: str = "token", temperature: float = 1.0) -> Tensor:
-        """Logits ``(B, T, V)`` for ``tgt_in (B, T)`` (BOS followed by the target, padded).
+        """Logits ``(B, T, V)`` for ``tgt_in (B, T)`` (BOS followed by the target, padded): the
+        output projection of :meth:`features`, which takes the same arguments."""
+        return self.out(self.features(enc, tgt_in, tf_ratio, feed, scope, temperature))
+
+    def features(self, enc: Encoded, tgt_in: Tensor, tf_ratio: float = 1.0,
+                 feed: str = "argmax", scope: str = "token", temperature: float = 1.0) -> Tensor:
+        """What the output projection takes, ``dropout(o) (B, T, O)``, for ``tgt_in (B, T)``.
 
         ``tf_ratio``, ``scope``: which previous tokens are gold (see
         :func:`seq2seq.teacher_forcing.gold_mask`); ``feed``, ``temperature``: what is fed
         otherwise, the argmax of the previous logits or a sample from
-        ``softmax(logits / temperature)`` (``temperature`` 0: the argmax).
+        ``softmax(logits / temperature)`` (``temperature`` 0: the argmax). Those logits are
+        computed without a gradient; the loss projects all steps at once
+        (:func:`seq2seq.loss.projected_losses`).
         """
         state = self.start(enc)
         emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
         if tf_ratio >= 1.0 and not self.input_feeding:  # fast path: one call over the target
             h, _ = self.rnn(emb, None, state.rnn)  # (B, T, H)
-            return self.project(self.attend(h, enc, state.keys)[0])  # (B, T, V)
+            return self.dropout(self.attend(h, enc, state.keys)[0])  # (B, T, O)
         B, T = tgt_in.shape
         gold = gold_mask(B, T, tf_ratio, scope, tgt_in.device) if tf_ratio < 1.0 else None  # (B, T)
-        outs: List[Tensor] = []  # (B, O) per step, or (B, V) logits when predictions are fed
-        for t in range(T):
-            x_t = emb[:, t]  # (B, E)
+        outs: List[Tensor] = []  # (B, O) per step; dropped out at once when nothing is fed back
+        # unbind, not emb[:, t]: the backward of T slices would zero-fill and add T full-size
+        # (B, T, E) gradients; unbind's is one stack
+        for t, x_t in enumerate(emb.unbind(1)):  # x_t (B, E)
             if t > 0 and tf_ratio < 1.0:
                 with torch.no_grad():
-                    logits = outs[-1].detach()  # (B, V)
+                    logits = self.out(outs[-1].detach())  # (B, V)
                     if feed == "sample" and temperature > 0:
                         probs = F.softmax(logits.float() / temperature, -1)  # (B, V)
                         pred = torch.multinomial(probs, 1).squeeze(1)
@@ -171,6 +180,6 @@ class Decoder(nn.Module):
                 x_t = torch.where(gold[:, t:t + 1], x_t,
                                   self.dropout(self.embedding(pred)))  # (B, E)
             o, state, _ = self._step(x_t, state, enc)
-            outs.append(self.project(o) if tf_ratio < 1.0 else o)
-        out = torch.stack(outs, dim=1)  # (B, T, V) or (B, T, O)
-        return out if tf_ratio < 1.0 else self.project(out)
+            outs.append(self.dropout(o) if tf_ratio < 1.0 else o)
+        out = torch.stack(outs, dim=1)  # (B, T, O)
+        return out if tf_ratio < 1.0 else self.dropout(out)

@@ -132,8 +132,6 @@ def validate(model, data, tok, cfg, device, limit: Optional[OutputLimit] = None,
     import torch
 
     from .batching import IdPairs, bucket_batches, iterate
-    from .loss import masked_cross_entropy
-    from .tokenizer import PAD
 
     was_training = model.training
     model.eval()
@@ -144,13 +142,13 @@ def validate(model, data, tok, cfg, device, limit: Optional[OutputLimit] = None,
                                  cfg.decode.batch_size)
         for batch in iterate(data, batches):
             batch = batch.to(device)
-            logits = model(batch.src, batch.src_len, batch.tgt_in, 1.0)  # (B, T, V)
-            loss, n = masked_cross_entropy(logits, batch.tgt_out, PAD)
-            loss_tf += float(loss)
-            n_tok += n
+            # the losses without (B, T, V) logits: the output projection in blocks
+            losses = model(batch.src, batch.src_len, batch.tgt_in, 1.0, tgt_out=batch.tgt_out)
+            loss_tf += losses.nll
+            n_tok += losses.n
             if free_running:
-                logits = model(batch.src, batch.src_len, batch.tgt_in, 0.0)
-                loss_free += float(masked_cross_entropy(logits, batch.tgt_out, PAD)[0])
+                loss_free += model(batch.src, batch.src_len, batch.tgt_in, 0.0,
+                                   tgt_out=batch.tgt_out).nll
         sub = IdPairs(*(x[:cfg.train.valid_max_sentences] for x in data))
         limit = resolve(cfg.decode, limit)
         ids = greedy_ids(model, sub.src, limit, cfg.decode.batch_size, device)

@@ -1,9 +1,12 @@
 """The encoder-decoder, and the one place where config becomes constructor calls."""
 
+from typing import Optional, Union
+
 from torch import Tensor, nn
 
 from .decoder import Decoder
 from .encoder import Encoder
+from .loss import TokenLosses, projected_losses
 
 
 class Seq2Seq(nn.Module):
@@ -11,7 +14,7 @@ class Seq2Seq(nn.Module):
 
     Inputs: ``src (B, S)``, ``src_len (B,)``, ``tgt_in (B, T)`` (BOS + target, padded),
     ``tf_ratio`` (probability of feeding the gold previous token, see :class:`Decoder`).
-    Output: logits ``(B, T, V_tgt)``.
+    Output: logits ``(B, T, V_tgt)``, or with ``tgt_out`` the training losses.
     """
 
     engine = "pytorch"  # what runs the model (an exported one: "onnxruntime")
@@ -45,6 +48,16 @@ class Seq2Seq(nn.Module):
         return f"{cfg.cell} {cfg.impl}{backward}, attention {cfg.attention}"
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor, tf_ratio: float = 1.0,
-                feed: str = "argmax", scope: str = "token", temperature: float = 1.0) -> Tensor:
-        return self.decoder(self.encoder(src, src_len), tgt_in, tf_ratio, feed, scope,
-                            temperature)  # (B, T, V)
+                feed: str = "argmax", scope: str = "token", temperature: float = 1.0,
+                tgt_out: Optional[Tensor] = None, label_smoothing: float = 0.0,
+                fused_loss: Optional[bool] = None) -> Union[Tensor, TokenLosses]:
+        """Logits ``(B, T, V)``; with ``tgt_out (B, T)``, the training losses instead
+        (:func:`seq2seq.loss.projected_losses`: the output projection and the loss in one pass,
+        ``fused_loss`` None: on the CPU; no ``(B, T, V)`` logits are kept)."""
+        enc = self.encoder(src, src_len)
+        if tgt_out is None:
+            return self.decoder(enc, tgt_in, tf_ratio, feed, scope, temperature)  # (B, T, V)
+        features = self.decoder.features(enc, tgt_in, tf_ratio, feed, scope, temperature)
+        out = self.decoder.out
+        return projected_losses(features, out.weight, out.bias, tgt_out,
+                                self.decoder.embedding.padding_idx, label_smoothing, fused_loss)

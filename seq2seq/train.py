@@ -24,7 +24,7 @@ from .device import mixed_precision, pick_device, set_threads
 from .errors import UserError
 from .evaluate import score_key, validate
 from .loop_state import LoopState, StopReason
-from .loss import TokenLosses, training_losses
+from .loss import TokenLosses
 from .model import Seq2Seq
 from .optim import learning_rate, make_optimizer
 from .run_folder import RunFolder
@@ -107,9 +107,8 @@ class Trainer:
             g["lr"] = learning_rate(t, self.st.step, self.total_steps, self.st.plateau_factor)
         batch = batch.to(self.device)
         with self.autocast():
-            logits = self.ddp(batch.src, batch.src_len, batch.tgt_in, tf_ratio, tf.feed,
-                              tf.scope, tf.temperature)  # (B, T, V)
-        losses = training_losses(logits, batch.tgt_out, PAD, t.label_smoothing)
+            losses = self.ddp(batch.src, batch.src_len, batch.tgt_in, tf_ratio, tf.feed,
+                              tf.scope, tf.temperature, batch.tgt_out, t.label_smoothing)
         # per token of the global batch: DDP averages over ranks, so scale by the world size
         n_global = distributed.all_sum(losses.n, self.dist)
         loss = losses.objective * (self.dist.world / max(1.0, n_global))

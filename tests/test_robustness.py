@@ -292,9 +292,9 @@ def _utf8(b: bytes) -> bool:
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path,
                                                                             monkeypatch):
-    import seq2seq.train as train_mod
+    import seq2seq.model as model_mod
 
-    real, calls = train_mod.training_losses, []
+    real, calls = model_mod.projected_losses, []
 
     def exploding(*args, **kwargs):
         losses = real(*args, **kwargs)
@@ -303,7 +303,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
             losses = losses._replace(objective=losses.objective * float("nan"))
         return losses
 
-    monkeypatch.setattr(train_mod, "training_losses", exploding)
+    monkeypatch.setattr(model_mod, "projected_losses", exploding)
     monkeypatch.chdir(tmp_path)
     write_config(tmp_path, train_keys="max_steps: 20, batch_size: 4, eval_every: 2")
     rc, out, err = run_main(["train", "--config", "cfg.yaml", "--out", "run", "--no-progress"])
