@@ -222,3 +222,56 @@ def test_make_rnn_rejects_unknown_choices():
     with pytest.raises(ValueError, match="impl"):
         make_rnn("lstm", "fast", I, H)
     assert isinstance(make_rnn("gru", "manual", I, H), ManualRNN)
+
+
+@pytest.mark.parametrize("num_layers,bidirectional", [(1, True), (2, True), (2, False)])
+def test_fused_gru_with_lengths_equals_the_packed_call(num_layers, bidirectional):
+    """FusedGRU runs nn.GRU's kernel per direction on the padded batch (the reverse direction on
+    each sequence reversed within its length) instead of packing: outputs, final states and
+    every gradient equal those of the packed nn.GRU call."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    torch.manual_seed(0)
+    rnn = make_rnn("gru", "fused", 6, 5, num_layers, bidirectional)
+    D = 2 if bidirectional else 1
+    x = torch.randn(4, 7, 6, requires_grad=True)
+    lengths = torch.tensor([7, 3, 5, 1])
+    h0 = torch.randn(num_layers * D, 4, 5, requires_grad=True)
+    out, state = rnn(x, lengths, State(h0))
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    ref, ref_h = torch.nn.GRU.forward(rnn, packed, h0)
+    ref, _ = pad_packed_sequence(ref, batch_first=True, total_length=7)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(state.h, ref_h, rtol=1e-5, atol=1e-6)
+    assert torch.all(out[1, 3:] == 0) and torch.all(out[3, 1:] == 0)
+    weight = torch.arange(float(out.size(-1)))  # a loss that tells the directions apart
+    inputs = [x, h0, *rnn.parameters()]
+    grads = torch.autograd.grad((out * weight).sum() + (state.h ** 2).sum(), inputs)
+    ref_grads = torch.autograd.grad((ref * weight).sum() + (ref_h ** 2).sum(), inputs)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_fused_step_equals_a_one_step_call_of_the_module(cell, num_layers):
+    """FusedLSTM/FusedGRU.step runs torch.lstm_cell/gru_cell per layer: the same output, state
+    and gradients as nn.LSTM/nn.GRU called on a sequence of one step."""
+    torch.manual_seed(0)
+    rnn = make_rnn(cell, "fused", 6, 5, num_layers).eval()
+    x = torch.randn(3, 6, requires_grad=True)
+    h0 = torch.randn(num_layers, 3, 5, requires_grad=True)
+    c0 = torch.randn(num_layers, 3, 5, requires_grad=True) if cell == "lstm" else None
+    out, state = rnn.step(x, State(h0, c0))
+    ref, hx = type(rnn).__mro__[2].forward(rnn, x.unsqueeze(1), State(h0, c0).to_torch())
+    ref_state = State.from_torch(hx)
+    torch.testing.assert_close(out, ref.squeeze(1), rtol=1e-5, atol=1e-6)
+    for a, b in zip(state, ref_state):
+        if b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    inputs = [x, h0, *([c0] if c0 is not None else []), *rnn.parameters()]
+    loss = lambda o, s: (o * torch.arange(5.0)).sum() + sum((t ** 2).sum() for t in s if t is not None)
+    grads = torch.autograd.grad(loss(out, state), inputs)
+    ref_grads = torch.autograd.grad(loss(ref.squeeze(1), ref_state), inputs)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
