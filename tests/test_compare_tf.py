@@ -208,7 +208,8 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     assert float(runs[1]["bleu_diff_lo"]) <= float(runs[1]["bleu_diff_hi"])
     assert 0.0 < float(runs[1]["p_value"]) <= 1.0
     assert {r["stopped_by"] for r in runs} == {"budget"} and float(runs[0]["epochs"]) == 0
-    assert "ΔBLEU vs constant:1.0" in table[0] and " of 1 |" in table[2]
+    assert "ΔBLEU vs constant:1.0" in table[0] and " of 1 (" in table[2]
+    assert float(runs[1]["p_holm"]) == pytest.approx(float(runs[1]["p_value"]))  # a family of 1
     better, worse = int(rows[1]["significantly_better"]), int(rows[1]["significantly_worse"])
     pv = float(runs[1]["p_value"])
     assert (better, worse) == ((pv < 0.05 and diff > 0) * 1, (pv < 0.05 and diff < 0) * 1)
@@ -230,6 +231,14 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert best.stat().st_mtime_ns == before
     assert "reusing" in captured.err and table[1] in captured.out
+
+
+def test_holm_adjusts_a_family_of_p_values_step_down():
+    from seq2seq.compare.stats import holm
+
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])  # order kept
+    assert holm([0.2]) == [0.2] and holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []
 
 
 def test_paired_bootstrap_and_confidence_intervals():
@@ -305,3 +314,41 @@ def test_every_score_of_a_run_decodes_with_its_learned_output_limit(tmp_path, mo
             "--no-progress"]
     assert study.main(args) == 0
     assert seen and all(d.max_len_a is not None and d.max_len_b is not None for d in seen)
+
+
+def test_table_over_seeds_shows_the_difference_interval_and_holm_counts():
+    """Three seeds, three settings: the ΔBLEU interval over seeds, and significance counted
+    before and after Holm's correction within each seed."""
+    from types import SimpleNamespace
+
+    from seq2seq.compare.report import METRICS, aggregate, markdown_table
+
+    def result(bleu, diff, p, p_holm):
+        r = {k: 50.0 for k, _, _ in METRICS}
+        r.update(bleu=bleu, bleu_by_length={"1-5": bleu}, steps=10, epochs=1.0,
+                 train_seconds=1.0, stopped_by="budget", bleu_diff=diff, p_value=p,
+                 p_holm=p_holm)
+        return r
+
+    settings = [SimpleNamespace(label=x) for x in ("ref", "up", "noise")]
+    sched = {s.label: {"schedule": "", "ratio_mean": 1.0} for s in settings}
+    results = {
+        "ref": [result(40.0, 0.0, 1.0, 1.0) for _ in range(3)],
+        "up": [result(41.0 + d, 1.0 + d, 0.01, 0.02) for d in (0.0, 0.1, -0.1)],
+        "noise": [result(40.0 + d, d, p, min(1.0, 2 * p)) for d, p in
+                  ((0.5, 0.04), (-0.5, 0.3), (0.2, 0.2))],
+    }
+    rows = aggregate(settings, sched, results, ["1-5"])
+    up, noise = rows[1], rows[2]
+    assert (up["significantly_better"], up["significantly_better_holm"]) == (3, 3)
+    assert (noise["significantly_better"], noise["significantly_better_holm"]) == (1, 0)
+    table = markdown_table(rows, ["1-5"], seeds=3).splitlines()
+    assert "ΔBLEU 95% CI" in table[0] and "p < 0.05 (Holm)" in table[0]
+    cells = lambda line: [c.strip() for c in line.strip("|").split("|")]
+    head = cells(table[0])
+    ci = head.index("ΔBLEU 95% CI")
+    lo, hi = (float(x) for x in cells(table[4])[ci].split(" - "))
+    assert lo < 0 < hi  # the noisy arm's interval holds 0 ...
+    lo, hi = (float(x) for x in cells(table[3])[ci].split(" - "))
+    assert 0 < lo < 1.0 < hi  # ... the consistent one's does not
+    assert cells(table[4])[head.index("p < 0.05 (Holm)")] == "1 better, 0 worse of 3 (0, 0)"

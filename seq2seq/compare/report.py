@@ -32,8 +32,9 @@ def aggregate(settings, sched: Dict[str, dict], results: Dict[str, List[dict]], 
     """One row per setting: mean, standard deviation and (``_ci95``) the half-width of the
     95% confidence interval over its seeds; the paired-bootstrap difference against the first
     setting (``bleu_diff``, mean over seeds) and in how many seeds it is significant at 0.05
-    and its direction (``significantly_better``, ``significantly_worse``: seeds); the budget the
-    runs got and why they stopped."""
+    and its direction (``significantly_better``, ``significantly_worse``: seeds; ``_holm``: after
+    Holm's correction over the settings of a seed); the budget the runs got and why they
+    stopped."""
     rows = []
     for s in settings:
         rs = results[s.label]
@@ -46,8 +47,10 @@ def aggregate(settings, sched: Dict[str, dict], results: Dict[str, List[dict]], 
                                                    "bleu_diff")]
         for k, xs in cols:
             row[k], row[k + "_std"], row[k + "_ci95"] = mean_std_ci(xs)
-        row["significantly_better"] = sum(r["p_value"] < 0.05 and r["bleu_diff"] > 0 for r in rs)
-        row["significantly_worse"] = sum(r["p_value"] < 0.05 and r["bleu_diff"] < 0 for r in rs)
+        for p in ("p_value", "p_holm"):
+            tag = "" if p == "p_value" else "_holm"
+            row["significantly_better" + tag] = sum(r[p] < 0.05 and r["bleu_diff"] > 0 for r in rs)
+            row["significantly_worse" + tag] = sum(r[p] < 0.05 and r["bleu_diff"] < 0 for r in rs)
         row["stopped_by"] = ", ".join(sorted({r["stopped_by"] for r in rs}))
         rows.append(row)
     return rows
@@ -73,7 +76,8 @@ def markdown_table(rows: List[Dict[str, Any]], bucket_names, seeds: int) -> str:
              and k.split("_")[1] not in ("len", "diff")]
     head = (["setting", "mean ratio"] + [t for _, t, _ in METRICS[:1]]
             + (["BLEU 95% CI"] if seeds > 1 else [])
-            + [f"ΔBLEU vs {rows[0]['setting']}", "p < 0.05"] + [t for _, t, _ in METRICS[1:]]
+            + [f"ΔBLEU vs {rows[0]['setting']}"] + (["ΔBLEU 95% CI"] if seeds > 1 else [])
+            + ["p < 0.05 (Holm)"] + [t for _, t, _ in METRICS[1:]]
             + [f"BLEU len {b}" for b in bucket_names]
             + [k.replace("bleu_beam_", "BLEU beam ").replace("bleu_", "BLEU ") for k in extra]
             + ["steps", "epochs", "train s", "stopped by"])
@@ -83,9 +87,13 @@ def markdown_table(rows: List[Dict[str, Any]], bucket_names, seeds: int) -> str:
         cells = [r["setting"], f"{r['ratio_mean']:.2f}", cell(r, "bleu", "{:.2f}")]
         if seeds > 1:
             cells.append(f"{r['bleu'] - r['bleu_ci95']:.2f} - {r['bleu'] + r['bleu_ci95']:.2f}")
-        cells += (["(reference)", ""] if i == 0 else
-                  [f"{r['bleu_diff']:+.2f}", f"{r['significantly_better']} better, "
-                   f"{r['significantly_worse']} worse of {r['seeds']}"])
+        ci = ([f"{r['bleu_diff'] - r['bleu_diff_ci95']:+.2f} - "
+               f"{r['bleu_diff'] + r['bleu_diff_ci95']:+.2f}"] if seeds > 1 else [])
+        cells += (["(reference)"] + [""] * len(ci) + [""] if i == 0 else
+                  [f"{r['bleu_diff']:+.2f}"] + ci
+                  + [f"{r['significantly_better']} better, {r['significantly_worse']} worse "
+                     f"of {r['seeds']} ({r['significantly_better_holm']}, "
+                     f"{r['significantly_worse_holm']})"])
         cells += [cell(r, k, fmt) for k, _, fmt in METRICS[1:]]
         cells += [cell(r, f"bleu_len_{b}", "{:.1f}") for b in bucket_names]
         cells += [cell(r, k, "{:.2f}") for k in extra]

@@ -54,3 +54,16 @@ def paired_bootstrap(baseline: Sequence[str], system: Sequence[str], refs: Seque
     return {"bleu_diff": result.score - base_score,
             "bleu_diff_lo": float(np.percentile(diffs, 2.5)),
             "bleu_diff_hi": float(np.percentile(diffs, 97.5)), "p_value": float(result.p_value)}
+
+
+def holm(p_values: Sequence[float]) -> list:
+    """Holm's step-down adjustment of a family of p-values (Holm, 1979): an adjusted value
+    below 0.05 keeps the chance of any false "significant" in the family at 5% or less.
+    The k-th smallest of m is multiplied by m - k + 1; the running maximum keeps the order."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * m, 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * p_values[i]))
+        adjusted[i] = running
+    return adjusted

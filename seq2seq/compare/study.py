@@ -17,7 +17,7 @@ from .report import (METRICS, aggregate, extra_columns, markdown_table, plot_by_
                      plot_by_length, plot_curves, plot_positions, plot_scores, position_rows,
                      write_csv)
 from .settings import apply_setting, parse_settings, schedule_summary
-from .stats import paired_bootstrap
+from .stats import holm, paired_bootstrap
 
 
 def _default_config() -> str:
@@ -45,6 +45,13 @@ def significance(settings, results: Dict[str, List[dict]], run_dirs: Dict[str, L
         for r, d, d0 in zip(results[s.label], run_dirs[s.label], run_dirs[base]):
             split = r["eval_split"]
             r.update(paired_bootstrap(hyps(d0, split), hyps(d, split), refs))
+    # per seed, the arms compared with the reference are one family: Holm-adjusted p-values
+    others = [s.label for s in settings[1:]]
+    for j in range(len(results[base])):
+        results[base][j]["p_holm"] = 1.0
+        adjusted = holm([results[k][j]["p_value"] for k in others])
+        for k, p in zip(others, adjusted):
+            results[k][j]["p_holm"] = p
 
 
 def with_budget(cfg, budget: str):
@@ -192,7 +199,8 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     write_csv(out / "results.csv", rows)
     write_csv(out / "runs.csv", [
         {"setting": r["setting"], "seed": r["seed"], **{k: r[k] for k, _, _ in METRICS},
-         **{k: r[k] for k in ("bleu_diff", "bleu_diff_lo", "bleu_diff_hi", "p_value")},
+         **{k: r[k] for k in ("bleu_diff", "bleu_diff_lo", "bleu_diff_hi", "p_value",
+                              "p_holm")},
          **{f"bleu_len_{b}": r["bleu_by_length"][b] for b in bucket_names},
          **extra_columns(r),
          **{k: r[k] for k in ("steps", "epochs", "train_seconds", "stopped_by")}}
@@ -233,9 +241,12 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
 
 Columns: "mean ratio", the teacher-forcing ratio averaged over the training steps; "BLEU 95%
 CI", the 95% confidence interval of the mean over seeds (Student's t); "ΔBLEU", the BLEU
-difference from the first setting with the same seed, averaged over seeds, and "p < 0.05" the
-seeds in which sacreBLEU's paired bootstrap test (1,000 resamples) finds it significant, by
-direction (each run's difference, 95% interval and p-value are in runs.csv); "loss TF"
+difference from the first setting with the same seed, averaged over seeds, with its 95%
+confidence interval over seeds ("ΔBLEU 95% CI": an interval without 0 is a difference that holds
+across seeds); "p < 0.05" the seeds in which sacreBLEU's paired bootstrap test (1,000
+resamples) finds it significant, by direction, and in brackets after Holm's correction for
+comparing every setting with the first in the same seed (each run's difference, 95% interval,
+p-value and Holm-adjusted p-value are in runs.csv); "loss TF"
 and "loss free", the validation loss per token when the decoder is fed the gold previous token
 and when it is fed its own argmax; "gap" = loss free - loss TF (exposure bias); "free acc",
 token accuracy of free-running greedy decoding over the reference's positions (per position in
