@@ -352,3 +352,44 @@ def test_table_over_seeds_shows_the_difference_interval_and_holm_counts():
     lo, hi = (float(x) for x in cells(table[3])[ci].split(" - "))
     assert 0 < lo < 1.0 < hi  # ... the consistent one's does not
     assert cells(table[4])[head.index("p < 0.05 (Holm)")] == "1 better, 0 worse of 3 (0, 0)"
+
+
+def test_killing_the_study_stops_its_workers(tmp_path):
+    """SIGKILL of a --jobs study: its worker processes get SIGTERM (they would otherwise train
+    on, as orphans, into the study's folders) and exit, and no run is recorded as finished
+    (the next study resumes them from their checkpoints)."""
+    import signal
+    import time
+
+    rng = random.Random(2)
+    files = {k: _reverse_files(tmp_path, rng, n)
+             for k, n in (("train", 300), ("valid", 30), ("test", 31))}
+    (tmp_path / "tiny.yaml").write_text(TINY.format(**files).replace(
+        "max_steps: 6, eval_every: 3", "max_steps: 100000, eval_every: 50"))
+    p = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "compare_teacher_forcing.py"),
+                          "--config", "tiny.yaml", "--settings", "constant:1.0", "constant:0.5",
+                          "--jobs", "2", "--beam-sizes", "1", "--no-progress", "--out", "cmp"],
+                         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        runs = [tmp_path / "cmp" / "runs" / s / "seed1" for s in ("constant-1.0", "constant-0.5")]
+        deadline = time.time() + 120
+        while time.time() < deadline and not all((r / "last.pt").is_file() for r in runs):
+            time.sleep(0.5)  # both workers are training (each saved a checkpoint)
+        assert all((r / "last.pt").is_file() for r in runs)
+        workers = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True,
+                                 text=True).stdout.split()
+        assert len(workers) >= 2
+        p.kill()
+        p.wait()
+        deadline = time.time() + 60
+        while time.time() < deadline and any(os.path.exists(f"/proc/{w}") and
+                                             "zombie" not in open(f"/proc/{w}/status").read()
+                                             for w in workers):
+            time.sleep(0.2)
+        alive = [w for w in workers if os.path.exists(f"/proc/{w}")
+                 and "zombie" not in open(f"/proc/{w}/status").read()]
+        assert not alive, "workers trained on after the study was killed"
+        assert not any((r / "result.json").exists() for r in runs)  # interrupted, not finished
+    finally:
+        if p.poll() is None:
+            p.kill()

@@ -4,7 +4,9 @@ Running the same command again reuses finished runs and resumes an interrupted o
 """
 
 import dataclasses
+import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -52,6 +54,21 @@ def significance(settings, results: Dict[str, List[dict]], run_dirs: Dict[str, L
         adjusted = holm([results[k][j]["p_value"] for k in others])
         for k, p in zip(others, adjusted):
             results[k][j]["p_holm"] = p
+
+
+def _die_with_parent(parent: int) -> None:
+    """In each ``--jobs`` worker: get SIGTERM when the study's process dies, however it dies
+    (Linux ``prctl(PR_SET_PDEATHSIG)``), so that a killed study leaves no orphan training into
+    its run folders; the run saves its checkpoint on SIGTERM and resumes with the study."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: Ctrl-C still reaches the whole group
+        return
+    if os.getppid() != parent:  # the study died before the call above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def with_budget(cfg, budget: str):
@@ -125,7 +142,8 @@ def run_all(jobs: List[Tuple[Any, Path]], dataset, scoring, args) -> List[dict]:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             futures = {}
             for i, (run_cfg, d) in enumerate(jobs):
                 d.mkdir(parents=True, exist_ok=True)
