@@ -365,7 +365,7 @@ def test_killing_the_study_stops_its_workers(tmp_path):
     files = {k: _reverse_files(tmp_path, rng, n)
              for k, n in (("train", 300), ("valid", 30), ("test", 31))}
     (tmp_path / "tiny.yaml").write_text(TINY.format(**files).replace(
-        "max_steps: 6, eval_every: 3", "max_steps: 100000, eval_every: 50"))
+        "max_steps: 6, eval_every: 3", "max_steps: 100000, epochs: 100000, eval_every: 50"))
     p = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "compare_teacher_forcing.py"),
                           "--config", "tiny.yaml", "--settings", "constant:1.0", "constant:0.5",
                           "--jobs", "2", "--beam-sizes", "1", "--no-progress", "--out", "cmp"],

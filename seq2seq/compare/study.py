@@ -57,18 +57,22 @@ def significance(settings, results: Dict[str, List[dict]], run_dirs: Dict[str, L
 
 
 def _die_with_parent(parent: int) -> None:
-    """In each ``--jobs`` worker: get SIGTERM when the study's process dies, however it dies
-    (Linux ``prctl(PR_SET_PDEATHSIG)``), so that a killed study leaves no orphan training into
-    its run folders; the run saves its checkpoint on SIGTERM and resumes with the study."""
-    try:
-        import ctypes
+    """In each ``--jobs`` worker: a watcher thread that, when the study's process has died
+    (however it died: the worker's parent changes), sends the worker SIGTERM, so that a killed
+    study leaves no orphan training into its run folders. A training run saves its checkpoint
+    on SIGTERM and stops (the study resumes it); a worker still alive 20 s later (waiting for
+    work that will never come) exits."""
+    import threading
+    import time
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: Ctrl-C still reaches the whole group
-        return
-    if os.getppid() != parent:  # the study died before the call above
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(20)
+        os._exit(128 + int(signal.SIGTERM))
+
+    threading.Thread(target=watch, name="die-with-study", daemon=True).start()
 
 
 def with_budget(cfg, budget: str):
