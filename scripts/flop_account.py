@@ -37,7 +37,7 @@ def flops_per_target_token(cfg, vocab: int, src_per_tgt: float, src_len: float
     D = 2 if cfg.bidirectional else 1
     O = E if cfg.tie_embeddings else H
     enc_out = D * H
-    enc = _rnn(cfg.cell, E, H, L, D) + 2 * H * (D * H) * L  # + the bridge, per layer (tiny)
+    enc = _rnn(cfg.cell, E, H, L, D)  # (the bridge runs once per sentence: not counted)
     dec = _rnn(cfg.cell, E + (O if cfg.input_feeding else 0), H, L, 1)
     att, combine_in = 0.0, H
     if cfg.attention == "bahdanau":

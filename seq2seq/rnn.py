@@ -219,13 +219,13 @@ class _Fused:
         valid = length_mask(lengths, T).unsqueeze(-1)  # (B, T, 1)
         if h0 is None:
             h0 = x.new_zeros(L * D, B, H)
+        flip = lambda t: t.gather(1, rev.unsqueeze(-1).expand(-1, -1, t.size(2)))  # (B, T, .)
         weights = self._flat_weights  # per layer and direction: w_ih, w_hh, b_ih, b_hh
         layer_in, h_n = x, []  # (B, T, I)
         for layer in range(L):
             outs = []
             for d in range(D):
                 k = layer * D + d
-                flip = lambda t: t.gather(1, rev.unsqueeze(-1).expand(-1, -1, t.size(2)))
                 out, _ = _VF.gru(flip(layer_in) if d else layer_in, h0[k:k + 1],
                                  weights[4 * k:4 * k + 4], True, 1, 0.0, self.training, False,
                                  True)  # (B, T, H)
