@@ -103,6 +103,7 @@ class TrainConfig:
     eval_every: int = 0  # validate every N updates (0: once per epoch)
     patience: int = 0  # early stopping: validations without a BLEU gain (0: off)
     keep_last: int = 0  # also keep the checkpoints of the last N validations (step-N.pt), for averaging
+    ema_decay: float = 0.0  # exponential moving average of the weights, e.g. 0.999: validated, and saved as the checkpoint's model (0: off)
     device: str = "auto"  # auto | cpu | cuda
     amp: Literal["none", "bf16", "fp16"] = "none"  # autocast precision; fp16 (with a grad scaler) needs CUDA
     threads: int = 1  # torch threads; 1 never stalls; more are faster on a quiet machine but stall when another process takes a core (0: one per core)
@@ -118,6 +119,7 @@ class TrainConfig:
         _in_range(self, "lr", 0.0, 10.0, low_open=True)
         _in_range(self, "label_smoothing", 0.0, 1.0, high_open=True)
         _in_range(self, "lr_decay", 0.0, 1.0, low_open=True)
+        _in_range(self, "ema_decay", 0.0, 1.0, high_open=True)
         for k in ("clip_norm", "warmup_steps", "eval_every", "patience", "threads", "keep_last"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"train.{k} must be >= 0, got {getattr(self, k)}")

@@ -7,6 +7,7 @@ Its kin: data in ``corpus.py``, checkpoints and metrics in ``run_folder.py``, au
 ``distributed.py``, Ctrl-C in ``console.py``.
 """
 
+import contextlib
 import signal
 import sys
 import time
@@ -21,6 +22,7 @@ from .checkpoint import load_resumable, rng_state, seed_all, set_rng_state
 from .config import Config
 from .corpus import load_corpus
 from .device import mixed_precision, pick_device, set_threads
+from .ema import WeightAverage
 from .errors import UserError
 from .evaluate import score_key, validate
 from .loop_state import LoopState, StopReason
@@ -64,6 +66,7 @@ class Trainer:
         self.model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size,
                                          PAD).to(self.device)
         self.opt = make_optimizer(self.model, t.lr)
+        self.ema = WeightAverage(self.model, t.ema_decay) if t.ema_decay else None
         self.autocast, self.scaler = mixed_precision(t.amp, self.device)
         self.n_params = sum(p.numel() for p in self.model.parameters())
         self.log(f"model: {Seq2Seq.describe(cfg.model)}, {self.n_params / 1e6:.2f}M "
@@ -78,7 +81,10 @@ class Trainer:
         if d.rank:  # each process its own dropout masks and teacher-forcing coins
             seed_all(distributed.rank_seed(t.seed, d))
         if ckpt is not None:
-            self.model.load_state_dict(ckpt["model"])
+            # with an average, "model" holds it and "train_weights" what the optimizer trains
+            self.model.load_state_dict(ckpt.get("train_weights", ckpt["model"]))
+            if self.ema is not None:
+                self.ema.load_state_dict(ckpt["model"])
             self.opt.load_state_dict(ckpt["optimizer"])
             self.st.update(ckpt["train_state"])
             if d.rank:  # the saved window holds every process's sum: count it once
@@ -91,7 +97,9 @@ class Trainer:
     def payload(self) -> Dict[str, Any]:
         """What a checkpoint holds; a collective: every process gives its RNG states."""
         rngs = distributed.gather(rng_state(), self.dist)  # rank order, on rank 0
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+        weights = {"model": self.model.state_dict()} if self.ema is None else {
+            "model": self.ema.state_dict(), "train_weights": self.model.state_dict()}
+        return {**weights, "optimizer": self.opt.state_dict(),
                 "config": self.cfg.to_dict(), "tokenizer": self.tok.state(),
                 "output_limit": self.corpus.output_limit._asdict(),
                 "train_state": asdict(self.st), "rng": rngs}
@@ -126,6 +134,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
         self.scaler.step(opt)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.st.step)
         return losses
 
     def validate_and_save(self, scheduled: bool = True) -> bool:
@@ -171,9 +181,10 @@ class Trainer:
         st.clear_window()
         improved = True
         if self.corpus.valid is not None:
-            rec.update(validate(self.model, self.corpus.valid, self.tok, self.cfg, self.device,
-                                self.corpus.output_limit, examples=self.folder.examples,
-                                **self.extra_validation))
+            with self.ema.applied() if self.ema is not None else contextlib.nullcontext():
+                rec.update(validate(self.model, self.corpus.valid, self.tok, self.cfg,
+                                    self.device, self.corpus.output_limit,
+                                    examples=self.folder.examples, **self.extra_validation))
             key = score_key(rec)
             improved = key > st.best_key
             if improved:

@@ -3,6 +3,7 @@ clear errors, an installed package outside the checkout, and one tiny comparison
 
 import csv
 import os
+import json
 import random
 import shutil
 import subprocess
@@ -214,9 +215,10 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     pv = float(runs[1]["p_value"])
     assert (better, worse) == ((pv < 0.05 and diff > 0) * 1, (pv < 0.05 and diff < 0) * 1)
     # beam sizes and the extra test set: columns and a plot
-    assert "BLEU beam 2" in table[0] and "BLEU again" in table[0]
-    assert all(0 <= float(r["bleu_beam_2"]) <= 100 and 0 <= float(r["bleu_again"]) <= 100
-               for r in runs)
+    assert "BLEU beam 2" in table[0] and "BLEU again |" in table[0]
+    assert "BLEU again beam 2" in table[0]
+    assert all(0 <= float(r[k]) <= 100 for r in runs
+               for k in ("bleu_beam_2", "bleu_again", "bleu_again_beam_2"))
     assert (out / "bleu_by_beam.png").stat().st_size > 1000
     events = {e.parent.relative_to(out / "runs").as_posix()
               for e in (out / "runs").rglob("events.out.tfevents.*")}
@@ -231,6 +233,16 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert best.stat().st_mtime_ns == before
     assert "reusing" in captured.err and table[1] in captured.out
+
+    # a result scored otherwise (here: before extra sets were scored at every beam size) is
+    # scored again from its checkpoint, without training
+    result = best.parent / "result.json"
+    old = json.loads(result.read_text())
+    result.write_text(json.dumps({k: v for k, v in old.items() if k != "extra_bleu_by_beam"}))
+    assert study.main(args + ["--no-progress"]) == 0
+    assert best.stat().st_mtime_ns == before
+    new = json.loads(result.read_text())
+    assert new["extra_bleu_by_beam"] == old["extra_bleu_by_beam"] and new["steps"] == old["steps"]
 
 
 def test_holm_adjusts_a_family_of_p_values_step_down():

@@ -42,9 +42,12 @@ def with_steps(cfg, n):
 def assert_same_state(a_path, b_path):
     a, b = checkpoint.load(a_path), checkpoint.load(b_path)
     assert a["train_state"]["step"] == b["train_state"]["step"] == N
-    assert a["model"].keys() == b["model"].keys()
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a.keys() == b.keys()
+    for weights in ("model", "train_weights"):  # the second only with train.ema_decay
+        if weights in a:
+            assert a[weights].keys() == b[weights].keys()
+            for k in a[weights]:
+                assert torch.equal(a[weights][k], b[weights][k]), (weights, k)
     sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
     assert sa.keys() == sb.keys()
     for k in sa:
@@ -52,7 +55,11 @@ def assert_same_state(a_path, b_path):
             assert torch.equal(sa[k][name], sb[k][name]), (k, name)
 
 
-def test_stop_at_half_then_resume_equals_one_run(cfg):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_stop_at_half_then_resume_equals_one_run(cfg, ema_decay):
+    """Also with an average of the weights: the checkpoint holds the average and the trained
+    weights, and the resumed run continues both."""
+    cfg = cfg.replace(train=dataclasses.replace(cfg.train, ema_decay=ema_decay))
     train_mod.train(cfg, "straight", progress=False)
     train_mod.train(with_steps(cfg, N // 2), "split", progress=False)
     assert checkpoint.load("split/last.pt")["train_state"]["step"] == N // 2

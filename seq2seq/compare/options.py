@@ -110,7 +110,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "bias to the loss of quality at large beams); default: 1 2 5 10. "
                         "Example: --beam-sizes 1 5")
     p.add_argument("--extra-test", action="append", default=[], metavar="NAME=SRC,REF",
-                   help="another test set, scored like the test split (repeatable), e.g. an "
+                   help="another test set, scored like the test split, greedy and at every "
+                        "--beam-sizes size (repeatable), e.g. an "
                         "out-of-domain one: --extra-test flickr2017=test_2017_flickr.de,"
                         "test_2017_flickr.en")
     p.add_argument("--jobs", type=int, default=1, metavar="N",

@@ -4,7 +4,7 @@ CSV files, the markdown table, and the plots."""
 import csv
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..plots import pyplot, save
 from .stats import mean_std_ci
@@ -21,10 +21,21 @@ METRICS = [  # (key in a run's result, column title, format)
 
 def extra_columns(result: Dict[str, Any]) -> Dict[str, float]:
     """A run's scores at each beam size but 1 (``bleu_beam_K``) and on each extra test set
-    (``bleu_NAME``)."""
+    (``bleu_NAME``, and ``bleu_NAME_beam_K``)."""
     out = {f"bleu_beam_{k}": v for k, v in result.get("bleu_by_beam", {}).items() if k != "1"}
-    out.update({f"bleu_{name}": v for name, v in result.get("extra_bleu", {}).items()})
+    for name, v in result.get("extra_bleu", {}).items():
+        out[f"bleu_{name}"] = v
+        out.update({f"bleu_{name}_beam_{k}": b
+                    for k, b in result.get("extra_bleu_by_beam", {}).get(name, {}).items()})
     return out
+
+
+def column_title(key: str) -> str:
+    """``bleu_beam_5`` -> "BLEU beam 5", ``bleu_x`` -> "BLEU x", ``bleu_x_beam_5`` -> "BLEU x
+    beam 5"."""
+    head, sep, beam = key.rpartition("_beam_")
+    name = (head if sep else key)[len("bleu_"):]
+    return " ".join(w for w in ("BLEU", name, f"beam {beam}" if sep else "") if w)
 
 
 def aggregate(settings, sched: Dict[str, dict], results: Dict[str, List[dict]], bucket_names
@@ -79,7 +90,7 @@ def markdown_table(rows: List[Dict[str, Any]], bucket_names, seeds: int) -> str:
             + [f"ΔBLEU vs {rows[0]['setting']}"] + (["ΔBLEU 95% CI"] if seeds > 1 else [])
             + ["p < 0.05 (Holm)"] + [t for _, t, _ in METRICS[1:]]
             + [f"BLEU len {b}" for b in bucket_names]
-            + [k.replace("bleu_beam_", "BLEU beam ").replace("bleu_", "BLEU ") for k in extra]
+            + [column_title(k) for k in extra]
             + ["steps", "epochs", "train s", "stopped by"])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1))
              + "|"]
@@ -149,23 +160,27 @@ def plot_by_length(rows, bucket_names, path: Path, title: str) -> None:
     save(plt, fig, path)
 
 
-def plot_by_beam(rows, beam_sizes: List[int], path: Path, title: str) -> None:
-    """Test BLEU against the beam size, one line per setting (Wang and Sennrich, 2020: the
-    loss of quality at large beams grows with exposure bias)."""
+def plot_by_beam(rows, beam_sizes: List[int], path: Path, title: str,
+                 extra: Sequence[str] = ()) -> None:
+    """BLEU against the beam size, one line per setting, one panel per test set: the test
+    split and each extra one (Wang and Sennrich, 2020: the loss of quality at large beams
+    grows with exposure bias, most away from the training domain)."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for r in rows:
-        key = lambda k: "bleu" if k == 1 else f"bleu_beam_{k}"
-        ax.errorbar(beam_sizes, [r[key(k)] for k in beam_sizes],
-                    yerr=_err([r[key(k) + "_std"] for k in beam_sizes]), marker="o", capsize=2,
-                    label=r["setting"])
-    ax.set_xscale("log")
-    ax.set_xticks(beam_sizes)
-    ax.set_xticklabels([str(k) for k in beam_sizes])
-    ax.set_xlabel("beam size")
-    ax.set_ylabel("test BLEU")
-    ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=10)
+    sets = [("test", "")] + [(name, f"{name}_") for name in extra]
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets) + 1.5, 4.2), squeeze=False)
+    for ax, (name, infix) in zip(axes[0], sets):
+        key = lambda k: f"bleu_{infix}".rstrip("_") if k == 1 else f"bleu_{infix}beam_{k}"
+        for r in rows:
+            ax.errorbar(beam_sizes, [r[key(k)] for k in beam_sizes],
+                        yerr=_err([r[key(k) + "_std"] for k in beam_sizes]), marker="o",
+                        capsize=2, label=r["setting"])
+        ax.set_xscale("log")
+        ax.set_xticks(beam_sizes)
+        ax.set_xticklabels([str(k) for k in beam_sizes])
+        ax.set_xlabel("beam size")
+        ax.set_ylabel(f"{name} BLEU")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
     save(plt, fig, path)
 
 

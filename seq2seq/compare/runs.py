@@ -92,7 +92,8 @@ class Scoring(NamedTuple):
         """What a result scored this way holds, to tell whether an old result can be reused."""
         return {"bleu_by_length": [bucket_label(b) for b in self.buckets],
                 "bleu_by_beam": [str(k) for k in self.beam_sizes],
-                "extra_bleu": [name for name, _, _ in self.extra]}
+                "extra_bleu": [name for name, _, _ in self.extra],
+                "extra_bleu_by_beam": [name for name, _, _ in self.extra]}
 
 
 def same_config(a: Optional[dict], b: dict) -> bool:
@@ -148,6 +149,8 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
     by_beam = {str(k): ev.scores["bleu"] if k == 1 else bleu(ev.srcs, ev.refs, ev.split, k)
                for k in scoring.beam_sizes}
     extra = {name: bleu(srcs, refs, name, 1) for name, srcs, refs in scoring.extra}
+    extra_by_beam = {name: {str(k): bleu(srcs, refs, name, k) for k in scoring.beam_sizes if k > 1}
+                     for name, srcs, refs in scoring.extra}
     s = ev.scores
     result = {
         "bleu": s["bleu"], "chrf": s["chrf"], "exact_match": s["exact_match"],
@@ -156,6 +159,7 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
         "free_acc": 100.0 * sum(pos["correct_free"]) / max(1, sum(pos["n"])),
         "tf_acc": 100.0 * sum(pos["correct_tf"]) / max(1, sum(pos["n"])),
         "bleu_by_length": by_len, "bleu_by_beam": by_beam, "extra_bleu": extra,
+        "extra_bleu_by_beam": extra_by_beam,
         "steps": summary["steps"], "epochs": summary["epochs"],
         "stopped_by": summary["stopped_by"],
         "train_seconds": summary["train_seconds"], "wall_seconds": time.time() - t0,

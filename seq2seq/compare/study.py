@@ -236,7 +236,8 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     plot_curves(settings, run_dirs, sched, out / "training_curves.png", title)
     plot_positions(settings, pos_rows, out / "position_accuracy.png", title)
     if len(scoring.beam_sizes) > 1:
-        plot_by_beam(rows, scoring.beam_sizes, out / "bleu_by_beam.png", title)
+        plot_by_beam(rows, scoring.beam_sizes, out / "bleu_by_beam.png", title,
+                     [name for name, _, _ in scoring.extra])
 
     table = markdown_table(rows, bucket_names, len(seeds))
     first = results[settings[0].label][0]
@@ -278,10 +279,11 @@ position_accuracy.csv); "BLEU len", test BLEU by reference length in words; "ste
 Schedules as resolved for this budget:
 {sched_lines}
 
-Plots: scores.png, bleu_by_length.png, bleu_by_beam.png (BLEU against the beam size; with
---beam-sizes), training_curves.png, position_accuracy.png (token accuracy by position with gold
+Plots: scores.png, bleu_by_length.png, bleu_by_beam.png (BLEU against the beam size, a panel per
+test set; with --beam-sizes), training_curves.png, position_accuracy.png (token accuracy by position with gold
 prefixes, dashed, and with the model's own, solid: the widening gap is error accumulation).
-"BLEU beam K": test BLEU with beam search of K beams; "BLEU NAME": an --extra-test set.
+"BLEU beam K": test BLEU with beam search of K beams; "BLEU NAME" (greedy) and "BLEU NAME beam
+K": an --extra-test set.
 """
     (out / "results.md").write_text(md, encoding="utf-8")
     print(table)
