@@ -46,6 +46,20 @@ def read_lines(path: str, errors: str = "strict", what: str = "data file") -> Li
     return split_lines(raw, str(path), errors)
 
 
+def read_test_set(text: str, option: str = "--extra-test") -> Tuple[str, List[str], List[str]]:
+    """``NAME=SRC_FILE,REF_FILE`` (the value of ``option``) -> (name, sources, references)."""
+    name, _, files = text.partition("=")
+    parts = files.split(",")
+    if not name.strip() or len(parts) != 2 or not all(p.strip() for p in parts):
+        raise UserError(f"{option} {text!r}: expected NAME=SRC_FILE,REF_FILE")
+    srcs = read_lines(parts[0].strip(), what=f"{option} source file")
+    refs = read_lines(parts[1].strip(), what=f"{option} reference file")
+    if len(srcs) != len(refs) or not srcs:
+        raise UserError(f"{option} {name}: {parts[0]} has {len(srcs)} lines and {parts[1]} "
+                        f"has {len(refs)}: they must be line-aligned and not empty")
+    return name.strip(), srcs, refs
+
+
 def split_lines(raw: bytes, name: str, errors: str = "strict") -> List[str]:
     """UTF-8 ``raw`` bytes as lines; ``name`` (a file, "stdin") is used in error messages."""
     lines = raw.split(b"\n")

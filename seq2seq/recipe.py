@@ -1,34 +1,60 @@
 """What every recipe does after building its config: train, decode the test split, score.
 
 A recipe script (``recipes/*.py``) parses its options with :func:`parser` (the options of
-``seq2seq train``, declared once in :mod:`seq2seq.cli`), builds its config (and, for toy
-tasks, its data as a ``datasets.DatasetDict``), and calls :func:`run`, which writes
-``DIR/scores.json`` (``bleu``, ``chrf``, ``exact_match``, ``signature``, ``train_seconds``,
-``truncated``: test outputs cut short by the output limit) and prints the scores with their
-sacreBLEU signature. With ``train.keep_last >= 2`` it also averages the kept checkpoints into
-``DIR/averaged.pt`` and scores that too (``scores.json``'s ``averaged``). :func:`main` runs a recipe with the toolkit's one error handler.
+``seq2seq train``, declared once in :mod:`seq2seq.cli`, with ``--beam`` and ``--extra-test``),
+builds its config (and, for toy tasks, its data as a ``datasets.DatasetDict``), and calls
+:func:`run`, which prints the scores with their sacreBLEU signature and writes
+``DIR/scores.json``:
+
+- ``bleu``, ``chrf``, ``exact_match``, ``signature``, ``chrf_signature``, ``n``, ``truncated``
+  (test outputs cut short by the output limit): the test split decoded as the config says
+  (greedy by default);
+- ``beam``: the same with ``--beam K`` beams (``size``, ``length_penalty``, ``bleu``, ...);
+- ``extra``: each ``--extra-test`` set, greedy and (``beam``) with ``--beam``;
+- ``averaged``: with ``train.keep_last >= 2``, the average of the kept checkpoints
+  (``DIR/averaged.pt``), greedy on the test split;
+- ``train_seconds`` (training steps only: what ``train.max_minutes`` counts), ``wall_seconds``
+  (everything: data, training, validation, decoding and scoring) and ``peak_rss_mb`` (the
+  process's peak resident memory).
+
+:func:`main` runs a recipe with the toolkit's one error handler.
 """
 
 import argparse
 import json
+import resource
+import sys
+import time
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from . import config as config_mod
 from .checkpoint import average
 from .cli import add_run_options
 from .console import run_main
-from .evaluate import evaluate_checkpoint, format_scores
+from .evaluate import evaluate_lines, evaluate_model, format_scores
+from .readers import read_test_set
 from .run_folder import kept
 from .train import train
 
+TestSet = Tuple[str, List[str], List[str]]  # (name, sources, references)
+SCORES = ("bleu", "chrf", "exact_match")
 
-def parser(description: str, default_config, default_out: str) -> argparse.ArgumentParser:
+
+def parser(description: str, default_config, default_out: str,
+           default_beam: int = 0) -> argparse.ArgumentParser:
     """A recipe's command line: ``--config`` (default: its YAML), ``--set``, ``--out``,
-    ``--resume``, ``--no-progress``, ``--debug``."""
+    ``--resume``, ``--no-progress``, ``--debug``, ``--beam``, ``--extra-test``."""
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_options(p, str(default_config), default_out)
+    p.add_argument("--beam", type=int, default=default_beam, metavar="K",
+                   help="also decode the test sets with beam search of K beams and score that "
+                        f"(0: not; default: {default_beam}). Example: --beam 5")
+    p.add_argument("--extra-test", action="append", default=[], metavar="NAME=SRC,REF",
+                   help="another test set to decode and score like the test split "
+                        "(repeatable). Example: --extra-test flickr2017=test_2017_flickr.de,"
+                        "test_2017_flickr.en")
     return p
 
 
@@ -36,39 +62,80 @@ def load_config(args, extra_overrides=()) -> config_mod.Config:
     return config_mod.load(args.config, list(extra_overrides) + list(args.set))
 
 
+def test_sets(args) -> List[TestSet]:
+    """The ``--extra-test`` sets of a recipe's command line, read."""
+    return [read_test_set(text) for text in args.extra_test]
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux reports KB, macOS bytes)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+def _scores(s: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: s[k] for k in (*SCORES, "n", "truncated")}
+
+
 def run(cfg, out, dataset=None, resume: bool = False, progress: bool = True,
-        examples: int = 5) -> Dict[str, Any]:
-    """Train (starting again unless ``resume``), decode the test split, score it."""
+        examples: int = 5, beam: int = 0, extra_tests: Sequence[TestSet] = ()
+        ) -> Dict[str, Any]:
+    """Train (starting again unless ``resume``), decode the test split (and ``extra_tests``),
+    greedy as configured and with ``beam`` beams, and score them."""
+    from .ensemble import load_for_decoding
+
+    t0 = time.perf_counter()
     out = Path(out)
     summary = train(cfg, out, resume=resume, overwrite=not resume, dataset=dataset,
                     progress=progress)
     if summary["interrupted"]:
         raise KeyboardInterrupt
-    ev = evaluate_checkpoint(out, dataset=dataset, device=cfg.train.device, progress=progress)
+    model, tok, run_cfg, device = load_for_decoding(out, device=cfg.train.device)
+    ev = evaluate_model(model, tok, run_cfg, dataset=dataset, device=device, progress=progress)
     (out / f"{ev.split}.hyp").write_text("".join(h + "\n" for h in ev.hyps), encoding="utf-8")
     s = ev.scores
-    result = {"bleu": s["bleu"], "chrf": s["chrf"], "exact_match": s["exact_match"],
-              "signature": s["signature"], "chrf_signature": s["chrf_signature"],
+    result = {**_scores(s), "signature": s["signature"], "chrf_signature": s["chrf_signature"],
               "train_seconds": round(summary["train_seconds"], 1), "steps": summary["steps"],
-              "parameters": summary["parameters"], "split": ev.split, "n": s["n"],
-              "truncated": s["truncated"], "output_limit": s["output_limit"]}
+              "parameters": summary["parameters"], "split": ev.split,
+              "output_limit": s["output_limit"]}
+    shown = [(ev.split, s)]
+    by_beam = {"beam": beam} if beam > 1 else None
+
+    def beam_scores(name, srcs, refs):
+        b = evaluate_lines(model, tok, run_cfg, srcs, refs, name, by_beam, device,
+                           progress).scores
+        shown.append((f"{name}, beam {beam}", b))
+        return {"size": beam, "length_penalty": run_cfg.decode.length_penalty, **_scores(b)}
+
+    if by_beam:
+        result["beam"] = beam_scores(ev.split, ev.srcs, ev.refs)
+    for name, srcs, refs in extra_tests:
+        e = evaluate_lines(model, tok, run_cfg, srcs, refs, name, None, device, progress)
+        shown.append((name, e.scores))
+        (out / f"{name}.hyp").write_text("".join(h + "\n" for h in e.hyps), encoding="utf-8")
+        result.setdefault("extra", {})[name] = _scores(e.scores)
+        if by_beam:
+            result["extra"][name]["beam"] = beam_scores(name, srcs, refs)
     paths = kept(out)
     if cfg.train.keep_last >= 2 and len(paths) >= 2:  # also score the average of the kept ones
         average(paths, out / "averaged.pt")
-        s_avg = evaluate_checkpoint(out / "averaged.pt", dataset=dataset,
-                                    device=cfg.train.device, progress=progress).scores
-        result["averaged"] = {"bleu": s_avg["bleu"], "chrf": s_avg["chrf"],
-                              "exact_match": s_avg["exact_match"],
-                              "checkpoints": [p.name for p in paths]}
+        avg_model, _, avg_cfg, _ = load_for_decoding(out / "averaged.pt", device=device)
+        s_avg = evaluate_model(avg_model, tok, avg_cfg, dataset=dataset, device=device,
+                               progress=progress).scores
+        result["averaged"] = {**_scores(s_avg), "checkpoints": [p.name for p in paths]}
+        shown.append((f"{ev.split}, {out / 'averaged.pt'} (the average of "
+                      f"{', '.join(p.name for p in paths)})", s_avg))
+    result["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    result["peak_rss_mb"] = round(peak_rss_mb())
     (out / "scores.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for src, hyp, ref in list(zip(ev.srcs, ev.hyps, ev.refs))[:examples]:
         print(f"  src: {src}\n  hyp: {hyp}\n  ref: {ref}\n")
-    print(f"{ev.split}: " + format_scores(s))
-    if "averaged" in result:
-        print(f"{ev.split}, {out / 'averaged.pt'} (the average of "
-              f"{', '.join(p.name for p in paths)}): " + format_scores(s_avg))
+    for name, scores in shown:
+        print(f"{name}: " + format_scores(scores))
     print(f"training: {summary['steps']} steps, {summary['train_seconds'] / 60:.1f} min; "
-          f"{summary['parameters'] / 1e6:.2f}M parameters; scores in {out / 'scores.json'}")
+          f"{summary['parameters'] / 1e6:.2f}M parameters; all in all "
+          f"{result['wall_seconds'] / 60:.1f} min (data, training, validation, decoding), peak "
+          f"memory {result['peak_rss_mb'] / 1024:.2f} GB; scores in {out / 'scores.json'}")
     return result
 
 

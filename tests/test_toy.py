@@ -261,18 +261,29 @@ def test_toy_recipe_needs_a_known_task(tmp_path):
 
 def test_reverse_recipe_end_to_end(tmp_path):
     out = tmp_path / "run"
+    (tmp_path / "again.src").write_text("".join(f"{' '.join('abcdefg'[:i])}\n" for i in range(1, 8)))
+    (tmp_path / "again.tgt").write_text("".join(f"{' '.join('gfedcba'[7 - i:])}\n"
+                                                for i in range(1, 8)))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     p = subprocess.run(
         [sys.executable, str(RECIPES / "toy.py"), "reverse", "--out", str(out), "--no-progress",
          "--set", "train.max_steps=30", "--set", "train.eval_every=10",
          "--set", "train.keep_last=2",
          "--set", "train.threads=1", "--set", "model.hidden_size=32",
-         "--set", "model.embedding_dim=16"],
+         "--set", "model.embedding_dim=16", "--beam", "3",
+         "--extra-test", "again=again.src,again.tgt"],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert p.returncode == 0, p.stderr
     scores = json.loads((out / "scores.json").read_text())
-    for key in ("bleu", "chrf", "exact_match", "train_seconds"):
+    for key in ("bleu", "chrf", "exact_match", "train_seconds", "wall_seconds", "peak_rss_mb"):
         assert isinstance(scores[key], (int, float)), key
+    assert scores["wall_seconds"] > scores["train_seconds"] and 50 < scores["peak_rss_mb"] < 3000
+    # --beam: the test split with 3 beams; --extra-test: scored greedy and with the beam
+    assert scores["beam"]["size"] == 3 and 0 <= scores["beam"]["bleu"] <= 100
+    again = scores["extra"]["again"]
+    assert again["n"] == 7 and again["beam"]["size"] == 3
+    assert len((out / "again.hyp").read_text().splitlines()) == 7
+    assert "test, beam 3: BLEU" in p.stdout and "again, beam 3: BLEU" in p.stdout
     assert scores["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
     assert scores["steps"] == 30 and scores["n"] == 1000
     assert "BLEU signature: nrefs:1" in p.stdout

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .. import config
 from ..console import log, run_main
 from ..errors import UserError
+from ..readers import read_test_set
 from .options import DEFAULT_SETTINGS, SOURCE_CONFIG, build_parser
 from .report import (METRICS, aggregate, extra_columns, markdown_table, plot_by_beam,
                      plot_by_length, plot_curves, plot_positions, plot_scores, position_rows,
@@ -101,22 +102,6 @@ def budget_text(cfg, budget: str, total: int) -> str:
     return f"each until {t.patience} validations without a BLEU gain, at most {' or '.join(caps)}"
 
 
-def extra_test(text: str) -> Tuple[str, List[str], List[str]]:
-    """``NAME=SRC_FILE,REF_FILE`` -> (name, source lines, reference lines)."""
-    from ..readers import read_lines
-
-    name, _, files = text.partition("=")
-    parts = files.split(",")
-    if not name.strip() or len(parts) != 2 or not all(p.strip() for p in parts):
-        raise UserError(f"--extra-test {text!r}: expected NAME=SRC_FILE,REF_FILE")
-    srcs = read_lines(parts[0].strip(), what="--extra-test source file")
-    refs = read_lines(parts[1].strip(), what="--extra-test reference file")
-    if len(srcs) != len(refs) or not srcs:
-        raise UserError(f"--extra-test {name}: {parts[0]} has {len(srcs)} lines and {parts[1]} "
-                        f"has {len(refs)}: they must be line-aligned and not empty")
-    return name.strip(), srcs, refs
-
-
 def run_all(jobs: List[Tuple[Any, Path]], dataset, scoring, args) -> List[dict]:
     """Train and score every ``(config, run folder)``, ``args.jobs`` at a time (each process
     with ``train.threads // jobs`` threads, at least 1); results in the order of ``jobs``."""
@@ -186,7 +171,7 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     plan = [(s, seed, apply_setting(cfg, s, seed)) for s in settings for seed in seeds]
     if not (cfg.data.test_split or cfg.data.valid_split):
         raise UserError("the config has neither data.test_split nor data.valid_split to score")
-    extra = [extra_test(text) for text in args.extra_test]
+    extra = [read_test_set(text) for text in args.extra_test]
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")

@@ -1,0 +1,46 @@
+"""recipes/multi30k.py run as a user runs it, on a tiny stand-in for the raw Multi30k files:
+the test splits it finds in --data-dir are scored greedy and with the beam, into scores.json."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = "ein mann hund frau kind ball spielt läuft auf dem der die".split()
+
+
+def write_split(d: Path, stem: str, n: int, rng: random.Random) -> None:
+    src = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6))) for _ in range(n)]
+    (d / f"{stem}.de").write_text("".join(s + "\n" for s in src), encoding="utf-8")
+    (d / f"{stem}.en").write_text("".join(" ".join(reversed(s.split())) + "\n" for s in src),
+                                  encoding="utf-8")
+
+
+def test_scores_every_flickr_test_set_it_finds(tmp_path):
+    rng, data = random.Random(0), tmp_path / "m30k"
+    data.mkdir()
+    for stem, n in (("train", 200), ("val", 20), ("test_2016_flickr", 15),
+                    ("test_2017_flickr", 12)):  # no test_2018_flickr: it is left out
+        write_split(data, stem, n, rng)
+    out = tmp_path / "run"
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "multi30k.py"), "--data-dir", str(data),
+         "--out", str(out), "--no-progress", "--beam", "2", "--set", "train.max_steps=20",
+         "--set", "model.hidden_size=16", "--set", "model.embedding_dim=16",
+         "--set", "tokenizer.vocab_size=120", "--set", "train.threads=1",
+         "--set", "train.keep_last=0"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert p.returncode == 0, p.stderr
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["split"] == "test" and scores["n"] == 15 and scores["beam"]["size"] == 2
+    assert list(scores["extra"]) == ["test_2017_flickr"]
+    extra = scores["extra"]["test_2017_flickr"]
+    assert extra["n"] == 12 and extra["beam"]["n"] == 12 and 0 <= extra["beam"]["bleu"] <= 100
+    for line in ("test: BLEU", "test, beam 2: BLEU", "test_2017_flickr: BLEU",
+                 "test_2017_flickr, beam 2: BLEU", "peak memory"):
+        assert line in p.stdout, line
+    assert "Traceback" not in p.stderr
