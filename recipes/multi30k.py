@@ -53,7 +53,7 @@ def main(args) -> None:
     if args.data_dir:
         args.extra_test = extra_tests(args.data_dir) + args.extra_test
     recipe.run(cfg, args.out, resume=args.resume, progress=not args.no_progress,
-               beam=args.beam, extra_tests=recipe.test_sets(args))
+               **recipe.decoding(args))
 
 
 if __name__ == "__main__":

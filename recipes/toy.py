@@ -66,8 +66,7 @@ def main(task: str, args) -> None:
     cfg = recipe.load_config(args)
     dataset = toy.dataset(task, args.data_seed)
     scores = recipe.run(cfg, args.out, dataset=dataset, resume=args.resume,
-                        progress=not args.no_progress, beam=args.beam,
-                        extra_tests=recipe.test_sets(args))
+                        progress=not args.no_progress, **recipe.decoding(args))
     if task == "length_generalization":
         report_lengths(Path(args.out), cfg, scores, dataset)
 

@@ -10,6 +10,9 @@ builds its config (and, for toy tasks, its data as a ``datasets.DatasetDict``), 
   (test outputs cut short by the output limit): the test split decoded as the config says
   (greedy by default);
 - ``beam``: the same with ``--beam K`` beams (``size``, ``length_penalty``, ``bleu``, ...);
+  with several sizes or length penalties, the pair with the best BLEU on the validation split
+  (``chosen_on``, and each pair's validation BLEU in ``validation``): the test sets play no part
+  in any choice;
 - ``extra``: each ``--extra-test`` set, greedy and (``beam``) with ``--beam``;
 - ``averaged``: with ``train.keep_last >= 2``, the average of the kept checkpoints
   (``DIR/averaged.pt``), greedy on the test split;
@@ -31,8 +34,9 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 from . import config as config_mod
 from .checkpoint import average
 from .cli import add_run_options
-from .console import run_main
-from .evaluate import evaluate_lines, evaluate_model, format_scores
+from .console import log, run_main
+from .errors import UserError
+from .evaluate import evaluate_lines, evaluate_model, format_scores, read_split
 from .readers import read_test_set
 from .run_folder import kept
 from .train import train
@@ -48,9 +52,14 @@ def parser(description: str, default_config, default_out: str,
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_options(p, str(default_config), default_out)
-    p.add_argument("--beam", type=int, default=default_beam, metavar="K",
+    p.add_argument("--beam", type=int, nargs="+", default=[default_beam], metavar="K",
                    help="also decode the test sets with beam search of K beams and score that "
-                        f"(0: not; default: {default_beam}). Example: --beam 5")
+                        f"(0: not; default: {default_beam}); several sizes: the one with the "
+                        "best validation BLEU. Examples: --beam 5, --beam 5 10")
+    p.add_argument("--length-penalty", type=float, nargs="+", default=None, metavar="A",
+                   help="beam search: the length normalization exponent (default: the config's "
+                        "decode.length_penalty); several: the one with the best validation BLEU, "
+                        "chosen with the beam size. Example: --length-penalty 0.6 1.0 1.4")
     p.add_argument("--extra-test", action="append", default=[], metavar="NAME=SRC,REF",
                    help="another test set to decode and score like the test split "
                         "(repeatable). Example: --extra-test flickr2017=test_2017_flickr.de,"
@@ -62,9 +71,11 @@ def load_config(args, extra_overrides=()) -> config_mod.Config:
     return config_mod.load(args.config, list(extra_overrides) + list(args.set))
 
 
-def test_sets(args) -> List[TestSet]:
-    """The ``--extra-test`` sets of a recipe's command line, read."""
-    return [read_test_set(text) for text in args.extra_test]
+def decoding(args) -> Dict[str, Any]:
+    """:func:`run`'s ``beam``, ``length_penalty`` and ``extra_tests`` (read) from a recipe's
+    command line."""
+    return {"beam": args.beam, "length_penalty": args.length_penalty or (),
+            "extra_tests": [read_test_set(text) for text in args.extra_test]}
 
 
 def peak_rss_mb() -> float:
@@ -77,11 +88,41 @@ def _scores(s: Dict[str, Any]) -> Dict[str, Any]:
     return {k: s[k] for k in (*SCORES, "n", "truncated")}
 
 
+def choose_beam(model, tok, cfg, dataset, device, progress: bool, sizes: Sequence[int],
+                penalties: Sequence[float]) -> Dict[str, Any]:
+    """The beam size and length penalty to decode the test sets with: the only pair given, or
+    the pair with the best BLEU on the validation split (ties: the smaller beam, then the
+    penalty nearest 1). ``{}`` when no size above 1 is asked for."""
+    sizes = sorted({k for k in sizes if k > 1})
+    penalties = list(dict.fromkeys(penalties or [cfg.decode.length_penalty]))
+    grid = [(k, a) for k in sizes for a in penalties]
+    if not grid:
+        return {}
+    if len(grid) == 1:
+        return {"size": grid[0][0], "length_penalty": grid[0][1]}
+    split = cfg.data.valid_split
+    if not split:
+        raise UserError("several --beam sizes or --length-penalty values are chosen on the "
+                        "validation split, and the config has none (data.valid_split)")
+    srcs, refs = read_split(cfg, split, dataset)
+    tried = []
+    for k, a in grid:
+        bleu = evaluate_lines(model, tok, cfg, srcs, refs, split,
+                              {"beam": k, "length_penalty": a}, device, progress).scores["bleu"]
+        tried.append({"size": k, "length_penalty": a, "bleu": bleu})
+        log(f"{split}, beam {k}, length penalty {a:g}: BLEU {bleu:.2f}")
+    best = max(tried, key=lambda t: (t["bleu"], -t["size"], -abs(t["length_penalty"] - 1)))
+    log(f"chosen on {split}: beam {best['size']}, length penalty {best['length_penalty']:g}")
+    return {"size": best["size"], "length_penalty": best["length_penalty"], "chosen_on": split,
+            "validation": tried}
+
+
 def run(cfg, out, dataset=None, resume: bool = False, progress: bool = True,
-        examples: int = 5, beam: int = 0, extra_tests: Sequence[TestSet] = ()
-        ) -> Dict[str, Any]:
+        examples: int = 5, beam: Sequence[int] = (), extra_tests: Sequence[TestSet] = (),
+        length_penalty: Sequence[float] = ()) -> Dict[str, Any]:
     """Train (starting again unless ``resume``), decode the test split (and ``extra_tests``),
-    greedy as configured and with ``beam`` beams, and score them."""
+    greedy as configured and with beam search (``beam`` sizes x ``length_penalty`` values,
+    the pair with the best validation BLEU when there are several), and score them."""
     from .ensemble import load_for_decoding
 
     t0 = time.perf_counter()
@@ -99,13 +140,17 @@ def run(cfg, out, dataset=None, resume: bool = False, progress: bool = True,
               "parameters": summary["parameters"], "split": ev.split,
               "output_limit": s["output_limit"]}
     shown = [(ev.split, s)]
-    by_beam = {"beam": beam} if beam > 1 else None
+    search = choose_beam(model, tok, run_cfg, dataset, device, progress, beam, length_penalty)
+    by_beam = ({"beam": search["size"], "length_penalty": search["length_penalty"]}
+               if search else None)
 
     def beam_scores(name, srcs, refs):
         b = evaluate_lines(model, tok, run_cfg, srcs, refs, name, by_beam, device,
                            progress).scores
-        shown.append((f"{name}, beam {beam}", b))
-        return {"size": beam, "length_penalty": run_cfg.decode.length_penalty, **_scores(b)}
+        chosen = (f", chosen on {search['chosen_on']}" if "chosen_on" in search else "")
+        shown.append((f"{name}, beam {by_beam['beam']} (length penalty "
+                      f"{by_beam['length_penalty']:g}{chosen})", b))
+        return {**search, **_scores(b)}
 
     if by_beam:
         result["beam"] = beam_scores(ev.split, ev.srcs, ev.refs)

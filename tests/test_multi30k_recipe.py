@@ -28,7 +28,9 @@ def test_scores_every_flickr_test_set_it_finds(tmp_path):
     out = tmp_path / "run"
     p = subprocess.run(
         [sys.executable, str(ROOT / "recipes" / "multi30k.py"), "--data-dir", str(data),
-         "--out", str(out), "--no-progress", "--beam", "2", "--set", "train.max_steps=20",
+         "--out", str(out), "--no-progress", "--beam", "2", "3", "--length-penalty", "0.5", "1.5",
+         "--set", "train.max_steps=120",
+         "--set", "train.lr=0.005",
          "--set", "model.hidden_size=16", "--set", "model.embedding_dim=16",
          "--set", "tokenizer.vocab_size=120", "--set", "train.threads=1",
          "--set", "train.keep_last=0"],
@@ -36,11 +38,25 @@ def test_scores_every_flickr_test_set_it_finds(tmp_path):
         env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert p.returncode == 0, p.stderr
     scores = json.loads((out / "scores.json").read_text())
-    assert scores["split"] == "test" and scores["n"] == 15 and scores["beam"]["size"] == 2
+    assert scores["split"] == "test" and scores["n"] == 15
+    # the beam size and length penalty: the pair with the best validation BLEU
+    beam = scores["beam"]
+    tried = beam["validation"]
+    assert beam["chosen_on"] == "validation" and len(tried) == 4
+    assert {(t["size"], t["length_penalty"]) for t in tried} == {(2, .5), (2, 1.5), (3, .5),
+                                                                 (3, 1.5)}
+    best = max(t["bleu"] for t in tried)
+    assert [t for t in tried if (t["size"], t["length_penalty"]) ==
+            (beam["size"], beam["length_penalty"])][0]["bleu"] == best
     assert list(scores["extra"]) == ["test_2017_flickr"]
     extra = scores["extra"]["test_2017_flickr"]
     assert extra["n"] == 12 and extra["beam"]["n"] == 12 and 0 <= extra["beam"]["bleu"] <= 100
-    for line in ("test: BLEU", "test, beam 2: BLEU", "test_2017_flickr: BLEU",
-                 "test_2017_flickr, beam 2: BLEU", "peak memory"):
+    assert extra["beam"]["size"] == beam["size"]
+    k = beam["size"]
+    a = f"{beam['length_penalty']:g}"
+    for line in ("test: BLEU", f"test, beam {k} (length penalty {a}, chosen on validation): BLEU",
+                 "test_2017_flickr: BLEU", f"test_2017_flickr, beam {k} (length penalty {a}",
+                 "peak memory"):
         assert line in p.stdout, line
     assert "Traceback" not in p.stderr
+    assert "chosen on validation: beam" in p.stderr  # with each pair's validation BLEU
