@@ -1,0 +1,45 @@
+"""scripts/levers.py on a tiny stand-in for Multi30k: two levers run side by side, a table with
+the difference from the reference, the two levers read off the reference's runs, and a second
+call that reuses the finished runs."""
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+from test_multi30k_recipe import write_split
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_levers_table_and_resume(tmp_path):
+    rng, data = random.Random(1), tmp_path / "m30k"
+    data.mkdir()
+    for stem, n in (("train", 200), ("val", 20), ("test_2016_flickr", 15),
+                    ("test_2017_flickr", 12), ("test_2018_flickr", 10)):
+        write_split(data, stem, n, rng)
+    cmd = [sys.executable, str(ROOT / "scripts" / "levers.py"), "--data-dir", str(data),
+           "--out", str(tmp_path / "levers"), "--levers", "baseline",
+           "--lever", "narrow=model.hidden_size=8", "--minutes", "5", "--jobs", "2",
+           "--set", "train.max_steps=20", "--set", "model.hidden_size=16",
+           "--set", "model.embedding_dim=16", "--set", "tokenizer.vocab_size=120"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    md = (tmp_path / "levers" / "levers.md").read_text()
+    rows = [l for l in md.splitlines() if l.startswith("| ")]
+    assert rows[0].startswith("| lever | seeds | BLEU | beam 5 | 2017 |")
+    assert rows[1].startswith("| baseline | 1 |") and "(reference)" in rows[1]
+    assert rows[2].startswith("| narrow | 1 |")
+    assert rows[3].startswith("| baseline + checkpoint average | 1 |")
+    assert rows[4].startswith("| baseline + beam chosen on validation (beam ")
+    assert all(r.count("|") == rows[0].count("|") for r in rows)
+    narrow = (tmp_path / "levers" / "narrow" / "seed1")
+    assert "model.hidden_size=8" in (narrow / "command.txt").read_text()
+    assert (tmp_path / "levers" / "levers.png").stat().st_size > 1000
+    # again: nothing to train; another command over the same folder is refused
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "2 of 2 runs finished already" in again.stderr
+    other = subprocess.run(cmd[:-1] + ["tokenizer.vocab_size=100"], capture_output=True,
+                           text=True, timeout=600)
+    assert other.returncode != 0 and "holds a run of another command" in other.stderr
+    assert "Traceback" not in other.stderr
