@@ -38,6 +38,7 @@ from seq2seq import cpu_kernels  # noqa: E402
 from seq2seq.config import Config, ModelConfig, from_dict  # noqa: E402
 from seq2seq.batching import IdPairs, bucket_batches, collate, iterate, padding_fraction  # noqa: E402
 from seq2seq.decode import greedy  # noqa: E402
+from seq2seq.device import bf16_weights  # noqa: E402
 from seq2seq.model import Seq2Seq  # noqa: E402
 from seq2seq.rnn import make_rnn  # noqa: E402
 from seq2seq.tokenizer import PAD, Tokenizer  # noqa: E402
@@ -376,6 +377,8 @@ def bench_decode(args) -> dict:
         sides[(name, "batched")] = lambda m=m: run(m, batches)
         sides[(name, "single")] = lambda m=m: run(m, singles)
     sides[("PyTorch bf16 autocast", "batched")] = lambda: run(model, batches, True)
+    low = bf16_weights(model)  # what --bf16 decodes with: the weights cast once
+    sides[("PyTorch --bf16 (bf16 weights)", "batched")] = lambda: run(low, batches, True)
     ts = interleave(sides, args.repeats)
     sps = {k: (len(singles) if k[1] == "single" else len(ids)) / statistics.median(v)
            for k, v in ts.items()}

@@ -20,7 +20,7 @@ from .batching import collate
 from .config import DecodeConfig
 from .constraints import Constraints, coverage_penalty
 from .cpu_kernels import argmax
-from .device import bf16_autocast
+from .device import bf16_autocast, bf16_weights
 from .ensemble import Ensemble
 from .lengths import (FALLBACK, OutputLimit, count_truncated, output_lengths, resolve,
                       truncation_warning)
@@ -318,6 +318,8 @@ def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfi
     from tqdm import tqdm
 
     models = Ensemble.of(model)
+    if opts.bf16 and all(isinstance(m, torch.nn.Module) for m in models.models):
+        models = Ensemble([bf16_weights(m) for m in models.models])  # cast once, not per step
     ids = tok.encode_src(lines)
     if prefixes is not None and len(prefixes) != len(lines):
         raise ValueError(f"{len(prefixes)} prefixes for {len(lines)} lines")

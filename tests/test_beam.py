@@ -135,3 +135,30 @@ def test_decoding_under_bf16_autocast(model_and_batch):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         hyps = greedy(model, b.src, b.src_len).hyps
     assert len(hyps) == len(b.src) and all(isinstance(t, int) for h in hyps for t in h)
+
+
+def test_bf16_decoding_casts_the_weights_once_and_again_after_they_change(model_and_batch):
+    """``--bf16`` decodes with a bfloat16 copy of the model (autocast alone re-casts the
+    weights at every step): the copy is reused while the weights stay as they are, made again
+    after an in-place update, and the model itself stays float32."""
+    from seq2seq.device import bf16_weights
+
+    model, b = model_and_batch
+    low = bf16_weights(model)
+    assert low is not model and bf16_weights(model) is low
+    assert all(p.dtype == torch.bfloat16 for p in low.parameters())
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    w = model.decoder.out.weight
+    torch.testing.assert_close(low.decoder.out.weight.float(), w, rtol=1e-2, atol=1e-2)
+    with torch.no_grad():
+        w.mul_(2.0)  # what an optimizer step does: in place, bumping the version
+    again = bf16_weights(model)
+    assert again is not low
+    torch.testing.assert_close(again.decoder.out.weight.float(), w, rtol=1e-2, atol=1e-2)
+    with torch.no_grad():
+        w.mul_(0.5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low_hyps = greedy(bf16_weights(model), b.src, b.src_len).hyps
+    full = greedy(model, b.src, b.src_len).hyps
+    same = sum(x == y for x, y in zip(low_hyps, full))
+    assert same >= len(full) * 0.75  # bf16 rounding may flip a close call, not most outputs
