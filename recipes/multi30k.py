@@ -50,8 +50,10 @@ def extra_tests(data_dir: str):
 def main(args) -> None:
     extra = (local_files(args.data_dir) if args.data_dir else []) + (QUICK if args.quick else [])
     cfg = recipe.load_config(args, extra)
-    if args.data_dir:
-        args.extra_test = extra_tests(args.data_dir) + args.extra_test
+    if args.data_dir:  # the later Flickr sets, unless given by hand
+        given = {t.partition("=")[0] for t in args.extra_test}
+        args.extra_test = [t for t in extra_tests(args.data_dir)
+                           if t.partition("=")[0] not in given] + args.extra_test
     recipe.run(cfg, args.out, resume=args.resume, progress=not args.no_progress,
                **recipe.decoding(args))
 

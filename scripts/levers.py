@@ -13,7 +13,8 @@ minutes: about the 60-minute recipe's work on one of two cores). A finished run 
 scores.json) is reused, an interrupted one resumed; stop with Ctrl-C and run the same command
 again. Two levers need no run of their own: the average of the baseline's last checkpoints
 (the recipe keeps 5) and the beam size and length penalty chosen on the validation split for the
-baseline's model.
+baseline's model. A resumed run's wall time and peak memory cover only its last part (levers.csv
+says which runs were resumed).
 
 Every choice is made on the validation split; the test sets are scored once per run. Writes
 OUT/levers.md (the table), OUT/levers.csv (one row per run) and OUT/levers.png.
@@ -123,9 +124,12 @@ def start(run: Run) -> subprocess.Popen:
     run.folder.mkdir(parents=True, exist_ok=True)
     cmd = run.command + (["--resume"] if (run.folder / "last.pt").is_file() else [])
     (run.folder / "command.txt").write_text(shlex.join(run.command) + "\n", encoding="utf-8")
-    out = open(run.folder.with_suffix(".log"), "a", encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    with open(run.folder.with_suffix(".log"), "a", encoding="utf-8") as out:
+        # a session of its own: Ctrl-C reaches this script only, which passes on one SIGTERM
+        # (a second signal would make the run stop without saving its checkpoint)
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
 
 
 def check_reusable(run: Run) -> bool:
@@ -162,13 +166,14 @@ def run_all(runs: Sequence[Run], jobs: int) -> None:
                                     f"see {r.folder.with_suffix('.log')}")
                 log(f"done {r.lever} seed {r.seed}")
             time.sleep(1)
-    except KeyboardInterrupt:
-        for p in active:  # SIGTERM: each saves its checkpoint, resumed next time
+    finally:  # stopped, or a run failed: the others save their checkpoints and stop too
+        for p in active:
             p.send_signal(signal.SIGTERM)
         for p in active:
-            p.wait()
-        raise
-    finally:
+            try:
+                p.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                p.kill()
         signal.signal(signal.SIGTERM, previous)
 
 
@@ -202,7 +207,7 @@ def row(run: Run) -> Dict:
             "bleu_2018": extra.get("test_2018_flickr", {}).get("bleu"),
             "steps": s["steps"], "train_min": s["train_seconds"] / 60,
             "wall_min": s["wall_seconds"] / 60, "peak_gb": s["peak_rss_mb"] / 1024,
-            "averaged_bleu": s.get("averaged", {}).get("bleu"),
+            "averaged_bleu": s.get("averaged", {}).get("bleu"), "resumed": s.get("resumed"),
             "signature": s["signature"]}
 
 

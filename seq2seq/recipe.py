@@ -18,7 +18,8 @@ builds its config (and, for toy tasks, its data as a ``datasets.DatasetDict``), 
   (``DIR/averaged.pt``), greedy on the test split;
 - ``train_seconds`` (training steps only: what ``train.max_minutes`` counts), ``wall_seconds``
   (everything: data, training, validation, decoding and scoring) and ``peak_rss_mb`` (the
-  process's peak resident memory).
+  process's peak resident memory), both of this invocation: ``resumed`` says when an earlier
+  one did part of the training.
 
 :func:`main` runs a recipe with the toolkit's one error handler.
 """
@@ -74,8 +75,20 @@ def load_config(args, extra_overrides=()) -> config_mod.Config:
 def decoding(args) -> Dict[str, Any]:
     """:func:`run`'s ``beam``, ``length_penalty`` and ``extra_tests`` (read) from a recipe's
     command line."""
+    if args.length_penalty and not any(k > 1 for k in args.beam):
+        raise UserError("--length-penalty is for beam search: give --beam K with K > 1 too")
+    if any(k < 0 for k in args.beam):
+        raise UserError(f"--beam {' '.join(map(str, args.beam))}: sizes must be >= 0")
+    tests = [read_test_set(text) for text in args.extra_test]
+    names = [name for name, _, _ in tests]
+    for name in names:
+        if names.count(name) > 1 or name in ("test", "validation", "valid", "train"):
+            raise UserError(f"--extra-test {name}=...: "
+                            + ("given twice" if names.count(name) > 1 else
+                               "the name of a split; call it something else") +
+                            " (each set is written to NAME.hyp and scores.json's extra.NAME)")
     return {"beam": args.beam, "length_penalty": args.length_penalty or (),
-            "extra_tests": [read_test_set(text) for text in args.extra_test]}
+            "extra_tests": tests}
 
 
 def peak_rss_mb() -> float:
@@ -170,7 +183,8 @@ def run(cfg, out, dataset=None, resume: bool = False, progress: bool = True,
         result["averaged"] = {**_scores(s_avg), "checkpoints": [p.name for p in paths]}
         shown.append((f"{ev.split}, {out / 'averaged.pt'} (the average of "
                       f"{', '.join(p.name for p in paths)})", s_avg))
-    result["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    result["wall_seconds"] = round(time.perf_counter() - t0, 1)  # this invocation
+    result["resumed"] = resume  # True: wall_seconds and peak_rss_mb miss the earlier part
     result["peak_rss_mb"] = round(peak_rss_mb())
     (out / "scores.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for src, hyp, ref in list(zip(ev.srcs, ev.hyps, ev.refs))[:examples]:

@@ -157,6 +157,19 @@ def test_bf16_decoding_casts_the_weights_once_and_again_after_they_change(model_
     torch.testing.assert_close(again.decoder.out.weight.float(), w, rtol=1e-2, atol=1e-2)
     with torch.no_grad():
         w.mul_(0.5)
+    # the weights replaced rather than changed (the moving average swapped in): a new copy
+    from seq2seq.ema import WeightAverage
+
+    ema = WeightAverage(model, 0.5)
+    with torch.no_grad():
+        ema.shadow[0].add_(1.0)
+    before = bf16_weights(model)
+    with ema.applied():
+        inside = bf16_weights(model)
+        assert inside is not before
+        first = next(model.parameters())
+        torch.testing.assert_close(next(inside.parameters()).float(), first, rtol=1e-2, atol=1e-2)
+    assert bf16_weights(model) is not inside
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low_hyps = greedy(bf16_weights(model), b.src, b.src_len).hyps
     full = greedy(model, b.src, b.src_len).hyps

@@ -43,3 +43,42 @@ def test_levers_table_and_resume(tmp_path):
                            text=True, timeout=600)
     assert other.returncode != 0 and "holds a run of another command" in other.stderr
     assert "Traceback" not in other.stderr
+
+
+def test_a_failed_run_stops_the_others_and_a_stopped_run_resumes(tmp_path):
+    """One lever fails at once (a config key that does not exist) while the other trains: the
+    script says which failed and stops the other, which saved its checkpoint; the next call
+    starts it again with --resume."""
+    import os
+    import time
+
+    rng, data = random.Random(1), tmp_path / "m30k"
+    data.mkdir()
+    for stem, n in (("train", 200), ("val", 20), ("test_2016_flickr", 15)):
+        write_split(data, stem, n, rng)
+    out = tmp_path / "levers"
+    cmd = [sys.executable, str(ROOT / "scripts" / "levers.py"), "--data-dir", str(data),
+           "--out", str(out), "--levers", "baseline", "--lever", "broken=model.no_such_key=1",
+           "--jobs", "2", "--set", "train.max_steps=1000000", "--set", "train.epochs=100000",
+           "--set", "train.patience=0",
+           "--set", "model.hidden_size=16", "--set", "model.embedding_dim=16",
+           "--set", "tokenizer.vocab_size=120"]
+    t0 = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert p.returncode != 0 and "broken seed 1 failed" in p.stderr, p.stderr[-1500:]
+    assert "Traceback" not in p.stderr and time.time() - t0 < 300
+    base = out / "baseline" / "seed1"
+    time.sleep(1)
+    alive = subprocess.run(["pgrep", "-f", str(base)], capture_output=True, text=True).stdout
+    assert alive.strip() == "", "the other run was left training"
+    assert (base / "last.pt").is_file() and "stopped by SIGTERM" in (
+        out / "baseline" / "seed1.log").read_text()
+    # started again (the broken lever dropped), the baseline resumes where it stopped
+    resumed = subprocess.Popen(cmd[:cmd.index("--lever")] + cmd[cmd.index("--jobs"):],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(15)
+    resumed.send_signal(15)
+    resumed.wait(timeout=300)
+    log = (out / "baseline" / "seed1.log").read_text()
+    assert "resumed from" in log and log.count("stopped by SIGTERM") == 2
+    os.sync()

@@ -60,3 +60,23 @@ def test_scores_every_flickr_test_set_it_finds(tmp_path):
         assert line in p.stdout, line
     assert "Traceback" not in p.stderr
     assert "chosen on validation: beam" in p.stderr  # with each pair's validation BLEU
+
+
+def test_recipe_options_that_cannot_work_are_refused(tmp_path):
+    """A length penalty without beam search, and an extra test set named like a split or given
+    twice: one line each, before any training."""
+    rng, data = random.Random(0), tmp_path / "m30k"
+    data.mkdir()
+    for stem in ("train", "val", "test_2016_flickr", "x"):
+        write_split(data, stem, 10, rng)
+    extra = f"{data / 'x.de'},{data / 'x.en'}"
+    for args, words in ((["--beam", "1", "--length-penalty", "0.6"], "--length-penalty is for"),
+                        (["--extra-test", f"test={extra}"], "the name of a split"),
+                        (["--extra-test", f"a={extra}", "--extra-test", f"a={extra}"],
+                         "given twice")):
+        p = subprocess.run([sys.executable, str(ROOT / "recipes" / "multi30k.py"), "--data-dir",
+                            str(data), "--out", str(tmp_path / "run"), *args],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert p.returncode != 0 and words in p.stderr, (args, p.stderr)
+        assert "Traceback" not in p.stderr and not (tmp_path / "run").exists()

@@ -83,8 +83,9 @@ def markdown_table(rows: List[Dict[str, Any]], bucket_names, seeds: int) -> str:
             return f"{fmt.format(row[key])} ± {fmt.format(row[key + '_std'])}"
         return fmt.format(row[key])
 
+    not_extra = {"bleu_diff"} | {f"bleu_len_{b}" for b in bucket_names}
     extra = [k for k in rows[0] if k.startswith("bleu_") and not k.endswith(("_std", "_ci95"))
-             and k.split("_")[1] not in ("len", "diff")]
+             and k not in not_extra]
     head = (["setting", "mean ratio"] + [t for _, t, _ in METRICS[:1]]
             + (["BLEU 95% CI"] if seeds > 1 else [])
             + [f"ΔBLEU vs {rows[0]['setting']}"] + (["ΔBLEU 95% CI"] if seeds > 1 else [])
@@ -169,7 +170,8 @@ def plot_by_beam(rows, beam_sizes: List[int], path: Path, title: str,
     sets = [("test", "")] + [(name, f"{name}_") for name in extra]
     fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets) + 1.5, 4.2), squeeze=False)
     for ax, (name, infix) in zip(axes[0], sets):
-        key = lambda k: f"bleu_{infix}".rstrip("_") if k == 1 else f"bleu_{infix}beam_{k}"
+        key = lambda k: (f"bleu_{infix[:-1]}" if infix else "bleu") if k == 1 else \
+            f"bleu_{infix}beam_{k}"
         for r in rows:
             ax.errorbar(beam_sizes, [r[key(k)] for k in beam_sizes],
                         yerr=_err([r[key(k) + "_std"] for k in beam_sizes]), marker="o",
