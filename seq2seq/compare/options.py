@@ -76,26 +76,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE.yaml",
                    help="the base config (default: recipes/reverse.yaml of the source tree, "
                         "with its generated data; required where the package is installed "
-                        "without it)")
+                        "without it). Example: --config recipes/commands.yaml")
     p.add_argument("--set", action="append", default=[], metavar="a.b=c",
-                   help="override a config key, e.g. --set train.max_steps=500 (repeatable)")
+                   help="override a config key (repeatable). Example: --set train.max_steps=500")
     p.add_argument("--settings", nargs="+", metavar="SETTING",
-                   help="teacher-forcing settings to compare (see below)")
+                   help="teacher-forcing settings to compare, the first the reference of the "
+                        "significance tests (see below). Example: --settings constant:1.0 "
+                        "constant:0.5,scope=sequence inverse_sigmoid:min=0.75")
     p.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="train each setting with N seeds (train.seed, +1, ...) and report the "
-                        "mean ± standard deviation (default: 1)")
+                        "mean ± standard deviation, a 95%% confidence interval and per-seed "
+                        "paired bootstrap tests (default: 1). Example: --seeds 5")
     p.add_argument("--out", default="runs/compare-tf", metavar="DIR",
-                   help="output folder (default: runs/compare-tf)")
+                   help="output folder, resumable: keep it outside the work tree for long "
+                        "studies (default: runs/compare-tf). Example: --out ~/studies/tf")
     p.add_argument("--buckets", type=int, default=4, metavar="N",
-                   help="number of reference-length buckets for BLEU by length (default: 4)")
+                   help="number of reference-length buckets for BLEU by length (default: 4). "
+                        "Example: --buckets 3")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best",
                    help="score each run's best.pt (best validation BLEU, the default, as the "
-                        "recipes do) or last.pt (the end of the budget)")
+                        "recipes do) or last.pt (the end of the budget). Example: --checkpoint "
+                        "last")
     p.add_argument("--toy", choices=tuple(TASKS),
                    help="toy task to generate for a config without data.path (default: the "
-                        "config's file name)")
+                        "config's file name). Example: --config my.yaml --toy sort")
     p.add_argument("--data-seed", type=int, default=1, metavar="N",
-                   help="seed of the generated toy data (default: 1)")
+                   help="seed of the generated toy data (default: 1). Example: --data-seed 2")
     p.add_argument("--budget", choices=("steps", "minutes", "converge"), default="steps",
                    help="what every run gets: steps (the same number of updates, the config's "
                         "train.max_steps/epochs; early stopping and the time limit are switched "
@@ -120,9 +126,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "equal those of --jobs 1 when each run has 1 thread (the default). "
                         "Example: --jobs 2")
     p.add_argument("--fresh", action="store_true",
-                   help="train every run again instead of reusing finished runs in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+                   help="train every run again instead of reusing finished runs in --out "
+                        "(example: --fresh)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars, e.g. for a log file (example: --no-progress)")
+    p.add_argument("--debug", action="store_true",
+                   help="show tracebacks on errors (example: --debug)")
 
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
