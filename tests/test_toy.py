@@ -283,7 +283,8 @@ def test_reverse_recipe_end_to_end(tmp_path):
     again = scores["extra"]["again"]
     assert again["n"] == 7 and again["beam"]["size"] == 3
     assert len((out / "again.hyp").read_text().splitlines()) == 7
-    assert "test, beam 3: BLEU" in p.stdout and "again, beam 3: BLEU" in p.stdout
+    assert "test, beam 3 (length penalty 1): BLEU" in p.stdout
+    assert "again, beam 3 (length penalty 1): BLEU" in p.stdout
     assert scores["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
     assert scores["steps"] == 30 and scores["n"] == 1000
     assert "BLEU signature: nrefs:1" in p.stdout
