@@ -46,6 +46,14 @@ def read_lines(path: str, errors: str = "strict", what: str = "data file") -> Li
     return split_lines(raw, str(path), errors)
 
 
+def add_extra_test_option(p, scored: str) -> None:
+    """``--extra-test NAME=SRC,REF`` (repeatable) on the argparse parser ``p``, for sets that
+    are ``scored`` as the help says; :func:`read_test_set` reads each value."""
+    p.add_argument("--extra-test", action="append", default=[], metavar="NAME=SRC,REF",
+                   help=f"another test set, {scored} (repeatable). Example: --extra-test "
+                        "flickr2017=test_2017_flickr.de,test_2017_flickr.en")
+
+
 def read_test_set(text: str, option: str = "--extra-test") -> Tuple[str, List[str], List[str]]:
     """``NAME=SRC_FILE,REF_FILE`` (the value of ``option``) -> (name, sources, references)."""
     name, _, files = text.partition("=")

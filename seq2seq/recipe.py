@@ -38,7 +38,7 @@ from .cli import add_run_options
 from .console import log, run_main
 from .errors import UserError
 from .evaluate import evaluate_lines, evaluate_model, format_scores, read_split
-from .readers import read_test_set
+from .readers import add_extra_test_option, read_test_set
 from .run_folder import kept
 from .train import train
 
@@ -61,10 +61,7 @@ def parser(description: str, default_config, default_out: str,
                    help="beam search: the length normalization exponent (default: the config's "
                         "decode.length_penalty); several: the one with the best validation BLEU, "
                         "chosen with the beam size. Example: --length-penalty 0.6 1.0 1.4")
-    p.add_argument("--extra-test", action="append", default=[], metavar="NAME=SRC,REF",
-                   help="another test set to decode and score like the test split "
-                        "(repeatable). Example: --extra-test flickr2017=test_2017_flickr.de,"
-                        "test_2017_flickr.en")
+    add_extra_test_option(p, "decoded and scored like the test split")
     return p
 
 

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
+from ..readers import add_extra_test_option
 from ..toy import TASKS
 
 DESCRIPTION = """Compare teacher-forcing ratios and scheduled-sampling schedules (Bengio et al.,
@@ -115,11 +116,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="test BLEU at each beam size (Wang and Sennrich, 2020, tie exposure "
                         "bias to the loss of quality at large beams); default: 1 2 5 10. "
                         "Example: --beam-sizes 1 5")
-    p.add_argument("--extra-test", action="append", default=[], metavar="NAME=SRC,REF",
-                   help="another test set, scored like the test split, greedy and at every "
-                        "--beam-sizes size (repeatable), e.g. an "
-                        "out-of-domain one: --extra-test flickr2017=test_2017_flickr.de,"
-                        "test_2017_flickr.en")
+    add_extra_test_option(p, "e.g. an out-of-domain one, scored like the test split, greedy "
+                             "and at every --beam-sizes size")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train N runs at once, splitting train.threads between them (2 jobs "
                         "of 1 thread on a 2-core machine: about half the wall time); results "
