@@ -1,4 +1,4 @@
-"""Multi30k German -> English: sentencepiece BPE, bi-LSTM encoder with attention, greedy and beam search, sacreBLEU.
+"""Multi30k German -> English: BPE, bi-LSTM encoder with attention, greedy and beam, sacreBLEU.
 
     python recipes/multi30k.py --out runs/multi30k                     # bentrevett/multi30k from the hub
     python recipes/multi30k.py --data-dir DIR --out runs/multi30k      # raw Multi30k files in DIR

@@ -45,7 +45,7 @@ LEVERS: Dict[str, List[str]] = {  # name -> --set overrides of recipes/multi30k.
     "ema": ["train.ema_decay=0.999"],  # validate and keep the moving average of the weights
     "deeper": ["model.num_layers=2"],  # 2 encoder and 2 decoder layers
     "wider": ["model.hidden_size=512"],  # 512 per direction and in the decoder
-    "tokens": ["train.batch_tokens=2000"],  # batches of about 2,000 target tokens (64 sentences: ~1,000)
+    "tokens": ["train.batch_tokens=2000"],  # ~2,000 target tokens a batch (64 sentences: ~1,000)
     "warmup": ["train.warmup_steps=1000", "train.lr=0.002"],  # a higher peak, reached slowly
     "no-label-smoothing": ["train.label_smoothing=0.0"],  # what the recipe's 0.1 adds
     "tf-inverse-sigmoid": ["teacher_forcing.schedule=inverse_sigmoid",
