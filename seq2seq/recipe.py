@@ -160,10 +160,11 @@ def run(cfg, out, dataset=None, resume: bool = False, progress: bool = True,
         chosen = (f", chosen on {search['chosen_on']}" if "chosen_on" in search else "")
         shown.append((f"{name}, beam {by_beam['beam']} (length penalty "
                       f"{by_beam['length_penalty']:g}{chosen})", b))
-        return {**search, **_scores(b)}
+        return {"size": search["size"], "length_penalty": search["length_penalty"],
+                **_scores(b)}
 
-    if by_beam:
-        result["beam"] = beam_scores(ev.split, ev.srcs, ev.refs)
+    if by_beam:  # the choice (and its validation grid) once, with the test split's scores
+        result["beam"] = {**search, **beam_scores(ev.split, ev.srcs, ev.refs)}
     for name, srcs, refs in extra_tests:
         e = evaluate_lines(model, tok, run_cfg, srcs, refs, name, None, device, progress)
         shown.append((name, e.scores))
