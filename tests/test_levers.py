@@ -45,10 +45,14 @@ def test_levers_table_and_resume(tmp_path):
     assert "Traceback" not in other.stderr
 
 
+def _count(path: Path, text: str) -> int:
+    return path.read_text().count(text) if path.is_file() else 0
+
+
 def test_a_failed_run_stops_the_others_and_a_stopped_run_resumes(tmp_path):
-    """One lever fails at once (a config key that does not exist) while the other trains: the
-    script says which failed and stops the other, which saved its checkpoint; the next call
-    starts it again with --resume."""
+    """One lever fails at once (a config key that does not exist) while the other starts: the
+    script says which failed and stops the other. A run stopped while it trains saves its
+    checkpoint, and the next call starts it again with --resume."""
     import os
     import time
 
@@ -67,18 +71,21 @@ def test_a_failed_run_stops_the_others_and_a_stopped_run_resumes(tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert p.returncode != 0 and "broken seed 1 failed" in p.stderr, p.stderr[-1500:]
     assert "Traceback" not in p.stderr and time.time() - t0 < 300
-    base = out / "baseline" / "seed1"
+    base, log = out / "baseline" / "seed1", out / "baseline" / "seed1.log"
     time.sleep(1)
     alive = subprocess.run(["pgrep", "-f", str(base)], capture_output=True, text=True).stdout
     assert alive.strip() == "", "the other run was left training"
-    assert (base / "last.pt").is_file() and "stopped by SIGTERM" in (
-        out / "baseline" / "seed1.log").read_text()
-    # started again (the broken lever dropped), the baseline resumes where it stopped
-    resumed = subprocess.Popen(cmd[:cmd.index("--lever")] + cmd[cmd.index("--jobs"):],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(15)
-    resumed.send_signal(15)
-    resumed.wait(timeout=300)
-    log = (out / "baseline" / "seed1.log").read_text()
-    assert "resumed from" in log and log.count("stopped by SIGTERM") == 2
+    # the broken lever dropped: the baseline trains (from its checkpoint, if the failure
+    # stopped it after its first step); stopped while it trains, it saves one
+    alone = cmd[:cmd.index("--lever")] + cmd[cmd.index("--jobs"):]
+    for stops in (1, 2):
+        run = subprocess.Popen(alone, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        before, t1 = _count(log, "valid loss"), time.time()
+        while _count(log, "valid loss") <= before:
+            assert time.time() - t1 < 240 and run.poll() is None, "the baseline did not train"
+            time.sleep(0.5)
+        run.send_signal(15)
+        run.wait(timeout=300)
+        assert (base / "last.pt").is_file() and _count(log, "stopped by SIGTERM") >= stops
+    assert "resumed from" in log.read_text()
     os.sync()
