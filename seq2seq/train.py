@@ -267,7 +267,9 @@ class Trainer:
                      f"{st.train_seconds / 60:.1f} minutes of training")
         best = max((r for r in self.records if "valid_bleu" in r), key=score_key,
                    default=self.records[-1] if self.records else {})
-        return {"steps": st.step, "epochs": st.epoch, "train_seconds": st.train_seconds,
+        per_epoch = self.corpus.steps_per_epoch(d)  # epochs as a fraction: ended mid-epoch
+        epochs = st.epoch + (st.batch / per_epoch if per_epoch else 0)
+        return {"steps": st.step, "epochs": round(epochs, 3), "train_seconds": st.train_seconds,
                 "best": best, "interrupted": reason is StopReason.SIGNAL,
                 "signal": int(signum) if reason is StopReason.SIGNAL else None,
                 "stopped_by": (reason or StopReason.BUDGET).value,

@@ -134,3 +134,10 @@ def test_a_run_that_had_stopped_takes_no_more_steps_when_resumed(cfg):
     assert first["stopped_by"] == "early stopping" and first["steps"] < 40
     again = train_mod.train(stops, "early", resume=True, progress=False)
     assert again["steps"] == first["steps"] and again["stopped_by"] == "early stopping"
+
+
+def test_epochs_count_the_last_one_and_a_part_of_one(cfg):
+    """A budget that ends with an epoch reports it (not one fewer); one that ends mid-epoch
+    reports the fraction done (5 batches per epoch)."""
+    assert train_mod.train(with_steps(cfg, 10), "whole", progress=False)["epochs"] == 2.0
+    assert train_mod.train(cfg, "part", progress=False)["epochs"] == pytest.approx(2.4)
