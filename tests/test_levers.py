@@ -79,7 +79,7 @@ def test_a_failed_run_stops_the_others_and_a_stopped_run_resumes(tmp_path):
     # stopped it after its first step); stopped while it trains, it saves one
     alone = cmd[:cmd.index("--lever")] + cmd[cmd.index("--jobs"):]
     for stops in (1, 2):
-        run = subprocess.Popen(alone, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        run = subprocess.Popen(alone, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         before, t1 = _count(log, "valid loss"), time.time()
         while _count(log, "valid loss") <= before:
             assert time.time() - t1 < 240 and run.poll() is None, "the baseline did not train"
