@@ -53,6 +53,10 @@ def training_losses(logits: Tensor, tgt_out: Tensor, pad_id: int,
 #: (8 MB) is reused while it is hot in the cache, instead of a (B*T, V) one written and read
 #: back four times (logits, log-softmax, its gradient, the matmuls)
 CHUNK = 256
+#: under autocast a block's rows are padded with zeros to a multiple of this: oneDNN keeps a
+#: primitive for every matmul shape it runs in bf16, and the last block of each batch would
+#: otherwise bring a new row count (up to 255 of them, 3 products each: about 1.1 GB for V 8000)
+LOW_PRECISION_ROWS = 64
 
 
 class _ProjectedCrossEntropy(torch.autograd.Function):
@@ -64,7 +68,8 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
     ``softmax - (1 - s) onehot - s / V``, which goes straight into ``dx``, ``dW`` and ``db``
     (all computed here, in the forward; the backward scales them by the incoming gradient).
     Under autocast the three matmuls run in its dtype (bf16: AMX/AVX512-BF16), the softmax in
-    float32.
+    float32, and a block shorter than :data:`CHUNK` is padded with zero rows to a multiple of
+    :data:`LOW_PRECISION_ROWS` (zero rows add nothing to ``dW``, and their logits are dropped).
     """
 
     @staticmethod
@@ -83,7 +88,10 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             for i in range(0, N, CHUNK):
                 rows = slice(i, min(N, i + CHUNK))
                 x_r = xc[rows]  # (n, O)
-                z = torch.mm(x_r, wc.t()).float()  # (n, V) logits (addmm's bias copy is slower)
+                n = x_r.size(0)
+                if dtype != torch.float32:  # (m, O), m >= n: a few shapes for oneDNN
+                    x_r = _pad_rows(x_r, -(-n // LOW_PRECISION_ROWS) * LOW_PRECISION_ROWS)
+                z = torch.mm(x_r, wc.t())[:n].float()  # (n, V) logits (addmm's bias copy is slower)
                 if bias is not None:
                     z += bias
                 tgt = target[rows].unsqueeze(1)  # (n, 1)
@@ -104,11 +112,12 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
                 g.scatter_add_(1, tgt, g.new_full(tgt.shape, smoothing - 1))
                 if smoothing:
                     g -= smoothing / V
-                gc = g.to(dtype)
-                dx[rows] = torch.mm(gc, wc)  # (n, O)
                 if dtype == torch.float32:
-                    dw.addmm_(gc.t(), x_r)  # (V, O)
+                    dx[rows] = torch.mm(g, wc)  # (n, O)
+                    dw.addmm_(g.t(), x_r)  # (V, O)
                 else:
+                    gc = _pad_rows(g.to(dtype), x_r.size(0))  # (m, V), zero beyond n
+                    dx[rows] = torch.mm(gc, wc)[:n]  # (n, O)
                     dw += torch.mm(gc.t(), x_r).float()
                 db += g.sum(0)
             if not smoothing:
@@ -125,6 +134,11 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
         dx, dw, db = ctx.saved_tensors  # called once (once_differentiable): scaled in place
         return dx.mul_(d_objective), dw.mul_(d_objective), \
             None if db is None else db.mul_(d_objective), None, None, None
+
+
+def _pad_rows(t: Tensor, m: int) -> Tensor:
+    """``t (n, K)`` with zero rows appended to ``(m, K)`` (``t`` itself when ``m == n``)."""
+    return t if t.size(0) == m else torch.cat([t, t.new_zeros(m - t.size(0), t.size(1))])
 
 
 def projected_losses(features: Tensor, weight: Tensor, bias: Optional[Tensor],

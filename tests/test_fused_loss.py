@@ -102,6 +102,29 @@ def test_bf16_autocast_stays_close_to_float32():
         assert (a - b).abs().max() <= 0.05 * b.abs().max()
 
 
+def test_bf16_pads_ragged_blocks_to_a_few_shapes_and_drops_the_padding(monkeypatch):
+    """oneDNN keeps a bf16 primitive per matmul shape: ragged last blocks are padded with zero
+    rows (a few shapes over many batch sizes), and the padding reaches neither the losses nor
+    the gradients (the same numbers as without padding)."""
+    shapes = []
+    real_mm = torch.mm
+    monkeypatch.setattr(torch, "mm", lambda a, b: shapes.append(a.shape) or real_mm(a, b))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for B in range(3, 23):  # 20 batches, 12 to 140 target tokens
+            projected_losses(*problem(seed=B, B=B, T=7, O=32, V=500), PAD, 0.1, fused=True)
+    rows = {s[0] for s in shapes}
+    assert rows <= {64, 128, 192, 256, 500}  # 500: dW's product, (V, m) @ (m, O)
+    args = problem(B=6, O=32, V=500)  # 38 target tokens: one ragged block
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        padded, g_padded = losses_and_grads(True, *args, 0.1)
+        monkeypatch.setattr(loss_mod, "LOW_PRECISION_ROWS", 1)
+        plain, g_plain = losses_and_grads(True, *args, 0.1)
+    assert padded.n == plain.n == int((args[3] != PAD).sum()) < 64
+    assert padded.objective.item() == pytest.approx(plain.objective.item(), rel=1e-5)
+    for a, b in zip(g_padded, g_plain):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
 @pytest.mark.parametrize("cell,attention,input_feeding,tf",
                          [("lstm", "bahdanau", True, 1.0), ("gru", "luong", False, 1.0),
                           ("gru", "bahdanau", True, 0.5), ("lstm", "none", False, 0.0)])
