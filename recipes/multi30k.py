@@ -19,7 +19,7 @@ from seq2seq import recipe
 from seq2seq.errors import UserError
 
 HERE = Path(__file__).resolve().parent
-QUICK = ["train.max_minutes=15", "train.patience=0", "train.keep_last=0",
+QUICK = ["train.max_minutes=15", "train.patience=0", "train.keep_last=0", "model.num_layers=1",
          "model.hidden_size=256", "model.input_feeding=false", "model.embedding_dim=256"]
 
 

@@ -41,6 +41,13 @@ from seq2seq.errors import UserError  # noqa: E402
 
 LEVERS: Dict[str, List[str]] = {  # name -> --set overrides of recipes/multi30k.yaml
     "baseline": [],
+    # the recipe before the levers study: 1 layer, float32, no warm-up (with --set, each of
+    # these overrides reruns the first study on it: see README)
+    "first-recipe": ["model.num_layers=1", "train.amp=none", "train.warmup_steps=0",
+                     "train.lr=0.001"],
+    "fp32": ["train.amp=none"],  # the recipe without bf16
+    "one-layer": ["model.num_layers=1"],  # the recipe with 1 encoder and 1 decoder layer
+    "no-warmup": ["train.warmup_steps=0", "train.lr=0.001"],  # the recipe's lr, no warm-up
     "bf16": ["train.amp=bf16"],  # autocast: 1.4x the steps in the same time on AMX/AVX512-BF16
     "ema": ["train.ema_decay=0.999"],  # validate and keep the moving average of the weights
     "deeper": ["model.num_layers=2"],  # 2 encoder and 2 decoder layers

@@ -105,7 +105,7 @@ class TrainConfig:
     keep_last: int = 0  # also keep the checkpoints of the last N validations (step-N.pt), for averaging
     ema_decay: float = 0.0  # exponential moving average of the weights, e.g. 0.999: validated, and saved as the checkpoint's model (0: off)
     device: str = "auto"  # auto | cpu | cuda
-    amp: Literal["none", "bf16", "fp16"] = "none"  # autocast precision; fp16 (with a grad scaler) needs CUDA
+    amp: Literal["none", "bf16", "fp16", "auto"] = "none"  # autocast precision; fp16 (with a grad scaler) needs CUDA; auto: bf16 where the hardware has it (AVX-512 BF16 or AMX on the CPU, a bf16 GPU), else none
     threads: int = 1  # torch threads; 1 never stalls; more are faster on a quiet machine but stall when another process takes a core (0: one per core)
     valid_max_sentences: int = 1000  # decode at most this many validation sentences for BLEU
     tensorboard: bool = False  # also write TensorBoard event files into the run folder: the metrics.jsonl scalars and a few validation translations (pip install tensorboard)

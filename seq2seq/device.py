@@ -24,9 +24,35 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """True where bf16 products run in hardware: a CUDA GPU with bf16, or a CPU whose flags
+    (Linux ``/proc/cpuinfo``) include AVX-512 BF16 or AMX-BF16. Elsewhere torch emulates bf16
+    on the CPU, slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """``train.amp`` with ``auto`` made ``bf16`` where :func:`native_bf16`, else ``none``."""
+    if amp != "auto":
+        return amp
+    return "bf16" if native_bf16(device) else "none"
+
+
 def mixed_precision(amp: str, device: torch.device
                     ) -> Tuple[Callable[[], torch.autocast], torch.amp.GradScaler]:
-    """``(autocast context factory, grad scaler)`` for ``train.amp`` (none | bf16 | fp16)."""
+    """``(autocast context factory, grad scaler)`` for ``train.amp`` (none | bf16 | fp16;
+    ``auto``: see :func:`resolve_amp`)."""
+    amp = resolve_amp(amp, device)
     if amp == "fp16" and device.type != "cuda":
         raise UserError("train.amp=fp16 needs a CUDA device; use bf16 on a CPU")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)

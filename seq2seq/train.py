@@ -21,7 +21,7 @@ from . import console, distributed, teacher_forcing
 from .checkpoint import load_resumable, rng_state, seed_all, set_rng_state
 from .config import Config
 from .corpus import load_corpus
-from .device import mixed_precision, pick_device, set_threads
+from .device import mixed_precision, pick_device, resolve_amp, set_threads
 from .ema import WeightAverage
 from .errors import UserError
 from .evaluate import score_key, validate
@@ -69,8 +69,11 @@ class Trainer:
         self.ema = WeightAverage(self.model, t.ema_decay) if t.ema_decay else None
         self.autocast, self.scaler = mixed_precision(t.amp, self.device)
         self.n_params = sum(p.numel() for p in self.model.parameters())
+        amp = resolve_amp(t.amp, self.device)
         self.log(f"model: {Seq2Seq.describe(cfg.model)}, {self.n_params / 1e6:.2f}M "
-                 f"parameters, on {self.device}")
+                 f"parameters, on {self.device}"
+                 + (f", {amp} autocast" if amp != "none" else "")
+                 + (" (train.amp: auto)" if t.amp == "auto" else ""))
         if d.main:
             self.folder.write_config(cfg)
         self.total_steps = self.corpus.total_steps(d)

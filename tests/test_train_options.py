@@ -43,3 +43,35 @@ def test_keep_last_then_average_the_run(tmp_path, run_cli):
     run_cli("average", "--checkpoints", tmp_path / "run", "--out", tmp_path / "avg.pt")
     avg = checkpoint.load(tmp_path / "avg.pt")
     assert [p.rsplit("/", 1)[-1] for p in avg["averaged_from"]] == ["step-4.pt", "step-6.pt"]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_is_bf16_only_where_the_hardware_has_it(monkeypatch, tmp_path, capsys, native):
+    """train.amp: auto (the Multi30k recipe's): bf16 autocast on a CPU with AVX-512 BF16 or
+    AMX, float32 elsewhere (where torch would emulate bf16, slower than float32)."""
+    import seq2seq.device as device
+
+    monkeypatch.setattr(device, "native_bf16", lambda dev: native)
+    used = []
+    real = torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: used.append(
+        (k.get("dtype"), k.get("enabled", True))) or real(*a, **k))
+    train(cfg("train.amp=auto"), tmp_path / "run", dataset=toy(), progress=False)
+    assert ((torch.bfloat16, True) in used) == native
+    assert ("bf16 autocast (train.amp: auto)" in capsys.readouterr().err) == native
+
+
+def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
+    import builtins
+
+    import seq2seq.device as device
+
+    real_open = builtins.open
+    for flags, expected in (("fpu avx512f avx512_bf16 amx_tile", True), ("fpu avx512f avx2", False)):
+        info = tmp_path / "cpuinfo"
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(builtins, "open", lambda p, *a, **k: real_open(
+            info if p == "/proc/cpuinfo" else p, *a, **k))
+        assert device.native_bf16(torch.device("cpu")) is expected
+    assert device.resolve_amp("none", torch.device("cpu")) == "none"
+    assert device.resolve_amp("bf16", torch.device("cpu")) == "bf16"
