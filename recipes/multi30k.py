@@ -65,6 +65,6 @@ if __name__ == "__main__":
                         "test_2016_flickr; test_2017_flickr and test_2018_flickr are scored too "
                         "where DIR has them)")
     p.add_argument("--quick", action="store_true",
-                   help="a 15-minute training budget and a smaller model (about 33 BLEU with "
-                        "one thread, 36 with two)")
+                   help="a 15-minute training budget and a smaller model (1 layer, no input "
+                        "feeding): 37.6 BLEU with two threads and bf16 on a quiet 2-core Xeon")
     sys.exit(recipe.main(main, p.parse_args(), "multi30k.py"))
