@@ -87,3 +87,22 @@ def test_scores_follow_the_papers():
         ]:
             _, weights = attn(query, attn.keys(enc_out), enc_out, pad_mask)
             torch.testing.assert_close(weights[0, 0], torch.softmax(score(), -1), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["bahdanau", "luong"])
+def test_under_bf16_autocast_many_steps_attend_in_float32(kind):
+    """On the CPU under bf16 autocast, a query of many steps (the teacher-forced fast path)
+    scores and mixes in float32, each (target, source length) pair being a new oneDNN
+    primitive in bf16; one step at a time stays in bf16. Both agree with float32."""
+    attn, _ = make(kind)
+    enc_out, query, pad_mask = inputs()
+    ref, ref_w = attn(query, attn.keys(enc_out), enc_out, pad_mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        keys = attn.keys(enc_out)
+        many, many_w = attn(query, keys, enc_out, pad_mask)
+        one, _ = attn(query[:, :1], keys, enc_out, pad_mask)
+    assert many.dtype == many_w.dtype == torch.float32
+    assert one.dtype == torch.bfloat16
+    torch.testing.assert_close(many, ref, rtol=0.03, atol=0.03)  # only the projections in bf16
+    torch.testing.assert_close(many_w.sum(-1), torch.ones(B, TQ))
+    torch.testing.assert_close(one.float(), ref[:, :1], rtol=0.05, atol=0.05)
