@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 def _many_shapes_in_float32(query: Tensor):
     """A context for the score and context products when ``query`` holds many steps under
-    CPU autocast (the teacher-forced fast path without input feeding): they run in float32, as autocast is off inside.
+    CPU autocast (the teacher-forced fast path without input feeding): they run in float32,
+    as autocast is off inside.
     In bf16 every (target length, source length) pair would be a new matmul shape, and
     oneDNN keeps a primitive (about 2 MB with its backward) for each one it has seen: 1-2 GB
     over a run. One step at a time (decoding, input feeding) only the source length varies."""
