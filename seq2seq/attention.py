@@ -9,24 +9,27 @@ step when stepping, the whole target at once on the teacher-forced fast path).
     # ctx (B, Tq, 2H); weights (B, Tq, S), rows sum to 1, exactly 0 where pad_mask is True
 """
 
-from contextlib import nullcontext
+from contextlib import contextmanager
 from typing import Tuple
 
 import torch
 from torch import Tensor, nn
 
 
-def _many_shapes_in_float32(query: Tensor):
-    """A context for the score and context products when ``query`` holds many steps under
-    CPU autocast (the teacher-forced fast path without input feeding): they run in float32,
-    as autocast is off inside.
+@contextmanager
+def _score_precision(query: Tensor, keys: Tensor, values: Tensor):
+    """Yields ``(query, keys, values)`` for the score and context products: cast to float32,
+    with autocast off inside, when ``query (B, Tq, .)`` holds many steps under CPU autocast
+    (the teacher-forced fast path without input feeding); else unchanged.
     In bf16 every (target length, source length) pair would be a new matmul shape, and
     oneDNN keeps a primitive (about 2 MB with its backward) for each one it has seen: 1-2 GB
     over a run. One step at a time (decoding, input feeding) only the source length varies."""
     dev = query.device.type
     if dev == "cpu" and query.size(1) > 1 and torch.is_autocast_enabled(dev):
-        return torch.autocast(dev, enabled=False)
-    return nullcontext()
+        with torch.autocast(dev, enabled=False):
+            yield query.float(), keys.float(), values.float()
+    else:
+        yield query, keys, values
 
 
 def _attend(scores: Tensor, values: Tensor, pad_mask: Tensor) -> Tuple[Tensor, Tensor]:
@@ -59,9 +62,7 @@ class BahdanauAttention(nn.Module):
     def forward(self, query: Tensor, keys: Tensor, values: Tensor,
                 pad_mask: Tensor) -> Tuple[Tensor, Tensor]:
         q = self.query_proj(query)  # (B, Tq, A)
-        with _many_shapes_in_float32(query) as fp32:
-            if fp32 is not None:
-                q, keys, values = q.float(), keys.float(), values.float()
+        with _score_precision(q, keys, values) as (q, keys, values):
             scores = self.v(torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1))).squeeze(-1)  # (B, Tq, S)
             return _attend(scores, values, pad_mask)
 
@@ -85,8 +86,6 @@ class LuongAttention(nn.Module):
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor,
                 pad_mask: Tensor) -> Tuple[Tensor, Tensor]:
-        with _many_shapes_in_float32(query) as fp32:
-            if fp32 is not None:
-                query, keys, values = query.float(), keys.float(), values.float()
+        with _score_precision(query, keys, values) as (query, keys, values):
             scores = query @ keys.transpose(1, 2)  # (B, Tq, Hq) @ (B, Hq, S) -> (B, Tq, S)
             return _attend(scores, values, pad_mask)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from .attention import BahdanauAttention, LuongAttention
 from .encoder import Encoded
 from .cpu_kernels import argmax, prepacked_linear
+from .dropout import Dropout
 from .rnn import State, make_rnn
 from .teacher_forcing import gold_mask
 
@@ -72,7 +73,7 @@ class Decoder(nn.Module):
         self.input_feeding = input_feeding
         self.out_size = embedding_dim if tie_embeddings else hidden_size  # O
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         rnn_in = embedding_dim + (self.out_size if input_feeding else 0)
         self.rnn = make_rnn(cell, impl, rnn_in, hidden_size, num_layers, False, dropout,
                             manual_backward)

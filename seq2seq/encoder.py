@@ -5,6 +5,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from .dropout import Dropout
 from .rnn import State, length_mask, make_rnn
 
 
@@ -64,7 +65,7 @@ class Encoder(nn.Module):
                  manual_backward: str = "handwritten") -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = make_rnn(cell, impl, embedding_dim, hidden_size, num_layers, bidirectional,
                             dropout, manual_backward)
         D = 2 if bidirectional else 1

@@ -29,6 +29,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .cells import gru_cell, lstm_cell
 from .cpu_kernels import recurrence
+from .dropout import dropout as apply_dropout
 
 
 class State(NamedTuple):
@@ -143,7 +144,7 @@ class ManualRNN(nn.RNNBase):
             if valid is not None:
                 layer_in = layer_in * valid  # zero at padding, as pad_packed_sequence
             if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
-                layer_in = F.dropout(layer_in, self.dropout, training=True)
+                layer_in = apply_dropout(layer_in, self.dropout)
         h_n = torch.stack(h_n)  # (L*D, B, H)
         return layer_in, State(h_n, None if state.c is None else torch.stack(c_n))
 
@@ -178,7 +179,7 @@ class ManualRNN(nn.RNNBase):
             c_n.append(c)
             inp = h  # (B, H)
             if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
-                inp = F.dropout(inp, self.dropout, training=True)
+                inp = apply_dropout(inp, self.dropout)
         return h_n[-1], State(torch.stack(h_n), None if state.c is None else torch.stack(c_n))
 
 
@@ -233,7 +234,7 @@ class _Fused:
                 outs.append(flip(out) if d else out)
             layer_in = torch.cat(outs, dim=-1) * valid  # (B, T, D*H), zero at padding
             if layer < L - 1 and self.dropout > 0 and self.training:
-                layer_in = F.dropout(layer_in, self.dropout, training=True)
+                layer_in = apply_dropout(layer_in, self.dropout)
         return layer_in, State(torch.stack(h_n))  # (L*D, B, H)
 
     def step(self, x_t: Tensor, state: State) -> Tuple[Tensor, State]:
@@ -262,7 +263,7 @@ class _Fused:
             h_n.append(h)
             inp = h
             if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
-                inp = F.dropout(inp, self.dropout, training=True)
+                inp = apply_dropout(inp, self.dropout)
         return h_n[-1], State(torch.stack(h_n), torch.stack(c_n) if c_n else None)
 
 
