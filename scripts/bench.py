@@ -311,11 +311,15 @@ def bench_train(args) -> dict:
     ts = interleave(sides, args.repeats)
     accounts = {name: flops_per_target_token(cfg, tok.tgt_vocab_size, src_tok / tgt_tok, src_len)
                 for name, cfg in models.items()}
+    naive_cfg = dataclass_replace(mcfg, num_layers=1, input_feeding=False, attention="luong",
+                                  tie_embeddings=False)  # NaiveSeq2Seq's shape, for its FLOPs
+    accounts["naive"] = flops_per_target_token(naive_cfg, tok.tgt_vocab_size, src_tok / tgt_tok,
+                                               src_len)
     tps = {k: statistics.mean(ntok[k]) / statistics.median(t) for k, t in ts.items()}
     rows = []
     for k, t in ts.items():
         name = k.split()[0]
-        flops = accounts[name]["total"] * tps[k]
+        flops = accounts["naive" if "naive" in k else name]["total"] * tps[k]
         rows.append({"setting": k, "ms/call": f"{1e3 * statistics.median(t):.0f} "
                      f"({1e3 * min(t):.0f}-{1e3 * max(t):.0f})",
                      "target tok/s": int(tps[k]),
@@ -327,8 +331,9 @@ def bench_train(args) -> dict:
           f"{peaks['mkl'] / 1e9:.0f}, oneDNN prepacked fp32 {peaks['onednn'] / 1e9:.0f}, bf16 mm "
           f"{peaks['bf16'] / 1e9:.0f} GFLOP/s")
     for name, acc in accounts.items():
-        print(f"FLOPs per target token, forward + backward, {name} ({models[name].cell} "
-              f"{models[name].embedding_dim}/{models[name].hidden_size}, V {tok.tgt_vocab_size}): "
+        cfg = naive_cfg if name == "naive" else models[name]
+        print(f"FLOPs per target token, forward + backward, {name} ({cfg.cell} {cfg.num_layers} x "
+              f"{cfg.embedding_dim}/{cfg.hidden_size}, V {tok.tgt_vocab_size}): "
               + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in acc.items()))
     print(f"training calls of 4 Multi30k batches of 64 (bucketed, {tgt_tok} target tokens; naive: "
           f"random), {args.repeats} interleaved repeats; plain = the unfused loss and no oneDNN "
