@@ -67,9 +67,9 @@ class Trainer:
                                          PAD).to(self.device)
         self.opt = make_optimizer(self.model, t.lr)
         self.ema = WeightAverage(self.model, t.ema_decay) if t.ema_decay else None
-        self.autocast, self.scaler = mixed_precision(t.amp, self.device)
+        amp = resolve_amp(t.amp, self.device)  # "auto" made bf16 or none, once
+        self.autocast, self.scaler = mixed_precision(amp, self.device)
         self.n_params = sum(p.numel() for p in self.model.parameters())
-        amp = resolve_amp(t.amp, self.device)
         self.log(f"model: {Seq2Seq.describe(cfg.model)}, {self.n_params / 1e6:.2f}M "
                  f"parameters, on {self.device}"
                  + (f", {amp} autocast" if amp != "none" else "")
