@@ -38,6 +38,7 @@ from seq2seq import cpu_kernels  # noqa: E402
 from seq2seq.config import Config, ModelConfig, from_dict  # noqa: E402
 from seq2seq.batching import IdPairs, bucket_batches, collate, iterate, padding_fraction  # noqa: E402
 from seq2seq.decode import greedy  # noqa: E402
+from seq2seq.loss import projected_losses  # noqa: E402
 from seq2seq.device import bf16_weights  # noqa: E402
 from seq2seq.model import Seq2Seq  # noqa: E402
 from seq2seq.rnn import make_rnn  # noqa: E402
@@ -260,6 +261,84 @@ def train_step_fn(model, opt, batches, tf=1.0, fast=True, amp=False, ntok=None):
     return run
 
 
+#: the parts of a training step that :func:`step_split` times, in the order they run
+PARTS = ("encoder fwd", "decoder fwd", "loss fwd+bwd", "decoder bwd", "encoder bwd", "clip + Adam")
+
+
+def step_split(model, opt, batches, amp=False) -> dict:
+    """Wall-clock seconds of each part (:data:`PARTS`) of training steps on ``batches``, by
+    clock reads between them: no profiler, whose per-op overhead inflates small ops. The steps
+    of ``Seq2Seq.forward`` are written out so that each can be timed (encoder, decoder
+    features, the fused output projection + loss, which also computes its gradients); the
+    backward is split where the gradient of the encoder outputs is complete (a tensor hook):
+    before it the decoder's steps, after it the encoder and the embeddings."""
+    clock, parts = time.perf_counter, dict.fromkeys(PARTS, 0.0)
+    pad = model.decoder.embedding.padding_idx
+    for b in batches:
+        with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+            t0 = clock()
+            enc = model.encoder(b.src, b.src_len)
+            t1 = clock()
+            features = model.decoder.features(enc, b.tgt_in)
+            t2 = clock()
+            out = model.decoder.out
+            losses = projected_losses(features, out.weight, out.bias, b.tgt_out, pad)
+            t3 = clock()
+        reached = []
+        enc.out.register_hook(lambda g: reached.append(clock()))
+        opt.zero_grad(set_to_none=True)
+        t4 = clock()
+        (losses.objective / losses.n).backward()
+        t5 = clock()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        t6 = clock()
+        for k, dt in zip(PARTS, (t1 - t0, t2 - t1, t3 - t2, reached[0] - t4, t5 - reached[0],
+                                 t6 - t5)):
+            parts[k] += dt
+    return parts
+
+
+def split_table(models: dict, accounts: dict, tok, batches, tgt_tok: int, peak: float,
+                repeats: int) -> list:
+    """Where the time of a training step goes, per model and precision: each part's share, and
+    for the parts with matmuls their FLOPs (the account's encoder: 1/3 forward, 2/3 backward;
+    decoder + attention likewise; output: the loss) as GFLOP/s and % of the oneDNN fp32 peak."""
+    sides, models_of = {}, {}
+    for name, cfg in models.items():
+        for amp in (False, True):
+            torch.manual_seed(0)
+            model = Seq2Seq.from_config(cfg, tok.src_vocab_size, tok.tgt_vocab_size, PAD)
+            opt = make_optimizer(model, 1e-3)
+            key = f"{name} {'bf16' if amp else 'fp32'}"
+            sides[key] = lambda m=model, o=opt, a=amp: step_split(m, o, batches, a)
+            models_of[key] = name
+    for fn in sides.values():  # warm-up
+        fn()
+    runs = {k: [] for k in sides}
+    for _ in range(repeats):  # interleaved, as everywhere in this script
+        for k, fn in sides.items():
+            runs[k].append(fn())
+    rows = []
+    for key, rs in runs.items():
+        acc = accounts[models_of[key]]
+        med = {p: statistics.median(r[p] for r in rs) for p in PARTS}
+        total = sum(med.values())
+        dec = acc["decoder"] + acc["attention"]
+        flops = {"encoder fwd": acc["encoder"] / 3, "encoder bwd": 2 * acc["encoder"] / 3,
+                 "decoder fwd": dec / 3, "decoder bwd": 2 * dec / 3, "loss fwd+bwd": acc["output"]}
+        for p in PARTS:
+            f = flops.get(p, 0.0) * tgt_tok
+            rows.append({"setting": key, "part": p,
+                         "ms/call": f"{1e3 * med[p]:.1f}", "share": f"{100 * med[p] / total:.0f}%",
+                         "GFLOP/s": f"{f / med[p] / 1e9:.0f}" if f else "",
+                         "% of oneDNN fp32": f"{100 * f / med[p] / peak:.0f}" if f else ""})
+        rows.append({"setting": key, "part": "step", "ms/call": f"{1e3 * total:.1f}",
+                     "share": "100%", "GFLOP/s": f"{acc['total'] * tgt_tok / total / 1e9:.0f}",
+                     "% of oneDNN fp32": f"{100 * acc['total'] * tgt_tok / total / peak:.0f}"})
+    return rows
+
+
 def bench_train(args) -> dict:
     """Training steps of the Multi30k recipe's model and of the Joey-shape GRU: the plain torch
     path against the fast one in float32 and in bf16, with the FLOP account of each model."""
@@ -339,8 +418,14 @@ def bench_train(args) -> dict:
           f"random), {args.repeats} interleaved repeats; plain = the unfused loss and no oneDNN "
           "kernels (the reference path), fast = the default; bf16 = train.amp: bf16")
     print(table(rows, list(rows[0])))
+    split = split_table(models, accounts, tok, batch_list, tgt_tok, peaks["onednn"],
+                        args.repeats)
+    print("\nwhere the time goes: the fast path's training calls timed part by part (clock "
+          "reads, no profiler; medians of --repeats interleaved calls); FLOPs from the "
+          "account above (elementwise work, the softmax and Adam are not counted)")
+    print(table(split, list(split[0])))
     return {"rows": rows, "peaks_gflops": {k: v / 1e9 for k, v in peaks.items()},
-            "flops_per_token": accounts}
+            "flops_per_token": accounts, "split": split}
 
 
 def dataclass_replace(obj, **kw):
