@@ -488,8 +488,47 @@ def bench_decode(args) -> dict:
     print(table(rows, list(rows[0])))
     if "ONNX Runtime float32" in engines:
         print(breakdown(engines, singles, batches[len(batches) // 2], a, b))
-    return {"rows": rows, "model_bytes": {k: getattr(m, "bytes", None)
-                                          for k, m in engines.items()}}
+    ceiling = decode_ceiling(model, cfg.model, tok.tgt_vocab_size, batches, a, b)
+    fp32 = sps[("PyTorch", "batched")]
+    print(f"the matrix products of batched greedy decoding: {ceiling['mflop_per_sentence']:.0f} "
+          f"MFLOP per sentence (encoder {ceiling['encoder']:.0%}, decoder steps "
+          f"{ceiling['decoder']:.0%}, output projection {ceiling['output']:.0%}; counted from "
+          f"the shapes and the steps this run took); at the oneDNN fp32 peak "
+          f"({ceiling['peak_gflops']:.0f} GFLOP/s) and nothing else, at most "
+          f"{ceiling['sentences_per_s']:.0f} sentences/s per thread: float32's "
+          f"{fp32:.0f} is {fp32 / ceiling['sentences_per_s']:.0%} of that")
+    return {"rows": rows, "ceiling": ceiling,
+            "model_bytes": {k: getattr(m, "bytes", None) for k, m in engines.items()}}
+
+
+def decode_ceiling(model, mcfg, vocab: int, batches, a: float, b: int) -> dict:
+    """The forward FLOPs of the matrix products that batched greedy decoding of ``batches``
+    does (the encoder over the valid source tokens, every decoder step over the rows still in
+    the batch, counted by wrapping ``model.decoder.step``), and the sentences/s they allow at
+    the oneDNN fp32 peak: a ceiling no float32 engine on this thread passes."""
+    from flop_account import flops_per_target_token
+
+    rows_seen = []
+    step = model.decoder.step
+    model.decoder.step = lambda y, *rest, **kw: (rows_seen.append(y.size(0)), step(y, *rest, **kw))[1]
+    flops = {"encoder": 0.0, "decoder": 0.0, "output": 0.0}
+    try:
+        with torch.no_grad():
+            for x in batches:
+                rows_seen.clear()
+                greedy(model, x.src, x.src_len, a, b)
+                fwd = {k: v / 3 for k, v in flops_per_target_token(
+                    mcfg, vocab, 1.0, float(x.src.size(1))).items()}  # forward only
+                flops["encoder"] += fwd["encoder"] * float(x.src_len.sum())
+                flops["decoder"] += (fwd["decoder"] + fwd["attention"]) * sum(rows_seen)
+                flops["output"] += fwd["output"] * sum(rows_seen)
+    finally:
+        del model.decoder.step  # the instance attribute: the method is back
+    total = sum(flops.values())
+    n = sum(x.src.size(0) for x in batches)
+    peak = onednn_peak() * 1e9
+    return {"mflop_per_sentence": total / n / 1e6, "peak_gflops": peak / 1e9,
+            "sentences_per_s": n * peak / total, **{k: v / total for k, v in flops.items()}}
 
 
 def onnx_engines(model, tok, cfg) -> dict:
