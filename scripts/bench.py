@@ -387,6 +387,7 @@ def bench_train(args) -> dict:
         ntok["recipe naive tf=1.0"].append(n_all)
     ntok["recipe naive tf=1.0"] = []
     sides["recipe naive tf=1.0"] = naive_step
+    setting_model["recipe naive tf=1.0"] = "naive"  # its own FLOP account (1 layer, untied)
     ts = interleave(sides, args.repeats)
     accounts = {name: flops_per_target_token(cfg, tok.tgt_vocab_size, src_tok / tgt_tok, src_len)
                 for name, cfg in models.items()}
@@ -398,7 +399,7 @@ def bench_train(args) -> dict:
     rows = []
     for k, t in ts.items():
         name = k.split()[0]
-        flops = accounts["naive" if "naive" in k else name]["total"] * tps[k]
+        flops = accounts[setting_model[k]]["total"] * tps[k]
         rows.append({"setting": k, "ms/call": f"{1e3 * statistics.median(t):.0f} "
                      f"({1e3 * min(t):.0f}-{1e3 * max(t):.0f})",
                      "target tok/s": int(tps[k]),
