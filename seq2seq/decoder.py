@@ -18,12 +18,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import BahdanauAttention, LuongAttention
+from .attention import BahdanauAttention, LuongAttention, ValueGrads
 from .encoder import Encoded
 from .cpu_kernels import argmax, prepacked_linear
 from .dropout import Dropout
 from .rnn import State, make_rnn
 from .teacher_forcing import gold_mask
+
+
+#: False: the attention's values get their gradient at every training step, as plain autograd
+#: gives it (the reference :class:`~seq2seq.attention.ValueGrads` is tested against)
+DEFER_VALUE_GRADS = True
 
 
 class DecoderState(NamedTuple):
@@ -100,12 +105,15 @@ class Decoder(nn.Module):
         keys = self.attention.keys(enc.out) if self.attention is not None else None
         return DecoderState(enc.state, att, keys)
 
-    def attend(self, h: Tensor, enc: Encoded, keys: Optional[Tensor]
-               ) -> Tuple[Tensor, Optional[Tensor]]:
-        """``h (B, T, H)`` -> attentional vectors ``o (B, T, O)`` and weights ``(B, T, S)``."""
+    def attend(self, h: Tensor, enc: Encoded, keys: Optional[Tensor],
+               grads: Optional[ValueGrads] = None) -> Tuple[Tensor, Optional[Tensor]]:
+        """``h (B, T, H)`` -> attentional vectors ``o (B, T, O)`` and weights ``(B, T, S)``.
+        ``grads``: the training loop's :class:`~seq2seq.attention.ValueGrads` (its values are
+        attended over instead of ``enc.out``)."""
         if self.attention is None:
             return torch.tanh(self.combine(h)), None
-        ctx, weights = self.attention(h, keys, enc.out, enc.pad_mask)  # (B, T, 2H), (B, T, S)
+        values = enc.out if grads is None else grads.values  # (B, S, 2H)
+        ctx, weights = self.attention(h, keys, values, enc.pad_mask, grads)  # (B, T, 2H), (B, T, S)
         o = torch.tanh(self.combine(torch.cat([h, ctx], dim=-1)))  # (B, T, H + 2H) -> (B, T, O)
         return o, weights
 
@@ -131,10 +139,11 @@ class Decoder(nn.Module):
         o, state, weights = self._step(self.dropout(self.embedding(y_prev)), state, enc)
         return (project or self.project)(o), state, weights
 
-    def _step(self, emb_t: Tensor, state: DecoderState, enc: Encoded):
+    def _step(self, emb_t: Tensor, state: DecoderState, enc: Encoded,
+              grads: Optional[ValueGrads] = None):
         x = emb_t if state.att is None else torch.cat([emb_t, state.att], dim=-1)  # (B, E[+O])
         h, rnn_state = self.rnn.step(x, state.rnn)  # (B, H)
-        o, weights = self.attend(h.unsqueeze(1), enc, state.keys)  # (B, 1, O), (B, 1, S)
+        o, weights = self.attend(h.unsqueeze(1), enc, state.keys, grads)  # (B, 1, O), (B, 1, S)
         o = o.squeeze(1)  # (B, O)
         att = o if self.input_feeding else None
         return o, DecoderState(rnn_state, att, state.keys), (
@@ -166,6 +175,9 @@ class Decoder(nn.Module):
             return self.dropout(self.attend(h, enc, state.keys)[0])  # (B, T, O)
         B, T = tgt_in.shape
         gold = gold_mask(B, T, tf_ratio, scope, tgt_in.device) if tf_ratio < 1.0 else None  # (B, T)
+        # the values' gradient summed once after the loop, not per step (see ValueGrads)
+        grads = (ValueGrads(enc.out) if DEFER_VALUE_GRADS and self.attention is not None
+                 and torch.is_grad_enabled() and enc.out.requires_grad else None)
         outs: List[Tensor] = []  # (B, O) per step; dropped out at once when nothing is fed back
         # unbind, not emb[:, t]: the backward of T slices would zero-fill and add T full-size
         # (B, T, E) gradients; unbind's is one stack
@@ -180,7 +192,7 @@ class Decoder(nn.Module):
                         pred = argmax(logits)  # (B,)
                 x_t = torch.where(gold[:, t:t + 1], x_t,
                                   self.dropout(self.embedding(pred)))  # (B, E)
-            o, state, _ = self._step(x_t, state, enc)
+            o, state, _ = self._step(x_t, state, enc, grads)
             outs.append(self.dropout(o) if tf_ratio < 1.0 else o)
         out = torch.stack(outs, dim=1)  # (B, T, O)
         return out if tf_ratio < 1.0 else self.dropout(out)

@@ -106,3 +106,71 @@ def test_under_bf16_autocast_many_steps_attend_in_float32(kind):
     torch.testing.assert_close(many, ref, rtol=0.03, atol=0.03)  # only the projections in bf16
     torch.testing.assert_close(many_w.sum(-1), torch.ones(B, TQ))
     torch.testing.assert_close(one.float(), ref[:, :1], rtol=0.05, atol=0.05)
+
+
+# -- the values' gradient summed once over a training loop (ValueGrads) ----------------------
+
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16-autocast"])
+@pytest.mark.parametrize("cell,attention,input_feeding,tf",
+                         [("lstm", "bahdanau", True, 1.0), ("gru", "luong", True, 1.0),
+                          ("gru", "bahdanau", False, 0.5), ("lstm", "luong", False, 0.0)])
+def test_deferred_value_gradients_equal_the_per_step_ones(monkeypatch, cell, attention,
+                                                          input_feeding, tf, amp):
+    """A stepping training loop gives the same loss and gradients (parameters and encoder
+    outputs) whether the values' gradient is summed after the loop or per step by autograd; in
+    bf16 within bf16 rounding (the deferred sum is float32, the per-step one bf16 products)."""
+    from seq2seq import decoder as decoder_mod
+    from seq2seq.batching import collate
+    from seq2seq.config import ModelConfig
+    from seq2seq.model import Seq2Seq
+    from seq2seq.tokenizer import PAD
+
+    cfg = ModelConfig(cell=cell, attention=attention, input_feeding=input_feeding,
+                      embedding_dim=8, hidden_size=12, dropout=0.2, tie_embeddings=False)
+    torch.manual_seed(0)
+    model = Seq2Seq.from_config(cfg, 13, 11, PAD).train()
+    b = collate([[5, 6, 7, 8], [9, 4], [6, 6, 7]], [[4, 5, 6], [7, 8, 9, 10, 4], [5]], [0, 1, 2])
+    used = []
+    real = decoder_mod.ValueGrads
+    monkeypatch.setattr(decoder_mod, "ValueGrads", lambda v: used.append(1) or real(v))
+
+    def run(defer):
+        monkeypatch.setattr(decoder_mod, "DEFER_VALUE_GRADS", defer)
+        model.zero_grad()
+        torch.manual_seed(7)
+        with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+            out = model(b.src, b.src_len, b.tgt_in, tf, tgt_out=b.tgt_out, fused_loss=False)
+        out.objective.backward()
+        return out.objective.item(), [p.grad.clone() for p in model.parameters()]
+
+    ref_loss, ref_grads = run(False)
+    assert not used
+    loss, grads = run(True)
+    assert used  # the stepping loop took the deferred path
+    tol = dict(rtol=3e-2, atol=3e-3) if amp else dict(rtol=1e-5, atol=1e-6)
+    assert loss == pytest.approx(ref_loss, rel=tol["rtol"])
+    names = [n for n, _ in model.named_parameters()]
+    for name, a, r in zip(names, grads, ref_grads):
+        torch.testing.assert_close(a, r, **tol, msg=lambda m: f"{name}: {m}")
+
+
+def test_value_grads_sum_only_the_steps_that_got_a_gradient():
+    """Steps whose context gets no gradient add nothing; the total equals autograd's over the
+    steps that do; a use of the values outside the steps adds its own gradient."""
+    from seq2seq.attention import ValueGrads
+
+    g = torch.Generator().manual_seed(3)
+    values = torch.randn(2, 5, 4, generator=g, requires_grad=True)
+    ws = [torch.softmax(torch.randn(2, 1, 5, generator=g), -1).requires_grad_() for _ in range(3)]
+    grads = ValueGrads(values)
+    ctxs = [grads.context(w, grads.values) for w in ws]  # (2, 1, 4) each
+    (ctxs[0].sum() * 2 + ctxs[2].pow(2).sum() + grads.values.sum()).backward()  # step 1 unused
+    deferred = [values.grad.clone()] + [w.grad.clone() for w in (ws[0], ws[2])]
+    assert ws[1].grad is None
+    values.grad = None
+    for w in ws:
+        w.grad = None
+    ref = [w @ values for w in ws]
+    (ref[0].sum() * 2 + ref[2].pow(2).sum() + values.sum()).backward()
+    for a, r in zip(deferred, [values.grad, ws[0].grad, ws[2].grad]):
+        torch.testing.assert_close(a, r, rtol=1e-6, atol=1e-6)
