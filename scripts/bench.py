@@ -34,12 +34,12 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from seq2seq import cpu_kernels  # noqa: E402
+from seq2seq import cpu_kernels, decoder  # noqa: E402
 from seq2seq.config import Config, ModelConfig, from_dict  # noqa: E402
 from seq2seq.batching import IdPairs, bucket_batches, collate, iterate, padding_fraction  # noqa: E402
 from seq2seq.decode import greedy  # noqa: E402
-from seq2seq.loss import projected_losses  # noqa: E402
 from seq2seq.device import bf16_weights  # noqa: E402
+from seq2seq.loss import projected_losses  # noqa: E402
 from seq2seq.model import Seq2Seq  # noqa: E402
 from seq2seq.rnn import make_rnn  # noqa: E402
 from seq2seq.tokenizer import PAD, Tokenizer  # noqa: E402
@@ -240,10 +240,11 @@ def joey_shape(mcfg) -> ModelConfig:
 
 def train_step_fn(model, opt, batches, tf=1.0, fast=True, amp=False, ntok=None):
     """A callable that trains on ``batches`` as ``seq2seq train`` does: ``fast`` False is the
-    plain torch path (the unfused loss over (B, T, V) logits, no oneDNN kernels)."""
+    plain torch path (the unfused loss over (B, T, V) logits, no oneDNN kernels, the values'
+    attention gradient per step)."""
     def run():
         n_all = 0
-        cpu_kernels.ONEDNN = fast
+        cpu_kernels.ONEDNN = decoder.DEFER_VALUE_GRADS = fast
         try:
             for b in batches:
                 with torch.autocast("cpu", torch.bfloat16, enabled=amp):
@@ -255,7 +256,7 @@ def train_step_fn(model, opt, batches, tf=1.0, fast=True, amp=False, ntok=None):
                 opt.step()
                 n_all += losses.n
         finally:
-            cpu_kernels.ONEDNN = True
+            cpu_kernels.ONEDNN = decoder.DEFER_VALUE_GRADS = True
         if ntok is not None:
             ntok.append(n_all)
     return run
@@ -268,10 +269,12 @@ PARTS = ("encoder fwd", "decoder fwd", "loss fwd+bwd", "decoder bwd", "encoder b
 def step_split(model, opt, batches, amp=False) -> dict:
     """Wall-clock seconds of each part (:data:`PARTS`) of training steps on ``batches``, by
     clock reads between them: no profiler, whose per-op overhead inflates small ops. The steps
-    of ``Seq2Seq.forward`` are written out so that each can be timed (encoder, decoder
-    features, the fused output projection + loss, which also computes its gradients); the
-    backward is split where the gradient of the encoder outputs is complete (a tensor hook):
-    before it the decoder's steps, after it the encoder and the embeddings."""
+    of ``Seq2Seq.forward`` are written out so that each can be timed: the encoder (with the
+    bridge), the decoder's features (with the attention keys' projection), the fused output
+    projection + loss (which also computes its gradients). The backward is split where the
+    gradient of the encoder outputs is complete (a tensor hook): before it the decoder's steps,
+    the target embedding, the keys' projection and the bridge; after it the encoder's layers and
+    the source embedding."""
     clock, parts = time.perf_counter, dict.fromkeys(PARTS, 0.0)
     pad = model.decoder.embedding.padding_idx
     for b in batches:
@@ -299,11 +302,15 @@ def step_split(model, opt, batches, amp=False) -> dict:
     return parts
 
 
-def split_table(models: dict, accounts: dict, tok, batches, tgt_tok: int, peak: float,
-                repeats: int) -> list:
+def split_table(models: dict, accounts: dict, tok, batches, tgt_tok: int, src_per_tgt: float,
+                peak: float, repeats: int) -> list:
     """Where the time of a training step goes, per model and precision: each part's share, and
-    for the parts with matmuls their FLOPs (the account's encoder: 1/3 forward, 2/3 backward;
-    decoder + attention likewise; output: the loss) as GFLOP/s and % of the oneDNN fp32 peak."""
+    for the parts with matmuls their FLOPs as GFLOP/s and % of the oneDNN fp32 peak: the
+    account's encoder without the attention keys for the encoder parts (1/3 forward, 2/3
+    backward), its decoder, attention and keys for the decoder parts (likewise; the decoder
+    runs the keys' projection), its output projection for the loss."""
+    from flop_account import key_flops_per_target_token
+
     sides, models_of = {}, {}
     for name, cfg in models.items():
         for amp in (False, True):
@@ -324,8 +331,9 @@ def split_table(models: dict, accounts: dict, tok, batches, tgt_tok: int, peak: 
         acc = accounts[models_of[key]]
         med = {p: statistics.median(r[p] for r in rs) for p in PARTS}
         total = sum(med.values())
-        dec = acc["decoder"] + acc["attention"]
-        flops = {"encoder fwd": acc["encoder"] / 3, "encoder bwd": 2 * acc["encoder"] / 3,
+        keys = key_flops_per_target_token(models[models_of[key]], src_per_tgt)
+        enc, dec = acc["encoder"] - keys, acc["decoder"] + acc["attention"] + keys
+        flops = {"encoder fwd": enc / 3, "encoder bwd": 2 * enc / 3,
                  "decoder fwd": dec / 3, "decoder bwd": 2 * dec / 3, "loss fwd+bwd": acc["output"]}
         for p in PARTS:
             f = flops.get(p, 0.0) * tgt_tok
@@ -419,11 +427,12 @@ def bench_train(args) -> dict:
           f"random), {args.repeats} interleaved repeats; plain = the unfused loss and no oneDNN "
           "kernels (the reference path), fast = the default; bf16 = train.amp: bf16")
     print(table(rows, list(rows[0])))
-    split = split_table(models, accounts, tok, batch_list, tgt_tok, peaks["onednn"],
-                        args.repeats)
+    split = split_table(models, accounts, tok, batch_list, tgt_tok, src_tok / tgt_tok,
+                        peaks["onednn"], args.repeats)
     print("\nwhere the time goes: the fast path's training calls timed part by part (clock "
           "reads, no profiler; medians of --repeats interleaved calls); FLOPs from the "
-          "account above (elementwise work, the softmax and Adam are not counted)")
+          "account above, the attention keys' counted with the decoder, which runs them "
+          "(elementwise work, the softmax and Adam are not counted)")
     print(table(split, list(split[0])))
     return {"rows": rows, "peaks_gflops": {k: v / 1e9 for k, v in peaks.items()},
             "flops_per_token": accounts, "split": split}

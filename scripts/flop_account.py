@@ -26,6 +26,20 @@ def _rnn(cell: str, input_size: int, hidden: int, layers: int, directions: int) 
     return total
 
 
+def _keys(cfg) -> float:
+    """Forward FLOPs per source token of the attention keys (projected once per batch)."""
+    enc_out = (2 if cfg.bidirectional else 1) * cfg.hidden_size
+    return {"bahdanau": 2 * enc_out * cfg.hidden_size, "luong": 2 * enc_out * cfg.hidden_size
+            }.get(cfg.attention, 0.0)
+
+
+def key_flops_per_target_token(cfg, src_per_tgt: float) -> float:
+    """Forward + backward FLOPs of the attention keys per target token: part of the
+    ``encoder`` entry of :func:`flops_per_target_token` (they are computed from the encoder's
+    outputs), though the decoder runs them (``Decoder.start``)."""
+    return 3 * _keys(cfg) * src_per_tgt
+
+
 def flops_per_target_token(cfg, vocab: int, src_per_tgt: float, src_len: float
                            ) -> Dict[str, float]:
     """Forward + backward FLOPs per target token of a :class:`seq2seq.config.ModelConfig`, by
@@ -40,13 +54,12 @@ def flops_per_target_token(cfg, vocab: int, src_per_tgt: float, src_len: float
     enc = _rnn(cfg.cell, E, H, L, D)  # (the bridge runs once per sentence: not counted)
     dec = _rnn(cfg.cell, E + (O if cfg.input_feeding else 0), H, L, 1)
     att, combine_in = 0.0, H
+    enc += _keys(cfg)  # the attention keys, once per source token
     if cfg.attention == "bahdanau":
         A = H
-        enc += 2 * enc_out * A  # keys, once per source token
         att = 2 * H * A + 2 * src_len * A + 2 * src_len * enc_out  # query, v . tanh(), context
         combine_in = H + enc_out
     elif cfg.attention == "luong":
-        enc += 2 * enc_out * H
         att = 2 * src_len * H + 2 * src_len * enc_out  # scores, context
         combine_in = H + enc_out
     att += 2 * combine_in * O

@@ -18,16 +18,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import BahdanauAttention, LuongAttention, ValueGrads
+from .attention import BahdanauAttention, LuongAttention
 from .encoder import Encoded
 from .cpu_kernels import argmax, prepacked_linear
 from .dropout import Dropout
 from .rnn import State, make_rnn
 from .teacher_forcing import gold_mask
+from .value_grads import ValueGrads
 
 
 #: False: the attention's values get their gradient at every training step, as plain autograd
-#: gives it (the reference :class:`~seq2seq.attention.ValueGrads` is tested against)
+#: gives it (the reference :class:`~seq2seq.value_grads.ValueGrads` is tested against)
 DEFER_VALUE_GRADS = True
 
 
@@ -108,7 +109,7 @@ class Decoder(nn.Module):
     def attend(self, h: Tensor, enc: Encoded, keys: Optional[Tensor],
                grads: Optional[ValueGrads] = None) -> Tuple[Tensor, Optional[Tensor]]:
         """``h (B, T, H)`` -> attentional vectors ``o (B, T, O)`` and weights ``(B, T, S)``.
-        ``grads``: the training loop's :class:`~seq2seq.attention.ValueGrads` (its values are
+        ``grads``: the training loop's :class:`~seq2seq.value_grads.ValueGrads` (its values are
         attended over instead of ``enc.out``)."""
         if self.attention is None:
             return torch.tanh(self.combine(h)), None

@@ -1,0 +1,132 @@
+"""ValueGrads: the attention values' gradient summed once over a stepping training loop equals
+the per-step sum autograd makes, holds nothing past its batch, and refuses what it cannot do."""
+
+import gc
+import weakref
+
+import pytest
+import torch
+
+from seq2seq import decoder as decoder_mod
+from seq2seq.batching import collate
+from seq2seq.config import ModelConfig
+from seq2seq.model import Seq2Seq
+from seq2seq.tokenizer import PAD
+from seq2seq.value_grads import ValueGrads
+
+
+def small_model(cell="lstm", attention="bahdanau", input_feeding=True):
+    cfg = ModelConfig(cell=cell, attention=attention, input_feeding=input_feeding,
+                      embedding_dim=8, hidden_size=12, dropout=0.2, tie_embeddings=False)
+    torch.manual_seed(0)
+    model = Seq2Seq.from_config(cfg, 13, 11, PAD).train()
+    b = collate([[5, 6, 7, 8], [9, 4], [6, 6, 7]], [[4, 5, 6], [7, 8, 9, 10, 4], [5]], [0, 1, 2])
+    return model, b
+
+
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16-autocast"])
+@pytest.mark.parametrize("cell,attention,input_feeding,tf",
+                         [("lstm", "bahdanau", True, 1.0), ("gru", "luong", True, 1.0),
+                          ("gru", "bahdanau", False, 0.5), ("lstm", "luong", False, 0.0)])
+def test_deferred_value_gradients_equal_the_per_step_ones(monkeypatch, cell, attention,
+                                                          input_feeding, tf, amp):
+    """A stepping training loop gives the same loss and gradients (every parameter, the
+    encoder's included) whether the values' gradient is summed after the loop or per step by
+    autograd; in bf16 within bf16 rounding (the deferred sum is float32, the per-step one sums
+    bf16 products)."""
+    model, b = small_model(cell, attention, input_feeding)
+    used = []
+    monkeypatch.setattr(decoder_mod, "ValueGrads", lambda v: used.append(1) or ValueGrads(v))
+
+    def run(defer):
+        monkeypatch.setattr(decoder_mod, "DEFER_VALUE_GRADS", defer)
+        model.zero_grad()
+        torch.manual_seed(7)
+        with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+            out = model(b.src, b.src_len, b.tgt_in, tf, tgt_out=b.tgt_out, fused_loss=False)
+        out.objective.backward()
+        return out.objective.item(), [p.grad.clone() for p in model.parameters()]
+
+    ref_loss, ref_grads = run(False)
+    assert not used
+    loss, grads = run(True)
+    assert used  # the stepping loop took the deferred path
+    tol = dict(rtol=3e-2, atol=3e-3) if amp else dict(rtol=1e-5, atol=1e-6)
+    assert loss == pytest.approx(ref_loss, rel=tol["rtol"])
+    names = [n for n, _ in model.named_parameters()]
+    for name, a, r in zip(names, grads, ref_grads):
+        torch.testing.assert_close(a, r, **tol, msg=lambda m: f"{name}: {m}")
+
+
+def steps(seed=3, n=3):
+    g = torch.Generator().manual_seed(seed)
+    values = torch.randn(2, 5, 4, generator=g, requires_grad=True)  # (B, S, 2H)
+    ws = [torch.softmax(torch.randn(2, 1, 5, generator=g), -1).requires_grad_() for _ in range(n)]
+    return values, ws
+
+
+def test_only_the_steps_that_got_a_gradient_count():
+    """Steps whose context gets no gradient add nothing; the total equals autograd's over the
+    steps that do; a use of the values outside the steps adds its own gradient."""
+    values, ws = steps()
+    grads = ValueGrads(values)
+    ctxs = [grads.context(w) for w in ws]  # (2, 1, 4) each
+    (ctxs[0].sum() * 2 + ctxs[2].pow(2).sum() + grads.values.sum()).backward()  # step 1 unused
+    deferred = [values.grad.clone()] + [w.grad.clone() for w in (ws[0], ws[2])]
+    assert ws[1].grad is None
+    values.grad = None
+    for w in ws:
+        w.grad = None
+    ref = [w @ values for w in ws]
+    (ref[0].sum() * 2 + ref[2].pow(2).sum() + values.sum()).backward()
+    for a, r in zip(deferred, [values.grad, ws[0].grad, ws[2].grad]):
+        torch.testing.assert_close(a, r, rtol=1e-6, atol=1e-6)
+
+
+def test_a_second_backward_sums_only_what_it_reaches():
+    """With retain_graph, a second backward through other steps does not count the first
+    one's gradients again."""
+    values, ws = steps()
+    grads = ValueGrads(values)
+    c0, c1 = grads.context(ws[0]), grads.context(ws[1])
+    c0.sum().backward(retain_graph=True)
+    first = values.grad.clone()
+    values.grad = None
+    c1.sum().backward()
+    torch.testing.assert_close(first, (ws[0].transpose(1, 2) @ torch.ones(2, 1, 4)).detach())
+    torch.testing.assert_close(values.grad, (ws[1].transpose(1, 2) @ torch.ones(2, 1, 4)).detach())
+
+
+def test_double_backward_is_refused():
+    values, ws = steps()
+    grads = ValueGrads(values)
+    (g,) = torch.autograd.grad(grads.context(ws[0]).pow(2).sum(), values, create_graph=True)
+    with pytest.raises(RuntimeError):
+        g.pow(2).sum().backward()
+
+
+def test_a_batch_holds_nothing_once_its_graph_is_gone():
+    """No reference cycle: with the cycle collector off, a training step's ValueGrads is freed
+    as soon as its loss is, with or without a backward."""
+    model, b = small_model()
+    alive = []
+    real = decoder_mod.ValueGrads
+
+    def tracked(v):
+        sink = real(v)
+        alive.append(weakref.ref(sink))
+        return sink
+
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(decoder_mod, "ValueGrads", tracked)
+            for backward in (True, False):
+                out = model(b.src, b.src_len, b.tgt_in, 1.0, tgt_out=b.tgt_out)
+                if backward:
+                    out.objective.backward()
+                del out
+        assert len(alive) == 2 and all(r() is None for r in alive)
+    finally:
+        gc.enable()
