@@ -93,7 +93,7 @@ def test_scores_follow_the_papers():
 def test_under_bf16_autocast_many_steps_attend_in_float32(kind):
     """On the CPU under bf16 autocast, a query of many steps (the teacher-forced fast path)
     scores and mixes in float32, each (target, source length) pair being a new oneDNN
-    primitive in bf16; one step at a time stays in bf16. Both agree with float32."""
+    primitive in bf16; one step at a time mixes in bf16. Both agree with float32."""
     attn, _ = make(kind)
     enc_out, query, pad_mask = inputs()
     ref, ref_w = attn(query, attn.keys(enc_out), enc_out, pad_mask)
@@ -107,3 +107,28 @@ def test_under_bf16_autocast_many_steps_attend_in_float32(kind):
     torch.testing.assert_close(many_w.sum(-1), torch.ones(B, TQ))
     torch.testing.assert_close(one.float(), ref[:, :1], rtol=0.05, atol=0.05)
 
+
+
+def test_under_bf16_autocast_one_bahdanau_step_scores_in_float32():
+    """One step under CPU bf16 autocast (decoding, input feeding): the additive scores are
+    computed in float32 (torch.tanh is several times slower in bf16 on the CPU), from float32
+    keys cast once by keys() and the bf16 query projection; the context product stays bf16.
+    Gradients reach every parameter and the keys' input."""
+    attn, _ = make("bahdanau")
+    enc_out, query, pad_mask = inputs()
+    enc_out.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        keys = attn.keys(enc_out)
+        ctx, weights = attn(query[:, :1], keys, enc_out, pad_mask)
+        q = attn.query_proj(query[:, :1])  # (B, 1, A) bf16, as forward computes it
+    assert keys.dtype == torch.float32 and ctx.dtype == torch.bfloat16
+    assert weights.dtype == torch.float32
+    scores = torch.tanh(q.float().unsqueeze(2) + keys.unsqueeze(1)) @ attn.v.weight.t()
+    expect = torch.softmax(scores.squeeze(-1).masked_fill(pad_mask.unsqueeze(1), float("-inf")), -1)
+    torch.testing.assert_close(weights, expect, atol=1e-6, rtol=0)
+    ref_ctx, _ = attn(query[:, :1], attn.keys(enc_out), enc_out, pad_mask)  # float32
+    torch.testing.assert_close(ctx.float(), ref_ctx, rtol=0.05, atol=0.05)
+    ctx.float().sum().backward()
+    for name, p in attn.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert enc_out.grad is not None and torch.isfinite(enc_out.grad).all()

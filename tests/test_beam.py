@@ -98,8 +98,9 @@ def test_greedy_attention_maps_fit_the_output_alone_and_batched(model_and_batch)
     assert cut > 0  # the limit did cut some sentences off
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("V", [12, 8000, 8003, 1000])
-def test_blocked_argmax_is_torch_argmax(V):
+def test_blocked_argmax_is_torch_argmax(V, dtype):
     from seq2seq.cpu_kernels import argmax
 
     g = torch.Generator().manual_seed(V)
@@ -107,6 +108,7 @@ def test_blocked_argmax_is_torch_argmax(V):
     logits[0, [3, V - 2]] = 50.0  # a tie: the first index wins, as in torch.argmax
     logits[1, :] = 0.0  # all tied
     logits[2, V // 2:] = 9.0  # ties across blocks
+    logits = logits.to(dtype)  # bf16 (--bf16 decoding) rounds many more values into ties
     assert torch.equal(argmax(logits), logits.argmax(-1))
     assert argmax(logits[:0]).shape == (0,)
 
@@ -128,6 +130,33 @@ def test_decoding_with_and_without_the_prepacked_projection(model_and_batch, mon
     assert [[h.tokens for h in x] for x in fast[1]] == [[h.tokens for h in x] for x in plain[1]]
     for x, y in zip(fast[1], plain[1]):
         assert [h.score for h in x] == pytest.approx([h.score for h in y], abs=1e-4)
+
+
+def test_bf16_decoding_prepacks_the_projection_with_the_same_outputs(model_and_batch,
+                                                                     monkeypatch):
+    """``--bf16``: a bf16 model under autocast projects through oneDNN with its weight
+    reordered once (where the ops exist), and decodes exactly as with the plain bf16 layer."""
+    from seq2seq import cpu_kernels
+    from seq2seq.device import bf16_weights
+
+    model, b = model_and_batch
+    low = bf16_weights(model)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        project = low.decoder.projector(8)
+        assert (project != low.decoder.project) == cpu_kernels.mkldnn_available()
+        o = torch.randn(8, low.decoder.out_size).bfloat16()
+        assert project(o).dtype == torch.bfloat16
+        torch.testing.assert_close(project(o), low.decoder.project(o), rtol=1e-2, atol=1e-2)
+        fast = greedy(low, b.src, b.src_len).hyps, beam_search(low, b.src, b.src_len, beam=3)
+    with torch.inference_mode():  # float32 weights under bf16 autocast: the plain layer
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert model.decoder.projector(8) == model.decoder.project
+    monkeypatch.setattr(cpu_kernels, "ONEDNN", False)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert low.decoder.projector(8) == low.decoder.project
+        plain = greedy(low, b.src, b.src_len).hyps, beam_search(low, b.src, b.src_len, beam=3)
+    assert fast[0] == plain[0]
+    assert [[h.tokens for h in x] for x in fast[1]] == [[h.tokens for h in x] for x in plain[1]]
 
 
 def test_decoding_under_bf16_autocast(model_and_batch):

@@ -10,6 +10,7 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from seq2seq import cpu_kernels, rnn
 from seq2seq.cpu_kernels import mkldnn_available, recurrence
@@ -165,6 +166,38 @@ def test_prepacked_matches_addmm(cell, masked):
     for a, b in zip(*results):
         if a is not None:
             torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+
+
+def test_the_onednn_check_is_not_fooled_by_autocast():
+    """mkldnn_available() compares the prepacked product with F.linear once and caches the
+    answer: asked first under bf16 autocast (decoding with --bf16), it must not compare a
+    float32 product with a bf16 one and switch the fast paths off for the whole process."""
+    mkldnn_available.cache_clear()
+    try:
+        plain = mkldnn_available()
+        mkldnn_available.cache_clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert mkldnn_available() == plain
+    finally:
+        mkldnn_available.cache_clear()
+
+
+@pytest.mark.skipif(not mkldnn_available(), reason="no oneDNN prepacked-linear ops in this torch")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_prepacked_linear_matches_f_linear(dtype):
+    g = torch.Generator().manual_seed(0)
+    w, b = torch.randn(300, 24, generator=g), torch.randn(300, generator=g)
+    x = torch.randn(5, 24, generator=g)
+    w, b, x = w.to(dtype), b.to(dtype), x.to(dtype)
+    lin = cpu_kernels.prepacked_linear(w, b, 8)
+    if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        assert lin is None
+        return
+    y = lin(x)
+    assert y.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 2e-2  # bf16: one rounding of the result
+    torch.testing.assert_close(y.float(), F.linear(x, w, b).float(), rtol=tol, atol=tol)
+    assert cpu_kernels.prepacked_linear(w.double(), b.double(), 8) is None
 
 
 def test_prepack_only_where_it_applies(monkeypatch):
