@@ -9,8 +9,10 @@ the speed differs (``scripts/bench.py`` measures each):
   autocast, where the readable loop over :mod:`seq2seq.cells` runs (the reference this is
   tested against; ``manual_backward: autograd`` always runs it). The run's log says which.
 - :func:`prepacked_linear`: ``x @ W^T + b`` through oneDNN with the weight reordered once, for
-  decoding loops (the output projection) and the recurrence's per-step matmuls.
-- :func:`argmax`: the argmax of ``(B, V)`` logits, 4x faster than torch's on the CPU.
+  decoding loops (the output projection, float32 or bf16) and the recurrence's per-step
+  matmuls.
+- :func:`argmax`: the argmax of ``(B, V)`` logits (float32 or bf16), 4x faster than torch's on
+  the CPU.
 
 The recurrence. Under plain autograd the manual layer records a dozen small ops per step,
 keeps every intermediate, and runs each weight gradient as ``T`` small matmuls. Here:
