@@ -93,7 +93,15 @@ def prepacked_linear(weight: Tensor, bias: Optional[Tensor], batch: int) -> Opti
 
 def _bf16_prepack(weight: Tensor) -> bool:
     return (ONEDNN and weight.device.type == "cpu" and mkldnn_available()
-            and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+            and _mkldnn_bf16_supported())
+
+
+@functools.lru_cache(maxsize=None)
+def _mkldnn_bf16_supported() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # an older torch without the query
+        return False
 
 
 #: False: the per-step matmuls run through plain ``torch.addmm`` even where oneDNN is available

@@ -130,8 +130,9 @@ class Decoder(nn.Module):
         w = self.out.weight
         dev = w.device.type
         amp = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
-        if self.training or torch.is_grad_enabled() and w.requires_grad or amp not in (None, w.dtype):
-            return self.project  # autocast to another dtype than the weights' (float32 ones)
+        if (self.training or torch.is_grad_enabled() and w.requires_grad
+                or amp not in (None, w.dtype)):  # autocast over float32 weights
+            return self.project
         return prepacked_linear(w, self.out.bias, max(1, batch)) or self.project
 
     def step(self, y_prev: Tensor, state: DecoderState, enc: Encoded,

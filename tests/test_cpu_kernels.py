@@ -190,7 +190,7 @@ def test_prepacked_linear_matches_f_linear(dtype):
     x = torch.randn(5, 24, generator=g)
     w, b, x = w.to(dtype), b.to(dtype), x.to(dtype)
     lin = cpu_kernels.prepacked_linear(w, b, 8)
-    if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if dtype == torch.bfloat16 and not cpu_kernels._mkldnn_bf16_supported():
         assert lin is None
         return
     y = lin(x)
