@@ -159,6 +159,32 @@ def test_bf16_decoding_prepacks_the_projection_with_the_same_outputs(model_and_b
     assert [[h.tokens for h in x] for x in fast[1]] == [[h.tokens for h in x] for x in plain[1]]
 
 
+@pytest.mark.parametrize("cell,impl,attention,feeding,tie", [
+    ("lstm", "fused", "bahdanau", True, True), ("lstm", "manual", "luong", False, False),
+    ("gru", "manual", "bahdanau", False, True), ("gru", "fused", "none", True, False)])
+def test_bf16_decoding_of_every_architecture(model_and_batch, cell, impl, attention, feeding,
+                                             tie):
+    """``--bf16`` (bf16 weights under autocast) decodes greedy and beam for LSTM and GRU, both
+    implementations, every attention, with and without input feeding and tied embeddings,
+    and mostly agrees with float32."""
+    from seq2seq.device import bf16_weights
+
+    _, b = model_and_batch
+    torch.manual_seed(5)
+    cfg = ModelConfig(cell=cell, impl=impl, attention=attention, input_feeding=feeding,
+                      tie_embeddings=tie, embedding_dim=16, hidden_size=32, dropout=0.0)
+    model = fit(Seq2Seq.from_config(cfg, VOCAB, VOCAB, PAD), b, 60).eval()
+    full = greedy(model, b.src, b.src_len).hyps
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = bf16_weights(model)
+        hyps = greedy(low, b.src, b.src_len).hyps
+        beams = beam_search(low, b.src, b.src_len, beam=3)
+    assert len(hyps) == len(beams) == len(full)
+    assert all(0 < t < VOCAB and t not in (PAD, EOS) for h in hyps for t in h)
+    assert all(len(x) >= 1 and all(t != PAD for t in x[0].tokens) for x in beams)
+    assert sum(x == y for x, y in zip(hyps, full)) >= 0.75 * len(full)
+
+
 def test_decoding_under_bf16_autocast(model_and_batch):
     model, b = model_and_batch
     with torch.autocast("cpu", dtype=torch.bfloat16):
