@@ -27,6 +27,11 @@ def _cpu_autocast(t: Tensor) -> bool:
     return t.device.type == "cpu" and torch.is_autocast_enabled("cpu")
 
 
+def _cpu_low_precision(t: Tensor) -> bool:
+    """``t`` is bf16 or float16 under CPU autocast (autocast leaves float64 alone)."""
+    return _cpu_autocast(t) and t.dtype in (torch.bfloat16, torch.float16)
+
+
 @contextmanager
 def _score_precision(query: Tensor, keys: Tensor, values: Tensor):
     """Yields ``(query, keys, values)`` for the score and context products: cast to float32,
@@ -71,12 +76,12 @@ class BahdanauAttention(nn.Module):
 
     def keys(self, enc_out: Tensor) -> Tensor:
         keys = self.key_proj(enc_out)  # (B, S, 2H) -> (B, S, A)
-        return keys.float() if _cpu_autocast(keys) else keys  # float32 scores: see forward
+        return keys.float() if _cpu_low_precision(keys) else keys  # float32 scores: see forward
 
     def forward(self, query: Tensor, keys: Tensor, values: Tensor, pad_mask: Tensor,
                 grads: Optional[ValueGrads] = None) -> Tuple[Tensor, Tensor]:
         q = self.query_proj(query)  # (B, Tq, A)
-        if _cpu_autocast(q) and q.size(1) == 1:
+        if _cpu_low_precision(q) and q.size(1) == 1:
             # one step under CPU autocast: the scores in float32, since torch.tanh runs 4.5x
             # slower in bf16 than in float32 there (greedy --bf16: 1.1x faster); the keys are
             # float32 already (cast once per batch by keys()), the context product stays bf16

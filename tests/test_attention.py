@@ -132,3 +132,16 @@ def test_under_bf16_autocast_one_bahdanau_step_scores_in_float32():
     for name, p in attn.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     assert enc_out.grad is not None and torch.isfinite(enc_out.grad).all()
+
+
+def test_a_float64_attention_under_autocast_stays_float64():
+    """Autocast leaves float64 alone, and so does the float32 scoring of one step."""
+    attn, _ = make("bahdanau")
+    attn = attn.double()
+    enc_out, query, pad_mask = (t.double() if t.is_floating_point() else t for t in inputs())
+    ref, ref_w = attn(query[:, :1], attn.keys(enc_out), enc_out, pad_mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        keys = attn.keys(enc_out)
+        ctx, weights = attn(query[:, :1], keys, enc_out, pad_mask)
+    assert keys.dtype == ctx.dtype == weights.dtype == torch.float64
+    torch.testing.assert_close(ctx, ref)

@@ -143,7 +143,7 @@ def test_bf16_decoding_prepacks_the_projection_with_the_same_outputs(model_and_b
     low = bf16_weights(model)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         project = low.decoder.projector(8)
-        assert (project != low.decoder.project) == cpu_kernels.mkldnn_available()
+        assert (project != low.decoder.project) == cpu_kernels._bf16_prepack(low.decoder.out.weight)
         o = torch.randn(8, low.decoder.out_size).bfloat16()
         assert project(o).dtype == torch.bfloat16
         torch.testing.assert_close(project(o), low.decoder.project(o), rtol=1e-2, atol=1e-2)
@@ -175,14 +175,13 @@ def test_bf16_decoding_of_every_architecture(model_and_batch, cell, impl, attent
                       tie_embeddings=tie, embedding_dim=16, hidden_size=32, dropout=0.0)
     model = fit(Seq2Seq.from_config(cfg, VOCAB, VOCAB, PAD), b, 60).eval()
     full = greedy(model, b.src, b.src_len).hyps
+    full_beams = [x[0].tokens for x in beam_search(model, b.src, b.src_len, beam=3)]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = bf16_weights(model)
         hyps = greedy(low, b.src, b.src_len).hyps
-        beams = beam_search(low, b.src, b.src_len, beam=3)
-    assert len(hyps) == len(beams) == len(full)
-    assert all(0 < t < VOCAB and t not in (PAD, EOS) for h in hyps for t in h)
-    assert all(len(x) >= 1 and all(t != PAD for t in x[0].tokens) for x in beams)
+        beams = [x[0].tokens for x in beam_search(low, b.src, b.src_len, beam=3)]
     assert sum(x == y for x, y in zip(hyps, full)) >= 0.75 * len(full)
+    assert sum(x == y for x, y in zip(beams, full_beams)) >= 0.75 * len(full)
 
 
 def test_decoding_under_bf16_autocast(model_and_batch):
