@@ -29,8 +29,7 @@ def _rnn(cell: str, input_size: int, hidden: int, layers: int, directions: int) 
 def _keys(cfg) -> float:
     """Forward FLOPs per source token of the attention keys (projected once per batch)."""
     enc_out = (2 if cfg.bidirectional else 1) * cfg.hidden_size
-    return {"bahdanau": 2 * enc_out * cfg.hidden_size, "luong": 2 * enc_out * cfg.hidden_size
-            }.get(cfg.attention, 0.0)
+    return 2 * enc_out * cfg.hidden_size if cfg.attention in ("bahdanau", "luong") else 0.0
 
 
 def key_flops_per_target_token(cfg, src_per_tgt: float) -> float:

@@ -143,7 +143,8 @@ def test_bf16_decoding_prepacks_the_projection_with_the_same_outputs(model_and_b
     low = bf16_weights(model)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         project = low.decoder.projector(8)
-        assert (project != low.decoder.project) == cpu_kernels._bf16_prepack(low.decoder.out.weight)
+        prepackable = cpu_kernels.use_prepack(low.decoder.out.weight, bf16=True)
+        assert (project != low.decoder.project) == prepackable
         o = torch.randn(8, low.decoder.out_size).bfloat16()
         assert project(o).dtype == torch.bfloat16
         torch.testing.assert_close(project(o), low.decoder.project(o), rtol=1e-2, atol=1e-2)
