@@ -15,7 +15,7 @@ sets are only scored, at the end.
 import sys
 from pathlib import Path
 
-from seq2seq import recipe
+from seq2seq.training import recipe
 from seq2seq.errors import UserError
 
 HERE = Path(__file__).resolve().parent

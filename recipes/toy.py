@@ -11,7 +11,7 @@
                                                            # "I_HOP I_HOP I_TURN_LEFT I_LOOK"
     python recipes/toy.py reverse --set model.cell=gru --out runs/reverse-gru
 
-Each task's data is generated from --data-seed by seq2seq.toy (20,000 training, 500
+Each task's data is generated from --data-seed by seq2seq.data.toy (20,000 training, 500
 validation and 1,000 test examples, no example in two splits; commands: 16,000 training); its
 config is recipes/TASK.yaml (copy: reverse.yaml, digits2words: number_words.yaml), whose
 comments describe the task. Then the usual path: sentencepiece, training, greedy decoding of
@@ -24,8 +24,10 @@ import json
 import sys
 from pathlib import Path
 
-from seq2seq import recipe, toy
-from seq2seq.evaluate import evaluate_checkpoint
+from seq2seq.training import recipe
+
+from seq2seq.data import toy
+from seq2seq.decoding.evaluate import evaluate_checkpoint
 
 HERE = Path(__file__).resolve().parent
 

@@ -34,16 +34,18 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from seq2seq import cpu_kernels, decoder  # noqa: E402
+from seq2seq.kernels import cpu_kernels
+
+from seq2seq.model import decoder  # noqa: E402
 from seq2seq.config import Config, ModelConfig, from_dict  # noqa: E402
-from seq2seq.batching import IdPairs, bucket_batches, collate, iterate, padding_fraction  # noqa: E402
-from seq2seq.decode import greedy  # noqa: E402
+from seq2seq.data.batching import IdPairs, bucket_batches, collate, iterate, padding_fraction  # noqa: E402
+from seq2seq.decoding.search import greedy  # noqa: E402
 from seq2seq.device import bf16_weights  # noqa: E402
-from seq2seq.loss import projected_losses  # noqa: E402
-from seq2seq.model import Seq2Seq  # noqa: E402
-from seq2seq.rnn import make_rnn  # noqa: E402
-from seq2seq.tokenizer import PAD, Tokenizer  # noqa: E402
-from seq2seq.optim import make_optimizer  # noqa: E402
+from seq2seq.training.loss import projected_losses  # noqa: E402
+from seq2seq.model.seq2seq import Seq2Seq  # noqa: E402
+from seq2seq.model.rnn import make_rnn  # noqa: E402
+from seq2seq.data.tokenizer import PAD, Tokenizer  # noqa: E402
+from seq2seq.training.optim import make_optimizer  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "multi30k"
 
@@ -147,7 +149,7 @@ def bench_layer(args) -> dict:
                          "fused % of oneDNN": round(100 * flops / med["fused"] / 1e9 / peak)})
     print(f"oneDNN fp32 peak (prepacked 2048x768 @ 768x2048, best of 20): {peak:.0f} GFLOP/s; "
           f"{args.clock} time; "
-          "fast = ManualRNN's hand-written backward (seq2seq.cpu_kernels), no-oneDNN = the same with "
+          "fast = ManualRNN's hand-written backward (seq2seq.kernels.cpu_kernels), no-oneDNN = the same with "
           "plain addmm, plain = cells under autograd (the reference); ratios: median over rounds")
     print(table(rows, list(rows[0])))
     return {"onednn_peak_gflops": peak, "clock": args.clock, "rows": rows}
@@ -449,7 +451,7 @@ def dataclass_replace(obj, **kw):
 def bench_decode(args) -> dict:
     src, _, real = multi30k_lines(args.data_dir, "test_2016_flickr", 1000)
     if args.checkpoint:  # a trained model: sentences stop where the model says EOS
-        from seq2seq.checkpoint import load_model
+        from seq2seq.training.checkpoint import load_model
 
         model, tok, cfg = load_model(args.checkpoint, None, torch.device("cpu"))
         a, b, what = 1.5, 10, f"the trained model {args.checkpoint}"
@@ -552,8 +554,8 @@ def onnx_engines(model, tok, cfg) -> dict:
         return {}
     import tempfile
 
-    from seq2seq.export import export_model
-    from seq2seq.onnx_model import OnnxSeq2Seq, file_sizes
+    from seq2seq.deploy.export import export_model
+    from seq2seq.decoding.onnx_model import OnnxSeq2Seq, file_sizes
 
     out = {}
     folder = Path(tempfile.mkdtemp(prefix="bench-onnx-"))

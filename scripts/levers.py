@@ -190,9 +190,9 @@ def choose_beam(folder: Path) -> Dict:
     cache = folder / "beam_choice.json"
     if cache.is_file():
         return json.loads(cache.read_text(encoding="utf-8"))
-    from seq2seq.ensemble import load_for_decoding
-    from seq2seq.evaluate import evaluate_model
-    from seq2seq.recipe import choose_beam as choose
+    from seq2seq.decoding.ensemble import load_for_decoding
+    from seq2seq.decoding.evaluate import evaluate_model
+    from seq2seq.training.recipe import choose_beam as choose
 
     model, tok, cfg, device = load_for_decoding(folder)
     search = choose(model, tok, cfg, None, device, False, BEAMS, PENALTIES)
@@ -265,7 +265,7 @@ def table(rows: List[Dict], reference: str, beam_rows: List[Dict]) -> str:
 
 
 def plot(rows: List[Dict], path: Path) -> None:
-    from seq2seq.plots import pyplot, save
+    from seq2seq.training.plots import pyplot, save
 
     plt = pyplot()
     levers = list(dict.fromkeys(r["lever"] for r in rows))

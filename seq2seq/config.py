@@ -138,7 +138,9 @@ class TeacherForcingConfig:
     scope: Literal["token", "sequence", "batch"] = "token"  # one coin per token per example (Bengio et al. 2015), per example (the old PyTorch tutorial), or per step for the batch (bentrevett's notebooks)
 
     def __post_init__(self):
-        from .teacher_forcing import check_schedule  # the schedule module owns its own rules
+        from seq2seq.training.teacher_forcing import (
+            check_schedule,  # the schedule module owns its own rules
+        )
 
         check_schedule(self)
 
@@ -363,7 +365,9 @@ def load(path: Optional[Union[str, Path]] = None, overrides: List[str] = ()) -> 
         except ConfigError:
             where = str(path) if path else None
         raise ConfigError(f"{where}: {e}" if where else str(e)) from None
-    from .readers import absolute_paths  # relative data files: from this folder, stored resolved
+    from seq2seq.data.readers import (
+        absolute_paths,  # relative data files: from this folder, stored resolved
+    )
 
     return cfg.replace(data=absolute_paths(cfg.data))
 

@@ -81,7 +81,7 @@ def bf16_weights(model: torch.nn.Module) -> torch.nn.Module:
     the weights cast once it is 1.5x faster, at the same BLEU. The copy is kept while the model
     lives and made again when its weights change: in place (an optimizer step,
     ``load_state_dict``: the versions move) or replaced (``.data`` swapped, as
-    :meth:`seq2seq.ema.WeightAverage.applied` does, or moved: the storage moves).
+    :meth:`seq2seq.training.ema.WeightAverage.applied` does, or moved: the storage moves).
     """
     params = list(model.parameters())
     if any(p.is_inference() for p in params):  # no version counter to tell a change by

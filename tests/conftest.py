@@ -38,7 +38,7 @@ def run_cli(tmp_path):
 
 def fit(model, batch, steps: int, lr: float = 1e-2):
     """``model`` trained ``steps`` Adam steps on one batch, teacher-forced (returns it)."""
-    from seq2seq.tokenizer import PAD
+    from seq2seq.data.tokenizer import PAD
 
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
@@ -79,10 +79,10 @@ def half_trained(cell: str = "gru", impl: str = "fused", attention: str = "bahda
     its training batch of ``n`` sentences: it says EOS, but is unsure enough for beams and
     samples to differ. Returns ``(model in eval mode, batch)``. Trained with the fused layers;
     ``impl="manual"`` gives the same weights in the manual layers."""
-    from seq2seq.batching import collate
+    from seq2seq.data.batching import collate
     from seq2seq.config import ModelConfig
-    from seq2seq.model import Seq2Seq
-    from seq2seq.tokenizer import PAD
+    from seq2seq.model.seq2seq import Seq2Seq
+    from seq2seq.data.tokenizer import PAD
 
     vocab = 4 + 8
     g = torch.Generator().manual_seed(seed)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from seq2seq.attention import BahdanauAttention, LuongAttention
-from seq2seq.rnn import length_mask
+from seq2seq.model.attention import BahdanauAttention, LuongAttention
+from seq2seq.model.rnn import length_mask
 
 B, S, TQ = 3, 7, 4
 HQ, K, A = 6, 10, 5  # query (decoder hidden), key (encoder output, 2H), Bahdanau's hidden

@@ -2,10 +2,10 @@
 
 import torch
 
-from seq2seq import checkpoint
+from seq2seq.training import checkpoint
 from seq2seq.config import Config, ModelConfig
-from seq2seq.model import Seq2Seq
-from seq2seq.tokenizer import PAD, Tokenizer
+from seq2seq.model.seq2seq import Seq2Seq
+from seq2seq.data.tokenizer import PAD, Tokenizer
 
 
 def make_ckpt(path, seed, tok):
@@ -44,7 +44,7 @@ def test_average_refuses_checkpoints_of_different_runs(tmp_path, run_cli):
 def test_the_end_of_a_run_does_not_count_twice_in_the_kept_checkpoints(tmp_path):
     """keep_last: a run's final validation a few steps after the last scheduled one takes its
     place among the step-N.pt files; one far after it is kept beside it."""
-    from seq2seq.run_folder import RunFolder, kept
+    from seq2seq.training.run_folder import RunFolder, kept
 
     folder = RunFolder(tmp_path)
     names = lambda: [p.name for p in kept(tmp_path)]

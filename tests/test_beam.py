@@ -5,10 +5,10 @@ import torch
 
 from conftest import fit
 from seq2seq.config import ModelConfig
-from seq2seq.batching import collate
-from seq2seq.decode import beam_search, gnmt_length_penalty, greedy
-from seq2seq.model import Seq2Seq
-from seq2seq.tokenizer import EOS, PAD
+from seq2seq.data.batching import collate
+from seq2seq.decoding.search import beam_search, gnmt_length_penalty, greedy
+from seq2seq.model.seq2seq import Seq2Seq
+from seq2seq.data.tokenizer import EOS, PAD
 
 VOCAB = 4 + 8  # reverse sequences of 8 symbols (ids 4..11)
 
@@ -101,7 +101,7 @@ def test_greedy_attention_maps_fit_the_output_alone_and_batched(model_and_batch)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("V", [12, 8000, 8003, 1000])
 def test_blocked_argmax_is_torch_argmax(V, dtype):
-    from seq2seq.cpu_kernels import argmax
+    from seq2seq.kernels.cpu_kernels import argmax
 
     g = torch.Generator().manual_seed(V)
     logits = torch.randn(37, V, generator=g)
@@ -114,7 +114,7 @@ def test_blocked_argmax_is_torch_argmax(V, dtype):
 
 
 def test_decoding_with_and_without_the_prepacked_projection(model_and_batch, monkeypatch):
-    from seq2seq import cpu_kernels
+    from seq2seq.kernels import cpu_kernels
 
     model, b = model_and_batch
     fast = greedy(model, b.src, b.src_len).hyps, beam_search(model, b.src, b.src_len, beam=3)
@@ -136,7 +136,7 @@ def test_bf16_decoding_prepacks_the_projection_with_the_same_outputs(model_and_b
                                                                      monkeypatch):
     """``--bf16``: a bf16 model under autocast projects through oneDNN with its weight
     reordered once (where the ops exist), and decodes exactly as with the plain bf16 layer."""
-    from seq2seq import cpu_kernels
+    from seq2seq.kernels import cpu_kernels
     from seq2seq.device import bf16_weights
 
     model, b = model_and_batch
@@ -213,7 +213,7 @@ def test_bf16_decoding_casts_the_weights_once_and_again_after_they_change(model_
     with torch.no_grad():
         w.mul_(0.5)
     # the weights replaced rather than changed (the moving average swapped in): a new copy
-    from seq2seq.ema import WeightAverage
+    from seq2seq.training.ema import WeightAverage
 
     ema = WeightAverage(model, 0.5)
     with torch.no_grad():

@@ -12,8 +12,8 @@ import os
 import pytest
 import torch
 
-from seq2seq import checkpoint
-from seq2seq.cli import main
+from seq2seq.training import checkpoint
+from seq2seq.cli.main import main
 from test_cli import LINES, PAIRS, seq2seq, toy  # noqa: F401 (toy: the trained model)
 
 
@@ -89,8 +89,8 @@ def test_an_ensemble_of_a_checkpoint_with_itself(toy, files, capsys):
 
 def test_an_ensemble_needs_one_vocabulary(toy):
     from seq2seq.config import TokenizerConfig, from_dict
-    from seq2seq.model import Seq2Seq
-    from seq2seq.tokenizer import Tokenizer, train_model
+    from seq2seq.model.seq2seq import Seq2Seq
+    from seq2seq.data.tokenizer import Tokenizer, train_model
 
     ckpt = checkpoint.load(toy.run)
     tok = Tokenizer(train_model(["x y z w"] * 10, TokenizerConfig(vocab_size=300)))

@@ -11,7 +11,9 @@ import sys
 
 import pytest
 
-from seq2seq import config, toy
+from seq2seq import config
+
+from seq2seq.data import toy
 from seq2seq.compare import study
 from seq2seq.compare.options import DEFAULT_SETTINGS
 from seq2seq.compare.runs import length_buckets

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from conftest import half_trained
-from seq2seq.constraints import Constraints, coverage_penalty, repeated_ngram_ends
-from seq2seq.decode import beam_search, gnmt_length_penalty, greedy
-from seq2seq.sampling import Sampler, sample_keys
+from seq2seq.decoding.constraints import Constraints, coverage_penalty, repeated_ngram_ends
+from seq2seq.decoding.search import beam_search, gnmt_length_penalty, greedy
+from seq2seq.decoding.sampling import Sampler, sample_keys
 
 
 def has_repeated_ngram(tokens, n):

@@ -11,9 +11,9 @@ import torch
 
 from seq2seq.config import Config, DataConfig, TrainConfig
 from seq2seq.errors import UserError
-from seq2seq.corpus import InMemoryCorpus, StreamedCorpus, chunks, load_corpus
-from seq2seq.readers import stream_pairs
-from seq2seq.tokenizer import PAD
+from seq2seq.data.corpus import InMemoryCorpus, StreamedCorpus, chunks, load_corpus
+from seq2seq.data.readers import stream_pairs
+from seq2seq.data.tokenizer import PAD
 
 
 def rows(n=120, seed=0):
@@ -147,7 +147,7 @@ def test_cli_trains_from_a_stream_and_resumes(tmp_path, run_cli):
 
 def sharded_rows(corpus, world=2, epoch=0):
     """Per rank: its batches' (rows, ghost) in order."""
-    from seq2seq.distributed import Dist
+    from seq2seq.training.distributed import Dist
 
     return [corpus.batches(epoch, Dist(rank=r, world=world)) for r in range(world)]
 
@@ -171,8 +171,8 @@ def test_two_processes_train_on_every_pair_exactly_once_per_epoch(tmp_path, budg
     ghosts = [s for shards in per_rank for s in shards if s.ghost]
     assert ghosts and all(len(s.rows) == 1 for s in ghosts)
     # a ghost shard's batch adds nothing to the loss
-    from seq2seq.loss import masked_cross_entropy
-    from seq2seq.distributed import Dist
+    from seq2seq.training.loss import masked_cross_entropy
+    from seq2seq.training.distributed import Dist
 
     batches = list(corpus.epoch(0, Dist(rank=1, world=2)))
     ghost_batches = [b for b, s in zip(batches, per_rank[1]) if s.ghost]

@@ -1,4 +1,4 @@
-"""The hand-written recurrence (seq2seq.cpu_kernels) against the plain autograd loop it replaces.
+"""The hand-written recurrence (seq2seq.kernels.cpu_kernels) against the plain autograd loop it replaces.
 
 ``ManualRNN(backward="autograd")`` (cells in a loop, plain autograd) is the reference: the fast path must
 give the same outputs, final states and gradients of every parameter, input and initial state,
@@ -12,9 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seq2seq import cpu_kernels, rnn
-from seq2seq.cpu_kernels import mkldnn_available, recurrence
-from seq2seq.rnn import ManualRNN, State, length_mask
+from seq2seq.kernels import cpu_kernels
+
+from seq2seq.model import rnn
+from seq2seq.kernels.cpu_kernels import mkldnn_available, recurrence
+from seq2seq.model.rnn import ManualRNN, State, length_mask
 
 B, T, I, H = 4, 6, 5, 7
 LENGTHS = torch.tensor([6, 3, 1, 5])  # mixed, unsorted, one sequence full length
@@ -211,7 +213,7 @@ def test_prepack_only_where_it_applies(monkeypatch):
 @pytest.mark.parametrize("choice", ["handwritten", "autograd"])
 def test_model_manual_backward_chooses_the_kernel(choice, count_calls):
     from seq2seq.config import ModelConfig
-    from seq2seq.model import Seq2Seq
+    from seq2seq.model.seq2seq import Seq2Seq
 
     cfg = ModelConfig(impl="manual", manual_backward=choice, embedding_dim=8, hidden_size=8)
     model = Seq2Seq.from_config(cfg, 20, 20, 0)

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from seq2seq.config import DataConfig
-from seq2seq.batching import IdPairs, bucket_batches, collate, filter_length, padding_fraction
-from seq2seq.readers import load_splits, read_lines
+from seq2seq.data.batching import IdPairs, bucket_batches, collate, filter_length, padding_fraction
+from seq2seq.data.readers import load_splits, read_lines
 from seq2seq.errors import UserError
-from seq2seq.tokenizer import BOS, EOS, PAD
+from seq2seq.data.tokenizer import BOS, EOS, PAD
 
 
 def lengths(n=500, seed=0):

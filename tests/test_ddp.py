@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from seq2seq import checkpoint
+from seq2seq.training import checkpoint
 
 pytestmark = pytest.mark.skipif(shutil.which("torchrun") is None and
                                 not os.path.exists(os.path.join(os.path.dirname(sys.executable),

@@ -1,9 +1,9 @@
-"""seq2seq.dropout: nn.Dropout's distribution and gradient with a cheaper mask on the CPU."""
+"""seq2seq.kernels.dropout: nn.Dropout's distribution and gradient with a cheaper mask on the CPU."""
 
 import pytest
 import torch
 
-from seq2seq.dropout import Dropout, dropout
+from seq2seq.kernels.dropout import Dropout, dropout
 
 
 def test_keeps_one_minus_p_and_scales_the_kept():

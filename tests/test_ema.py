@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from conftest import text_run_config
-from seq2seq import checkpoint, config
-from seq2seq.ema import WeightAverage
-from seq2seq.evaluate import validate
-from seq2seq.model import Seq2Seq
-from seq2seq.tokenizer import PAD
-from seq2seq.train import Trainer
+from seq2seq.training import checkpoint
+from seq2seq import config
+from seq2seq.training.ema import WeightAverage
+from seq2seq.decoding.evaluate import validate
+from seq2seq.model.seq2seq import Seq2Seq
+from seq2seq.data.tokenizer import PAD
+from seq2seq.training.loop import Trainer
 
 
 def small_model(tie: bool) -> Seq2Seq:

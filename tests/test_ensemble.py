@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from conftest import half_trained
-from seq2seq.decode import beam_search, greedy
-from seq2seq.ensemble import Ensemble, check_vocabularies
+from seq2seq.decoding.search import beam_search, greedy
+from seq2seq.decoding.ensemble import Ensemble, check_vocabularies
 from seq2seq.errors import UserError
 
 
@@ -89,7 +89,7 @@ def test_manual_and_fused_ensembles_agree():
 
 def test_different_vocabularies_are_refused():
     from seq2seq.config import TokenizerConfig
-    from seq2seq.tokenizer import Tokenizer, train_model
+    from seq2seq.data.tokenizer import Tokenizer, train_model
 
     one = Tokenizer(train_model(["a b c d e f"] * 20, TokenizerConfig(vocab_size=300)))
     other = Tokenizer(train_model(["x y z w v u"] * 20, TokenizerConfig(vocab_size=300)))

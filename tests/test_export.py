@@ -13,14 +13,14 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from conftest import fit  # noqa: E402
-from seq2seq.batching import collate  # noqa: E402
+from seq2seq.data.batching import collate  # noqa: E402
 from seq2seq.config import Config, ModelConfig  # noqa: E402
-from seq2seq.decode import beam_search, greedy, translate  # noqa: E402
-from seq2seq.export import export_model  # noqa: E402
-from seq2seq.model import Seq2Seq  # noqa: E402
-from seq2seq.onnx_model import OnnxSeq2Seq, load_exported  # noqa: E402
+from seq2seq.decoding.search import beam_search, greedy, translate  # noqa: E402
+from seq2seq.deploy.export import export_model  # noqa: E402
+from seq2seq.model.seq2seq import Seq2Seq  # noqa: E402
+from seq2seq.decoding.onnx_model import OnnxSeq2Seq, load_exported  # noqa: E402
 from seq2seq.config import TokenizerConfig  # noqa: E402
-from seq2seq.tokenizer import PAD, Tokenizer, train_model  # noqa: E402
+from seq2seq.data.tokenizer import PAD, Tokenizer, train_model  # noqa: E402
 
 from test_cli import seq2seq, toy  # noqa: E402,F401  (the CLI's toy run, trained once)
 

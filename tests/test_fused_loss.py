@@ -1,4 +1,4 @@
-"""The output projection and the loss in one pass (seq2seq.loss.projected_losses): the same
+"""The output projection and the loss in one pass (seq2seq.training.loss.projected_losses): the same
 losses and gradients as the plain path (F.linear, then cross-entropy over (B, T, V) logits),
 with label smoothing, in blocks, under bf16 autocast, and as the model's training forward."""
 
@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import seq2seq.loss as loss_mod
-from seq2seq.batching import collate
+import seq2seq.training.loss as loss_mod
+from seq2seq.data.batching import collate
 from seq2seq.config import ModelConfig
-from seq2seq.loss import masked_cross_entropy, projected_losses
-from seq2seq.model import Seq2Seq
-from seq2seq.tokenizer import PAD
+from seq2seq.training.loss import masked_cross_entropy, projected_losses
+from seq2seq.model.seq2seq import Seq2Seq
+from seq2seq.data.tokenizer import PAD
 
 
 def problem(seed=0, B=5, T=7, O=16, V=300, bias=True):

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from seq2seq.config import ModelConfig
-from seq2seq.batching import collate
-from seq2seq.decode import greedy
-from seq2seq.loss import masked_cross_entropy
-from seq2seq.model import Seq2Seq
-from seq2seq.tokenizer import PAD
+from seq2seq.data.batching import collate
+from seq2seq.decoding.search import greedy
+from seq2seq.training.loss import masked_cross_entropy
+from seq2seq.model.seq2seq import Seq2Seq
+from seq2seq.data.tokenizer import PAD
 
 N_PAIRS, N_SYMBOLS = 40, 8  # reverse 3-8 symbols; ids 4.. (0-3 are PAD, UNK, BOS, EOS)
 MAX_STEPS, CHECK_EVERY = 200, 25  # reaches 100% in 50-75 full-batch steps (seeds 1-8)

@@ -1,4 +1,4 @@
-"""Length limits learned from the data (seq2seq.lengths): the output limit covers every training
+"""Length limits learned from the data (seq2seq.data.lengths): the output limit covers every training
 target, drops for length are loud (over 1% stops the run), outputs cut short are counted and
 reported in the log, metrics.jsonl and evaluate."""
 
@@ -9,19 +9,19 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seq2seq import toy
-from seq2seq.batching import IdPairs, encode_pairs
+from seq2seq.data import toy
+from seq2seq.data.batching import IdPairs, encode_pairs
 from seq2seq.config import (Config, DataConfig, DecodeConfig, ModelConfig, TokenizerConfig,
                             TrainConfig)
-from seq2seq.corpus import InMemoryCorpus
-from seq2seq.decode import greedy
+from seq2seq.data.corpus import InMemoryCorpus
+from seq2seq.decoding.search import greedy
 from seq2seq.errors import UserError
-from seq2seq.evaluate import evaluate_checkpoint, validate
-from seq2seq.lengths import (FALLBACK, OutputLimit, count_truncated, filter_training,
+from seq2seq.decoding.evaluate import evaluate_checkpoint, validate
+from seq2seq.data.lengths import (FALLBACK, OutputLimit, count_truncated, filter_training,
                              fit_output_limit, output_lengths, resolve)
-from seq2seq.model import Seq2Seq
-from seq2seq.tokenizer import EOS, PAD, Tokenizer
-from seq2seq.train import train
+from seq2seq.model.seq2seq import Seq2Seq
+from seq2seq.data.tokenizer import EOS, PAD, Tokenizer
+from seq2seq.training.loop import train
 
 LENGTHS = st.lists(st.tuples(st.integers(0, 300), st.integers(0, 300)), min_size=1, max_size=60)
 TINY = ModelConfig(embedding_dim=8, hidden_size=8, dropout=0.0)
@@ -196,8 +196,8 @@ def test_truncation_is_reported_in_the_log_metrics_and_evaluate(tmp_path, capsys
 def test_a_checkpoint_from_before_the_new_keys_loads_and_decodes_as_before(tmp_path):
     from datasets import Dataset, DatasetDict
 
-    from seq2seq.checkpoint import load_model, save
-    from seq2seq.decode import translate
+    from seq2seq.training.checkpoint import load_model, save
+    from seq2seq.decoding.search import translate
 
     rows = {"src": ["a_b c d", "c d a_b"] * 20, "tgt": ["d c a_b", "a_b d c"] * 20}
     dd = DatasetDict({"train": Dataset.from_dict(rows), "validation": Dataset.from_dict(rows)})

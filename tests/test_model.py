@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from seq2seq.config import ModelConfig
-from seq2seq.batching import collate
-from seq2seq.decode import greedy
-from seq2seq.encoder import Bridge, Encoder
-from seq2seq.loss import masked_cross_entropy
-from seq2seq.model import Seq2Seq
-from seq2seq.rnn import State
-from seq2seq.tokenizer import BOS, EOS, PAD
+from seq2seq.data.batching import collate
+from seq2seq.decoding.search import greedy
+from seq2seq.model.encoder import Bridge, Encoder
+from seq2seq.training.loss import masked_cross_entropy
+from seq2seq.model.seq2seq import Seq2Seq
+from seq2seq.model.rnn import State
+from seq2seq.data.tokenizer import BOS, EOS, PAD
 
 V_SRC, V_TGT = 13, 11
 E, H = 8, 12

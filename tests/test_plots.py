@@ -2,7 +2,7 @@
 
 import torch
 
-from seq2seq.plots import attention_maps
+from seq2seq.training.plots import attention_maps
 
 
 def test_attention_maps_one_png_per_sentence(tmp_path):

@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from conftest import text_run_config
-from seq2seq import checkpoint, config
-from seq2seq import train as train_mod
+from seq2seq.training import checkpoint
+from seq2seq import config
+from seq2seq.training import loop as train_mod
 
 PAIRS = [("a b c", "c b a"), ("d e", "e d"), ("f g h i", "i h g f"), ("j k", "k j"),
          ("a c e g", "g e c a"), ("b d", "d b")] * 3  # 18 pairs: 5 batches of 4 per epoch
@@ -122,7 +123,7 @@ def test_train_loss_is_comparable_with_the_validation_loss(cfg):
 def test_a_run_that_had_stopped_takes_no_more_steps_when_resumed(cfg):
     """Stopped by early stopping (or its time budget): --resume validates nothing new and
     trains no further."""
-    from seq2seq.loop_state import LoopState, StopReason
+    from seq2seq.training.loop_state import LoopState, StopReason
 
     t = dataclasses.replace(cfg.train, patience=2, max_minutes=1.0)
     assert LoopState(bad_evals=2).stopped(t) is StopReason.EARLY_STOPPING

@@ -1,4 +1,4 @@
-"""The recurrent layers: manual (seq2seq.cells in a loop) against fused (nn.LSTM / nn.GRU).
+"""The recurrent layers: manual (seq2seq.model.cells in a loop) against fused (nn.LSTM / nn.GRU).
 
 Both implementations must compute the same function from the same state dict, over a batch of
 mixed lengths, with and without an initial state; padding must change nothing valid.
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from seq2seq.rnn import ManualRNN, State, length_mask, make_rnn
+from seq2seq.model.rnn import ManualRNN, State, length_mask, make_rnn
 
 B, T, I, H = 4, 6, 5, 7
 LENGTHS = torch.tensor([6, 3, 1, 5])  # mixed, unsorted, one sequence full length

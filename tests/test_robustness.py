@@ -1,6 +1,6 @@
 """Bad input gets one clear line on stderr and exit status 2, never a traceback; interrupted
 training loses nothing. The CLI runs as a user runs it (a subprocess) unless a fault has to be
-injected (NaN loss, the fuzzing of translate), where ``seq2seq.cli.main`` runs in-process.
+injected (NaN loss, the fuzzing of translate), where ``seq2seq.cli.main.main`` runs in-process.
 """
 
 import contextlib
@@ -18,10 +18,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seq2seq import checkpoint, cli, config
+from seq2seq.training import checkpoint
+
+from seq2seq.cli import main
+
+from seq2seq import config
 from seq2seq.errors import UserError
-from seq2seq.run_folder import RunFolder
-from seq2seq.train import train
+from seq2seq.training.run_folder import RunFolder
+from seq2seq.training.loop import train
 
 PAIRS = [("a b c", "c b a"), ("d e", "e d"), ("f g h i", "i h g f"), ("j k", "k j"),
          ("a c e g", "g e c a"), ("b d", "d b")]
@@ -292,7 +296,7 @@ def _utf8(b: bytes) -> bool:
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path,
                                                                             monkeypatch):
-    import seq2seq.model as model_mod
+    import seq2seq.model.seq2seq as model_mod
 
     real, calls = model_mod.projected_losses, []
 
@@ -332,7 +336,7 @@ def test_out_holding_a_run_is_refused_unless_resume_or_overwrite(trained, tmp_pa
 
 SAVER = """
 import sys, torch
-from seq2seq.checkpoint import save
+from seq2seq.training.checkpoint import save
 payload = {"model": {"w": torch.zeros(4_000_000)}, "config": {}, "tokenizer": {}}
 print("ready", flush=True)
 i = 0
@@ -403,7 +407,7 @@ def test_sigint_saves_a_checkpoint_and_resume_continues(tmp_path):
 
 def test_sigterm_saves_a_checkpoint_at_the_current_step(tmp_path, monkeypatch):
     """In-process, with SIGTERM sent (to this process) during step 4."""
-    import seq2seq.train as train_mod
+    import seq2seq.training.loop as train_mod
 
     real = train_mod.learning_rate
 

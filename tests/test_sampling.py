@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from conftest import half_trained
-from seq2seq.decode import greedy
-from seq2seq.sampling import Sampler, sample_keys, uniform
+from seq2seq.decoding.search import greedy
+from seq2seq.decoding.sampling import Sampler, sample_keys, uniform
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,8 @@ def test_the_same_seed_gives_the_same_samples_batched_or_alone(model_and_batch):
 
 def test_sample_log_probs_are_the_models(model_and_batch):
     """The reported log-probability is the model's (not the tempered, filtered distribution)."""
-    from seq2seq.batching import collate
-    from seq2seq.scoring import token_log_probs
+    from seq2seq.data.batching import collate
+    from seq2seq.decoding.scoring import token_log_probs
 
     model, x = model_and_batch
     s = sample(model, x, range(len(x.src)), temperature=2.0, top_k=4, max_len_b=40)

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from conftest import half_trained
-from seq2seq.batching import collate
-from seq2seq.decode import beam_search, greedy
-from seq2seq.ensemble import Ensemble
-from seq2seq.scoring import PairScore, corpus_figures, token_log_probs
-from seq2seq.tokenizer import EOS
+from seq2seq.data.batching import collate
+from seq2seq.decoding.search import beam_search, greedy
+from seq2seq.decoding.ensemble import Ensemble
+from seq2seq.decoding.scoring import PairScore, corpus_figures, token_log_probs
+from seq2seq.data.tokenizer import EOS
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seq2seq import config
-from seq2seq import teacher_forcing as tf
+from seq2seq.training import teacher_forcing as tf
 from seq2seq.config import TeacherForcingConfig
 from seq2seq.errors import UserError
 
@@ -155,7 +155,7 @@ def test_scope_end_points(scope):
 def test_sampled_feedback_temperature_limits():
     """feed: sample at temperature 0 is the argmax feed; a very high temperature is uniform."""
     from seq2seq.config import ModelConfig
-    from seq2seq.model import Seq2Seq
+    from seq2seq.model.seq2seq import Seq2Seq
 
     cfg = ModelConfig(embedding_dim=8, hidden_size=8, dropout=0.0)
     model = Seq2Seq.from_config(cfg, 30, 30, 0).eval()

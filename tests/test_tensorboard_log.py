@@ -9,7 +9,7 @@ import pytest
 
 from conftest import text_run_config
 from seq2seq import config
-from seq2seq.train import train
+from seq2seq.training.loop import train
 
 PAIRS = [("a b c", "c b a"), ("d e", "e d"), ("f g h i", "i h g f"), ("j k", "k j")] * 4
 
@@ -62,7 +62,7 @@ def test_overwrite_removes_old_event_files(cfg, tmp_path):
 def test_without_the_package_a_one_line_error(cfg, tmp_path):
     (tmp_path / "cfg.yaml").write_text(config.to_yaml(cfg), encoding="utf-8")
     code = ("import sys; sys.modules['torch.utils.tensorboard'] = None; "
-            "from seq2seq.cli import main; sys.exit(main(sys.argv[1:]))")
+            "from seq2seq.cli.main import main; sys.exit(main(sys.argv[1:]))")
     p = subprocess.run([sys.executable, "-c", code, "train", "--config", "cfg.yaml", "--out",
                         "run", "--no-progress"], capture_output=True, text=True, cwd=tmp_path)
     assert p.returncode == 2

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from seq2seq.config import TokenizerConfig
 from seq2seq.errors import UserError
-from seq2seq.tokenizer import BOS, EOS, PAD, UNK, Tokenizer, escape, unescape
+from seq2seq.data.tokenizer import BOS, EOS, PAD, UNK, Tokenizer, escape, unescape
 
 TRAIN = ["the cat sat on the mat", "a dog ran in the park", "die Katze saß auf der Matte",
          "ein Hund lief im Park", "1 2 3 4 5"] * 4

@@ -1,4 +1,4 @@
-"""The toy tasks (seq2seq.toy) and their recipe: generated data, configs, one run as a user
+"""The toy tasks (seq2seq.data.toy) and their recipe: generated data, configs, one run as a user
 runs it."""
 
 import datetime
@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 from seq2seq import config
 
-from seq2seq import toy as toy_tasks
+from seq2seq.data import toy as toy_tasks
 
 RECIPES = ROOT / "recipes"
 TOY = list(toy_tasks.TASKS)

@@ -4,10 +4,10 @@ import datasets
 import pytest
 import torch
 
-from seq2seq import checkpoint
+from seq2seq.training import checkpoint
 from seq2seq.config import load
 from seq2seq.errors import UserError
-from seq2seq.train import train
+from seq2seq.training.loop import train
 
 
 def toy():

@@ -7,12 +7,12 @@ import weakref
 import pytest
 import torch
 
-from seq2seq import decoder as decoder_mod
-from seq2seq.batching import collate
+from seq2seq.model import decoder as decoder_mod
+from seq2seq.data.batching import collate
 from seq2seq.config import ModelConfig
-from seq2seq.model import Seq2Seq
-from seq2seq.tokenizer import PAD
-from seq2seq.value_grads import ValueGrads
+from seq2seq.model.seq2seq import Seq2Seq
+from seq2seq.data.tokenizer import PAD
+from seq2seq.kernels.value_grads import ValueGrads
 
 
 def small_model(cell="lstm", attention="bahdanau", input_feeding=True):

@@ -3,7 +3,7 @@
 Trains one model per setting (and per seed) with the same data, seed and step budget,
 decodes the test split greedily, scores it with sacreBLEU, and measures exposure bias on the
 validation split. Bengio, Vinyals, Jaitly and Shazeer (2015), "Scheduled Sampling for Sequence
-Prediction with Recurrent Neural Networks"; the schedules are in :mod:`seq2seq.teacher_forcing`.
+Prediction with Recurrent Neural Networks"; the schedules are in :mod:`seq2seq.training.teacher_forcing`.
 
     seq2seq compare-tf --settings constant:1.0 constant:0.5 linear --seeds 3 --out runs/ctf
     python scripts/compare_teacher_forcing.py ...          # the same, from a source checkout

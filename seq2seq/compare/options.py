@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
-from ..readers import add_extra_test_option
-from ..toy import TASKS
+from seq2seq.data.readers import add_extra_test_option
+from seq2seq.data.toy import TASKS
 
 DESCRIPTION = """Compare teacher-forcing ratios and scheduled-sampling schedules (Bengio et al.,
 2015) on one task: one model per setting and seed, with the same data, seed and step budget;
@@ -53,7 +53,7 @@ EPILOG = f"""settings (--settings, space-separated; default: {' '.join(DEFAULT_S
   constant:0.5,scope=sequence  inverse_sigmoid:min=0.75
 
 data:
-  A toy recipe's config (no data.path) gets its data from seq2seq.toy, chosen by --toy or
+  A toy recipe's config (no data.path) gets its data from seq2seq.data.toy, chosen by --toy or
   by the config's file name (reverse.yaml -> reverse). Any other config reads its
   data as `seq2seq train` does, once, and every run shares it. Multi30k from raw files:
     seq2seq compare-tf --config recipes/multi30k.yaml --set data.path=text \\

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..plots import pyplot, save
-from .stats import mean_std_ci
+from seq2seq.training.plots import pyplot, save
 
+from .stats import mean_std_ci
 
 # -- tables ---------------------------------------------------------------------------------
 

@@ -8,14 +8,15 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import yaml
 
-from ..checkpoint import load_model
-from ..console import log
-from ..device import pick_device
-from ..errors import UserError
-from ..evaluate import evaluate_lines, evaluate_model, read_split, score, validate
-from ..readers import load_splits
-from ..toy import TASKS, dataset as toy_dataset
-from ..train import train
+from seq2seq.console import log
+from seq2seq.data.readers import load_splits
+from seq2seq.data.toy import TASKS
+from seq2seq.data.toy import dataset as toy_dataset
+from seq2seq.decoding.evaluate import evaluate_lines, evaluate_model, read_split, score, validate
+from seq2seq.device import pick_device
+from seq2seq.errors import UserError
+from seq2seq.training.checkpoint import load_model
+from seq2seq.training.loop import train
 
 
 def load_data(cfg, config_path: str, toy: Optional[str], data_seed: int):
@@ -59,8 +60,8 @@ def position_accuracy(model, data, batch_size: int, device) -> Dict[str, List[in
     argmax, run for the reference's length)."""
     import torch
 
-    from ..batching import bucket_batches, iterate
-    from ..tokenizer import PAD
+    from seq2seq.data.batching import bucket_batches, iterate
+    from seq2seq.data.tokenizer import PAD
 
     T = max(len(t) for t in data.tgt) + 1
     n = torch.zeros(T, dtype=torch.long)  # references that reach each position
@@ -107,7 +108,7 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
                        fresh: bool) -> Dict[str, Any]:
     """Train one model, then score it. A finished run with the same config is reused; an
     interrupted one (or one scored otherwise) is resumed from its last.pt."""
-    from ..batching import encode_pairs
+    from seq2seq.data.batching import encode_pairs
 
     buckets, checkpoint = scoring.buckets, scoring.checkpoint
     result_path = run_dir / "result.json"

@@ -11,9 +11,10 @@ import dataclasses
 import difflib
 from typing import Any, Dict, List, NamedTuple, Sequence
 
-from .. import config
-from .. import teacher_forcing as sched
-from ..errors import UserError
+from seq2seq import config
+from seq2seq.errors import UserError
+from seq2seq.training import teacher_forcing as sched
+
 from .options import SCHEDULES, SETTING_KEYS
 
 
@@ -106,7 +107,7 @@ def apply_setting(cfg, setting: Setting, seed: int):
 
 def schedule_summary(tf, steps_per_epoch: int, total_steps: int, epochs: int) -> Dict[str, Any]:
     """The schedule's parameters as the training loop resolves them, its ratio at every step
-    of the run (:func:`seq2seq.teacher_forcing.ratio_for`, as the loop calls it; at 2,000 evenly
+    of the run (:func:`seq2seq.training.teacher_forcing.ratio_for`, as the loop calls it; at 2,000 evenly
     spaced steps of a longer run), at the start and the end, and its mean over the run."""
     params = sched.params(tf, total_steps if tf.unit == "step" else epochs)
     n = max(1, total_steps)  # every step, or 2,000 evenly spaced ones of a long run

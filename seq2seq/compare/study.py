@@ -11,14 +11,25 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .. import config
-from ..console import log, run_main
-from ..errors import UserError
-from ..readers import read_test_set
+from seq2seq import config
+from seq2seq.console import log, run_main
+from seq2seq.data.readers import read_test_set
+from seq2seq.errors import UserError
+
 from .options import DEFAULT_SETTINGS, SOURCE_CONFIG, build_parser
-from .report import (METRICS, aggregate, extra_columns, markdown_table, plot_by_beam,
-                     plot_by_length, plot_curves, plot_positions, plot_scores, position_rows,
-                     write_csv)
+from .report import (
+    METRICS,
+    aggregate,
+    extra_columns,
+    markdown_table,
+    plot_by_beam,
+    plot_by_length,
+    plot_curves,
+    plot_positions,
+    plot_scores,
+    position_rows,
+    write_csv,
+)
 from .settings import apply_setting, parse_settings, schedule_summary
 from .stats import holm, paired_bootstrap
 
@@ -176,8 +187,11 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
 
-    from ..corpus import InMemoryCorpus  # the slow imports (torch) after the quick checks
-    from ..evaluate import read_split
+    from seq2seq.data.corpus import (
+        InMemoryCorpus,  # the slow imports (torch) after the quick checks
+    )
+    from seq2seq.decoding.evaluate import read_split
+
     from .runs import Scoring, bucket_label, length_buckets, load_data
 
     dataset = load_data(cfg, config_path, args.toy, args.data_seed)

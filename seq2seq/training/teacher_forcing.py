@@ -1,0 +1,155 @@
+"""Teacher-forcing schedules (scheduled sampling), as pure functions of the training step.
+
+Bengio, Vinyals, Jaitly and Shazeer (2015), "Scheduled Sampling for Sequence Prediction with
+Recurrent Neural Networks", section 2.4: at step (or epoch) ``i`` the decoder is fed the gold
+previous token with probability ``eps_i`` and its own prediction otherwise. The paper decays
+``eps_i`` from 1 (full teacher forcing) towards a floor. The decoder only ever sees the float;
+the training loop calls :func:`ratio_for` (config and the point of the run in, float out), and
+so does the teacher-forcing comparison to report what each schedule did.
+"""
+
+import math
+from typing import Optional
+
+from seq2seq.errors import ConfigError
+
+
+def constant(i: int, ratio: float) -> float:
+    """``eps_i = ratio`` for every ``i``."""
+    return ratio
+
+
+def linear(i: int, k: float, c: float, eps_min: float) -> float:
+    """Linear decay: ``eps_i = max(eps_min, k - c * i)``."""
+    return max(eps_min, k - c * i)
+
+
+def exponential(i: int, k: float, eps_min: float) -> float:
+    """Exponential decay: ``eps_i = k ** i`` with ``k < 1``, floored at ``eps_min``."""
+    return max(eps_min, k ** i)
+
+
+def inverse_sigmoid(i: float, k: float, c: float = 1.0) -> float:
+    """Inverse-sigmoid decay: ``eps_i = k / (k + exp(c * i / k))`` with ``k >= 1``; ``c = 1`` is
+    the paper's form, a larger ``c`` runs the same curve faster (for short budgets)."""
+    x = c * i / k
+    return 0.0 if x > 700 else k / (k + math.exp(x))
+
+
+#: the default inverse-sigmoid k is at least this: the schedule starts at k / (k + 1) = 0.95
+INVERSE_SIGMOID_MIN_K = 19.0
+
+
+def _solve_k(total: float) -> float:
+    """The ``k >= 1`` with ``2 k ln k = total`` (where ``k / (k + exp(total / 2 / k)) = 1/2``),
+    by bisection: ``2 k ln k`` grows monotonically from 0 at ``k = 1``."""
+    lo, hi = 1.0, max(2.0, float(total))
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if 2 * mid * math.log(mid) < total:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def default_params(schedule: str, total: int, eps_min: float = 0.0) -> dict:
+    """Parameters that take a schedule from about 1 to near its floor over ``total`` units.
+
+    Used when the config leaves ``k``/``c`` unset: linear reaches ``eps_min`` at the end;
+    exponential reaches 0.05 (or ``eps_min``); inverse sigmoid starts at 0.95 or above, crosses
+    0.5 at mid-budget and ends at 0.05 or below, for every budget: ``k`` solves
+    ``2 k ln k = total`` with ``c = 1`` where that ``k`` is at least 19 (budgets of 112 units and
+    more); shorter budgets keep ``k = 19`` and run the curve faster (``c = 2 k ln k / total``).
+    """
+    total = max(1, total)
+    if schedule == "linear":
+        return {"k": 1.0, "c": (1.0 - eps_min) / total}
+    if schedule == "exponential":
+        return {"k": max(0.05, eps_min, 1e-6) ** (1.0 / total)}
+    if schedule == "inverse_sigmoid":
+        k = INVERSE_SIGMOID_MIN_K
+        if total <= 2 * k * math.log(k):
+            return {"k": k, "c": 2 * k * math.log(k) / total}
+        return {"k": _solve_k(total), "c": 1.0}
+    return {}
+
+
+def check_schedule(cfg) -> None:
+    """Raise a :class:`ConfigError` naming the key when a schedule's parameters are invalid."""
+    def bad(msg):
+        raise ConfigError(f"teacher_forcing.{msg}")
+
+    if not 0.0 <= cfg.ratio <= 1.0:
+        bad(f"ratio must be in [0, 1], got {cfg.ratio}")
+    if not 0.0 <= cfg.min <= 1.0:
+        bad(f"min must be in [0, 1], got {cfg.min}")
+    if cfg.schedule == "linear" and cfg.c is not None and cfg.c < 0:
+        bad(f"c must be >= 0 for the linear schedule, got {cfg.c}")
+    if cfg.schedule == "exponential" and cfg.k is not None and not 0.0 < cfg.k < 1.0:
+        bad(f"k must be in (0, 1) for the exponential schedule (eps = k**i), got {cfg.k}")
+    if cfg.schedule == "inverse_sigmoid" and cfg.k is not None and cfg.k < 1.0:
+        bad(f"k must be >= 1 for the inverse_sigmoid schedule, got {cfg.k}")
+    if cfg.temperature < 0:
+        bad(f"temperature must be >= 0 (0: the argmax), got {cfg.temperature}")
+    if cfg.schedule == "inverse_sigmoid" and cfg.c is not None and cfg.c <= 0:
+        bad(f"c must be > 0 for the inverse_sigmoid schedule (its speed), got {cfg.c}")
+
+
+def params(cfg, total: Optional[int] = None) -> dict:
+    """The parameters a schedule runs with: the config's ``k``/``c``, the rest from
+    :func:`default_params` for a budget of ``total`` units. An inverse sigmoid given ``k``
+    alone runs at the paper's speed (``c = 1``)."""
+    if cfg.schedule == "constant":
+        return {"ratio": cfg.ratio}
+    out = default_params(cfg.schedule, total or 1000, cfg.min)
+    if cfg.k is not None:
+        out["k"] = cfg.k
+        if cfg.schedule == "inverse_sigmoid":
+            out["c"] = 1.0
+    if cfg.c is not None:
+        out["c"] = cfg.c
+    return out
+
+
+def ratio_at(cfg, i: float, total: Optional[int] = None) -> float:
+    """The teacher-forcing ratio at step/epoch ``i`` for a ``TeacherForcingConfig``.
+
+    ``total`` (the budget in the config's unit) fills in parameters left unset.
+    """
+    p = params(cfg, total)
+    if cfg.schedule == "constant":
+        return constant(i, p["ratio"])
+    if cfg.schedule == "linear":
+        return linear(i, p["k"], p["c"], cfg.min)
+    if cfg.schedule == "exponential":
+        return exponential(i, p["k"], cfg.min)
+    return max(cfg.min, inverse_sigmoid(i, p["k"], p["c"]))
+
+
+def ratio_for(cfg, step: int, epoch: int, total_steps: int, epochs: int) -> float:
+    """The ratio at update ``step`` (in epoch ``epoch``) of a run of ``total_steps`` updates
+    and at most ``epochs`` epochs: ``i`` is the step or the epoch by ``cfg.unit``, and the
+    budget in that unit fills in unset ``k``/``c``."""
+    if cfg.unit == "step":
+        return ratio_at(cfg, step, total_steps)
+    return ratio_at(cfg, epoch, epochs)
+
+
+def gold_mask(batch: int, length: int, ratio: float, scope: str = "token", device=None):
+    """Which previous tokens are gold: a ``(B, T)`` bool tensor, True with probability ``ratio``.
+
+    ``scope``: ``token`` flips a coin per target token per example (Bengio et al., 2015);
+    ``sequence`` one coin per example for its whole target (the old PyTorch seq2seq tutorial's
+    choice, which the paper's footnote reports as much worse); ``batch`` one coin per time step
+    shared by every example (bentrevett/pytorch-seq2seq's notebooks).
+    """
+    import torch
+
+    if scope == "token":
+        return torch.rand(batch, length, device=device) < ratio
+    if scope == "sequence":
+        return (torch.rand(batch, 1, device=device) < ratio).expand(batch, length)
+    if scope == "batch":
+        return (torch.rand(1, length, device=device) < ratio).expand(batch, length)
+    raise ValueError(f"scope must be token, sequence or batch, got {scope!r}")
