@@ -18,11 +18,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seq2seq.training import checkpoint
-
-from seq2seq.cli import main
-
 from seq2seq import config
+from seq2seq.cli import main as cli
+from seq2seq.training import checkpoint
 from seq2seq.errors import UserError
 from seq2seq.training.run_folder import RunFolder
 from seq2seq.training.loop import train
