@@ -69,6 +69,10 @@ def test_filters_and_frequencies():
     assert set(Sampler(keys, top_k=2)(logits, rows, 0).tolist()) == {0, 1}
     assert set(Sampler(keys, top_p=0.8)(logits, rows, 0).tolist()) == {0, 1}  # 0.5 + 0.3
     assert set(Sampler(keys, top_p=0.81)(logits, rows, 0).tolist()) == {0, 1, 2}
+    # top-p over the top-k mass renormalized: 0.5 / 0.8 = 0.625 >= 0.6 leaves one token (the
+    # raw mass, 0.5 < 0.6, would keep two); over the top 3, 0.5 / 0.95 = 0.53 < 0.6 keeps two
+    assert set(Sampler(keys, top_k=2, top_p=0.6)(logits, rows, 0).tolist()) == {0}
+    assert set(Sampler(keys, top_k=3, top_p=0.6)(logits, rows, 0).tolist()) == {0, 1}
     hot = torch.bincount(Sampler(keys, temperature=0.25)(logits, rows, 0), minlength=4)
     assert hot[0] > 0.85 * 4000  # a low temperature is nearly greedy
     banned = logits.clone()

@@ -52,13 +52,15 @@ def test_inverse_sigmoid(k):
 def test_default_params_go_from_about_one_to_the_floor_over_the_budget(schedule, total):
     for floor in (0.0, 0.2):
         cfg = TeacherForcingConfig(schedule=schedule, min=floor)
-        values = [tf.ratio_at(cfg, i, total) for i in range(0, total + 1, max(1, total // 100))]
+        units = [*range(0, total - 1, max(1, total // 100)), total - 1]  # 0 .. the last unit
+        values = [tf.ratio_at(cfg, i, total) for i in units]
         assert non_increasing(values) and min(values) >= floor
         if schedule == "inverse_sigmoid":  # symmetric about mid-budget: k/(k+1) to 1/(k+1)
             assert values[0] >= 0.9 and values[-1] <= max(floor, 0.1)
-        else:  # linear ends on the floor; exponential on 0.05 or the floor
-            end = floor if schedule == "linear" else max(floor, 0.05)
+        else:  # linear ends on the floor at the last unit, not one after it; exponential
+            end = floor if schedule == "linear" else max(floor, 0.05)  # on 0.05 or the floor
             assert values[0] == 1.0 and values[-1] == pytest.approx(end, abs=1e-9)
+            assert tf.ratio_at(cfg, total - 2, total) > end  # not before the last unit
     if schedule == "inverse_sigmoid":  # crosses one half at mid-budget
         assert tf.ratio_at(TeacherForcingConfig(schedule=schedule), total // 2, total) == \
             pytest.approx(0.5, abs=0.02)

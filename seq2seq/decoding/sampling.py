@@ -51,7 +51,8 @@ class Sampler:
         temperature: the logits are divided by it (< 1 sharper, > 1 flatter).
         top_k: draw among the ``k`` most probable tokens only (0: all).
         top_p: draw among the fewest most probable tokens whose probabilities add up to at
-            least ``p`` (nucleus sampling, Holtzman et al., 2020; 1.0: all).
+            least ``p`` (nucleus sampling, Holtzman et al., 2020; 1.0: all). With ``top_k``
+            too, ``p`` applies to the probabilities renormalized over the top ``k``.
 
     Call: ``scores (b, V)`` (banned tokens at ``-inf``), ``rows (b,)`` (the rows of ``keys``
     still in the batch), step ``t`` -> tokens ``(b,)``.
@@ -71,7 +72,9 @@ class Sampler:
             keep = torch.ones_like(probs, dtype=torch.bool)
             if self.top_k:
                 keep[:, self.top_k:] = False
-            if self.top_p < 1.0:  # the mass before a token must still be short of p
+                probs = probs * keep
+                probs = probs / probs.sum(-1, keepdim=True)  # renormalized over the top k
+            if self.top_p < 1.0:  # the (top-k) mass before a token must still be short of p
                 keep &= (probs.cumsum(-1) - probs) < self.top_p
             probs = probs * keep
         cdf = probs.double().cumsum(-1)  # (b, V)

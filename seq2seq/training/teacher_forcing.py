@@ -56,17 +56,20 @@ def _solve_k(total: float) -> float:
 def default_params(schedule: str, total: int, eps_min: float = 0.0) -> dict:
     """Parameters that take a schedule from about 1 to near its floor over ``total`` units.
 
-    Used when the config leaves ``k``/``c`` unset: linear reaches ``eps_min`` at the end;
-    exponential reaches 0.05 (or ``eps_min``); inverse sigmoid starts at 0.95 or above, crosses
+    The units are counted from 0, so the last one is ``i = total - 1`` (the loop's step before
+    its last update, or the last epoch). Used when the config leaves ``k``/``c`` unset: linear
+    reaches ``eps_min`` at the last unit; exponential reaches 0.05 (or ``eps_min``) there;
+    inverse sigmoid starts at 0.95 or above, crosses
     0.5 at mid-budget and ends at 0.05 or below, for every budget: ``k`` solves
     ``2 k ln k = total`` with ``c = 1`` where that ``k`` is at least 19 (budgets of 112 units and
     more); shorter budgets keep ``k = 19`` and run the curve faster (``c = 2 k ln k / total``).
     """
     total = max(1, total)
+    last = max(1, total - 1)  # the index of the last unit
     if schedule == "linear":
-        return {"k": 1.0, "c": (1.0 - eps_min) / total}
+        return {"k": 1.0, "c": (1.0 - eps_min) / last}
     if schedule == "exponential":
-        return {"k": max(0.05, eps_min, 1e-6) ** (1.0 / total)}
+        return {"k": max(0.05, eps_min, 1e-6) ** (1.0 / last)}
     if schedule == "inverse_sigmoid":
         k = INVERSE_SIGMOID_MIN_K
         if total <= 2 * k * math.log(k):
