@@ -150,8 +150,23 @@ def test_an_installed_package_runs_it_in_any_folder(tmp_path):
     assert p.returncode == 0 and p.stdout.startswith(str(site)), p.stderr
     p = run("-m", "seq2seq", "compare-tf", "--help")
     assert p.returncode == 0 and "--settings" in p.stdout, p.stderr
-    p = run("-m", "seq2seq", "compare-tf", "--settings", "constant:1.0")
-    assert p.returncode == 2 and "give --config" in p.stderr and "Traceback" not in p.stderr
+    # the default config is the package's own: read (a check after it stops the run)
+    p = run("-m", "seq2seq", "compare-tf", "--settings", "constant:1.0", "--set",
+            "data.test_split=null", "--set", "data.valid_split=null")
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert "neither data.test_split nor data.valid_split" in p.stderr
+
+
+def test_the_default_config_is_the_reverse_recipes():
+    """The package's default comparison config is a copy of the recipe's: they must not drift."""
+    packaged = ROOT / "seq2seq" / "compare" / "reverse.yaml"
+    assert packaged.read_text(encoding="utf-8") == \
+        (ROOT / "recipes" / "reverse.yaml").read_text(encoding="utf-8")
+    import configparser
+
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    assert "reverse.yaml" in setup["options.package_data"]["seq2seq.compare"].split()
 
 
 def _reverse_files(d, rng, n):
@@ -269,6 +284,25 @@ def test_paired_bootstrap_and_confidence_intervals():
     assert 0 < up["bleu_diff_lo"] <= up["bleu_diff"] <= up["bleu_diff_hi"]
     down = paired_bootstrap(better, worse, refs)
     assert down["bleu_diff"] == pytest.approx(-up["bleu_diff"])
+    # the p-value and the interval come from the same resamples: they never disagree
+    # an arm about p = 0.05 away from `worse` (20 sentences fixed, 10 broken), so that
+    # both verdicts occur over the seeds
+    near = list(worse)
+    wrong = [i for i, (w, r) in enumerate(zip(worse, refs)) if w != r]
+    right = [i for i, (w, r) in enumerate(zip(worse, refs)) if w == r]
+    for i in wrong[:20]:
+        near[i] = refs[i]
+    for i in right[:10]:
+        near[i] = " ".join(reversed(refs[i].split()))
+    verdicts = set()
+    for seed in range(12):
+        for a, b in ((worse, near), (near, worse)):
+            r = paired_bootstrap(a, b, refs, n_samples=200, seed=seed)
+            assert (r["p_value"] < 0.05) == (r["bleu_diff_lo"] > 0 or r["bleu_diff_hi"] < 0), r
+            verdicts.add(r["p_value"] < 0.05)
+    assert verdicts == {True, False}
+    assert paired_bootstrap(worse, near, refs, seed=0) == paired_bootstrap(worse, near, refs, seed=0)
+    assert paired_bootstrap(worse, near, refs, seed=0) != paired_bootstrap(worse, near, refs, seed=1)
     m, sd, ci = mean_std_ci([1.0, 2.0, 3.0])
     assert (m, sd) == (2.0, 1.0) and ci == pytest.approx(4.303 / 3 ** 0.5)
     assert mean_std_ci([5.0]) == (5.0, 0.0, 0.0)
