@@ -16,7 +16,7 @@ from seq2seq.console import log, run_main
 from seq2seq.data.readers import read_test_set
 from seq2seq.errors import UserError
 
-from .options import DEFAULT_SETTINGS, SOURCE_CONFIG, build_parser
+from .options import DEFAULT_CONFIG, DEFAULT_SETTINGS, build_parser
 from .report import (
     METRICS,
     aggregate,
@@ -35,14 +35,14 @@ from .stats import holm, paired_bootstrap
 
 
 def _default_config() -> str:
-    if not SOURCE_CONFIG.is_file():
-        raise UserError("no --config given, and recipes/reverse.yaml (the default, in the "
-                        "source tree) is not here: give --config FILE.yaml")
-    return str(SOURCE_CONFIG)
+    if not DEFAULT_CONFIG.is_file():  # a package installed without its data files
+        raise UserError(f"no --config given, and {DEFAULT_CONFIG} (the default) is not here: "
+                        "give --config FILE.yaml")
+    return str(DEFAULT_CONFIG)
 
 
 def _shown_path(path: str) -> str:
-    """A path relative to the current folder when it is inside it (recipes/reverse.yaml)."""
+    """A path relative to the current folder when it is inside it (recipes/commands.yaml)."""
     p = Path(path).resolve()
     return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else path
 
@@ -265,8 +265,8 @@ Columns: "mean ratio", the teacher-forcing ratio averaged over the training step
 CI", the 95% confidence interval of the mean over seeds (Student's t); "ΔBLEU", the BLEU
 difference from the first setting with the same seed, averaged over seeds, with its 95%
 confidence interval over seeds ("ΔBLEU 95% CI": an interval without 0 is a difference that holds
-across seeds); "p < 0.05" the seeds in which sacreBLEU's paired bootstrap test (1,000
-resamples) finds it significant, by direction, and in brackets after Holm's correction for
+across seeds); "p < 0.05" the seeds in which a paired bootstrap (1,000 resamples of the
+test sentences; the interval and the p-value come from the same resamples) finds it significant, by direction, and in brackets after Holm's correction for
 comparing every setting with the first in the same seed (each run's difference, 95% interval,
 p-value and Holm-adjusted p-value are in runs.csv); "loss TF"
 and "loss free", the validation loss per token when the decoder is fed the gold previous token
