@@ -7,6 +7,7 @@ median and min-max over repeats, with the torch version, thread count and CPU mo
     python scripts/bench.py layer            # manual (fast, plain) vs fused LSTM/GRU, fwd+bwd
     python scripts/bench.py train            # training steps: plain vs fast fp32 vs bf16, with
                                              # the FLOP account and % of the oneDNN fp32 peak
+    python scripts/bench.py train --models joey-gru --threads 1   # one model: a short run
     python scripts/bench.py decode           # greedy: PyTorch vs ONNX Runtime float32 and int8,
                                              # batched and one sentence at a time
     python scripts/bench.py data             # load + tokenize + batch Multi30k
@@ -34,17 +35,16 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from seq2seq.kernels import cpu_kernels
-
-from seq2seq.model import decoder  # noqa: E402
 from seq2seq.config import Config, ModelConfig, from_dict  # noqa: E402
 from seq2seq.data.batching import IdPairs, bucket_batches, collate, iterate, padding_fraction  # noqa: E402
 from seq2seq.decoding.search import greedy  # noqa: E402
-from seq2seq.device import bf16_weights  # noqa: E402
+from seq2seq.kernels.device import bf16_weights  # noqa: E402
+from seq2seq.kernels.fast_rnn import FastManualRNN  # noqa: E402
 from seq2seq.training.loss import projected_losses  # noqa: E402
 from seq2seq.model.seq2seq import Seq2Seq  # noqa: E402
-from seq2seq.model.rnn import make_rnn  # noqa: E402
+from seq2seq.model.rnn import ManualRNN, make_rnn  # noqa: E402
 from seq2seq.data.tokenizer import PAD, Tokenizer  # noqa: E402
+from seq2seq.training.objective import Objective  # noqa: E402
 from seq2seq.training.optim import make_optimizer  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "multi30k"
@@ -119,20 +119,17 @@ def bench_layer(args) -> dict:
         for B, T, I, H in shapes:
             torch.manual_seed(0)
             fused = make_rnn(cell, "fused", I, H)
-            manual = make_rnn(cell, "manual", I, H)
-            manual.load_state_dict(fused.state_dict())
+            layers = {"fast": FastManualRNN(cell, I, H),
+                      "no-oneDNN": FastManualRNN(cell, I, H, prepack=False),
+                      "plain": ManualRNN(cell, I, H), "fused": fused}
+            for layer in layers.values():
+                layer.load_state_dict(fused.state_dict())
             x = torch.randn(B, T, I, requires_grad=True)
 
-            def step(layer, fast=True, onednn=True):
-                manual.backward = "handwritten" if fast else "autograd"
-                cpu_kernels.ONEDNN = onednn
-                try:
-                    out, _ = layer(x)
-                    out.sum().backward()
-                finally:
-                    manual.backward, cpu_kernels.ONEDNN = "handwritten", True
-            sides = {"fast": lambda: step(manual), "no-oneDNN": lambda: step(manual, onednn=False),
-                     "plain": lambda: step(manual, fast=False), "fused": lambda: step(fused)}
+            def step(layer):
+                out, _ = layer(x)
+                out.sum().backward()
+            sides = {k: lambda layer=layer: step(layer) for k, layer in layers.items()}
             ts = interleave(sides, args.repeats, clock=clock)
             med = {k: statistics.median(v) for k, v in ts.items()}
             flops = lstm_flops(cell, B, T, I, H)
@@ -149,8 +146,9 @@ def bench_layer(args) -> dict:
                          "fused % of oneDNN": round(100 * flops / med["fused"] / 1e9 / peak)})
     print(f"oneDNN fp32 peak (prepacked 2048x768 @ 768x2048, best of 20): {peak:.0f} GFLOP/s; "
           f"{args.clock} time; "
-          "fast = ManualRNN's hand-written backward (seq2seq.kernels.cpu_kernels), no-oneDNN = the same with "
-          "plain addmm, plain = cells under autograd (the reference); ratios: median over rounds")
+          "fast = FastManualRNN's hand-written backward (seq2seq.kernels.recurrence), no-oneDNN = "
+          "the same with plain addmm (prepack=False), plain = ManualRNN, the cells under autograd "
+          "(the reference); ratios: median over rounds")
     print(table(rows, list(rows[0])))
     return {"onednn_peak_gflops": peak, "clock": args.clock, "rows": rows}
 
@@ -240,25 +238,31 @@ def joey_shape(mcfg) -> ModelConfig:
                              tie_embeddings=False, attention="bahdanau")
 
 
-def train_step_fn(model, opt, batches, tf=1.0, fast=True, amp=False, ntok=None):
-    """A callable that trains on ``batches`` as ``seq2seq train`` does: ``fast`` False is the
-    plain torch path (the unfused loss over (B, T, V) logits, no oneDNN kernels, the values'
+def train_model(cfg, tok, fast=True):
+    """The model of ``cfg`` (seeded) and its training objective, as ``seq2seq train`` builds
+    them; ``fast`` False: the plain torch path of the training step, chosen by constructor
+    arguments (the unfused loss over (B, T, V) logits, no oneDNN prepacking, the values'
     attention gradient per step)."""
+    torch.manual_seed(0)
+    model = Seq2Seq.from_config(cfg, tok.src_vocab_size, tok.tgt_vocab_size, PAD,
+                                prepack=fast, defer_value_grads=fast)
+    return model, Objective(model, fused=None if fast else False)
+
+
+def train_step_fn(objective, opt, batches, tf=1.0, amp=False, ntok=None):
+    """A callable that trains on ``batches`` as ``seq2seq train`` does."""
+    model = objective.model
+
     def run():
         n_all = 0
-        cpu_kernels.ONEDNN = decoder.DEFER_VALUE_GRADS = fast
-        try:
-            for b in batches:
-                with torch.autocast("cpu", torch.bfloat16, enabled=amp):
-                    losses = model(b.src, b.src_len, b.tgt_in, tf, tgt_out=b.tgt_out,
-                                   fused_loss=fast)
-                opt.zero_grad(set_to_none=True)
-                (losses.objective / losses.n).backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                n_all += losses.n
-        finally:
-            cpu_kernels.ONEDNN = decoder.DEFER_VALUE_GRADS = True
+        for b in batches:
+            with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+                losses = objective(b.src, b.src_len, b.tgt_in, b.tgt_out, tf)
+            opt.zero_grad(set_to_none=True)
+            (losses.objective / losses.n).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            n_all += losses.n
         if ntok is not None:
             ntok.append(n_all)
     return run
@@ -349,36 +353,9 @@ def split_table(models: dict, accounts: dict, tok, batches, tgt_tok: int, src_pe
     return rows
 
 
-def bench_train(args) -> dict:
-    """Training steps of the Multi30k recipe's model and of the Joey-shape GRU: the plain torch
-    path against the fast one in float32 and in bf16, with the FLOP account of each model."""
-    from flop_account import flops_per_target_token, matmul_peaks
-
-    _, (tok, s_ids, t_ids) = bench_data(args, quiet=True)
-    data = IdPairs(s_ids, t_ids, [], [])
-    mcfg = model_config(args)
-    batches = bucket_batches([len(s) for s in s_ids], [len(t) for t in t_ids], 64, seed=1)
-    batch_list = list(iterate(data, batches[:4]))  # 4 batches (about 900 target tokens each) a call
-    src_tok = sum(int(b.src_len.sum()) for b in batch_list)
-    tgt_tok = sum(int((b.tgt_out != PAD).sum()) for b in batch_list)
-    src_len = statistics.mean(float(b.src.size(1)) for b in batch_list)
-    peaks = matmul_peaks()
-    models = {"recipe": mcfg, "joey-gru": joey_shape(mcfg)}
-    sides, ntok, setting_model = {}, {}, {}
-    for name, cfg in models.items():
-        variants = [("plain fp32", dict(fast=False)), ("fast fp32", {}), ("fast bf16", dict(amp=True))]
-        if name == "recipe":
-            variants += [("fast fp32 tf=0.5", dict(tf=0.5)), ("manual fp32", dict(impl="manual"))]
-        for label, kw in variants:
-            torch.manual_seed(0)
-            impl = kw.pop("impl", cfg.impl)
-            model = Seq2Seq.from_config(dataclass_replace(cfg, impl=impl), tok.src_vocab_size,
-                                        tok.tgt_vocab_size, PAD)
-            key = f"{name} {label}"
-            ntok[key] = []
-            sides[key] = train_step_fn(model, make_optimizer(model, 1e-3), batch_list,
-                                       ntok=ntok[key], **kw)
-            setting_model[key] = name
+def naive_side(tok, s_ids, t_ids, mcfg, ntok: list):
+    """Training calls of :class:`NaiveSeq2Seq` on 4 random batches of 64 (appends to ``ntok``
+    the target tokens of each call)."""
     naive = NaiveSeq2Seq(tok.src_vocab_size, tok.tgt_vocab_size, mcfg.embedding_dim, mcfg.hidden_size)
     nopt = torch.optim.Adam(naive.parameters(), 1e-3)
     rng = random.Random(0)
@@ -394,17 +371,52 @@ def bench_train(args) -> dict:
             loss.backward()
             nopt.step()
             n_all += int((b.tgt_out != PAD).sum())
-        ntok["recipe naive tf=1.0"].append(n_all)
-    ntok["recipe naive tf=1.0"] = []
-    sides["recipe naive tf=1.0"] = naive_step
-    setting_model["recipe naive tf=1.0"] = "naive"  # its own FLOP account (1 layer, untied)
+        ntok.append(n_all)
+    return naive_step
+
+
+def bench_train(args) -> dict:
+    """Training steps of the Multi30k recipe's model and of the Joey-shape GRU: the plain torch
+    path against the fast one in float32 and in bf16, with the FLOP account of each model."""
+    from flop_account import flops_per_target_token, matmul_peaks
+
+    _, (tok, s_ids, t_ids) = bench_data(args, quiet=True)
+    data = IdPairs(s_ids, t_ids, [], [])
+    mcfg = model_config(args)
+    batches = bucket_batches([len(s) for s in s_ids], [len(t) for t in t_ids], 64, seed=1)
+    batch_list = list(iterate(data, batches[:4]))  # 4 batches (about 900 target tokens each) a call
+    src_tok = sum(int(b.src_len.sum()) for b in batch_list)
+    tgt_tok = sum(int((b.tgt_out != PAD).sum()) for b in batch_list)
+    src_len = statistics.mean(float(b.src.size(1)) for b in batch_list)
+    peaks = matmul_peaks()
+    models = {"recipe": mcfg, "joey-gru": joey_shape(mcfg)}
+    models = {k: v for k, v in models.items() if k in args.models}
+    sides, ntok, setting_model = {}, {}, {}
+    for name, cfg in models.items():
+        variants = [("plain fp32", dict(fast=False)), ("fast fp32", {}), ("fast bf16", dict(amp=True))]
+        if name == "recipe":
+            variants += [("fast fp32 tf=0.5", dict(tf=0.5)), ("manual fp32", dict(impl="manual"))]
+        for label, kw in variants:
+            impl = kw.pop("impl", cfg.impl)
+            model, objective = train_model(dataclass_replace(cfg, impl=impl), tok,
+                                           kw.pop("fast", True))
+            key = f"{name} {label}"
+            ntok[key] = []
+            sides[key] = train_step_fn(objective, make_optimizer(model, 1e-3), batch_list,
+                                       ntok=ntok[key], **kw)
+            setting_model[key] = name
+    if "recipe" in models:  # the tutorial way, beside the recipe's model
+        sides["recipe naive tf=1.0"] = naive_side(tok, s_ids, t_ids, mcfg,
+                                                  ntok.setdefault("recipe naive tf=1.0", []))
+        setting_model["recipe naive tf=1.0"] = "naive"  # its own FLOP account (1 layer, untied)
     ts = interleave(sides, args.repeats)
     accounts = {name: flops_per_target_token(cfg, tok.tgt_vocab_size, src_tok / tgt_tok, src_len)
                 for name, cfg in models.items()}
     naive_cfg = dataclass_replace(mcfg, num_layers=1, input_feeding=False, attention="luong",
                                   tie_embeddings=False)  # NaiveSeq2Seq's shape, for its FLOPs
-    accounts["naive"] = flops_per_target_token(naive_cfg, tok.tgt_vocab_size, src_tok / tgt_tok,
-                                               src_len)
+    if "recipe" in models:
+        accounts["naive"] = flops_per_target_token(naive_cfg, tok.tgt_vocab_size,
+                                                   src_tok / tgt_tok, src_len)
     tps = {k: statistics.mean(ntok[k]) / statistics.median(t) for k, t in ts.items()}
     rows = []
     for k, t in ts.items():
@@ -451,9 +463,9 @@ def dataclass_replace(obj, **kw):
 def bench_decode(args) -> dict:
     src, _, real = multi30k_lines(args.data_dir, "test_2016_flickr", 1000)
     if args.checkpoint:  # a trained model: sentences stop where the model says EOS
-        from seq2seq.training.checkpoint import load_model
+        from seq2seq.load import load_model
 
-        model, tok, cfg = load_model(args.checkpoint, None, torch.device("cpu"))
+        model, tok, cfg = load_model(args.checkpoint, device=torch.device("cpu"))
         a, b, what = 1.5, 10, f"the trained model {args.checkpoint}"
     else:  # an untrained model rarely says EOS: cap the length as a trained one would stop
         tok_src, tok_tgt, _ = multi30k_lines(args.data_dir, "train", 29000)
@@ -639,6 +651,9 @@ def main() -> int:
                         "untrained one")
     p.add_argument("--singles", type=int, default=50,
                    help="decode: sentences decoded one at a time (default: 50)")
+    p.add_argument("--models", nargs="+", choices=["recipe", "joey-gru"],
+                   default=["recipe", "joey-gru"],
+                   help="train: the models to time (default: both; joey-gru alone is a short run)")
     p.add_argument("--json", action="store_true", help="also print one JSON object at the end")
     args = p.parse_args()
     if args.threads:

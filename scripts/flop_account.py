@@ -87,7 +87,7 @@ def matmul_peaks(repeats: int = 20, m: int = 2048, k: int = 768, n: int = 2048
     ``mkl`` (torch's own fp32 ``mm``), ``onednn`` (fp32 through oneDNN with the weight
     prepacked, the fp32 limit; equal to ``mkl`` where the private ops are missing) and
     ``bf16`` (a bf16 ``mm``: oneDNN, AMX or AVX512-BF16 where the CPU has them)."""
-    from seq2seq.kernels.cpu_kernels import mkldnn_available
+    from seq2seq.kernels.onednn import mkldnn_available
 
     x, w = torch.randn(m, k), torch.randn(n, k)
     flops = 2 * m * k * n

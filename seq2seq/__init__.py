@@ -15,10 +15,10 @@ __all__ = ["Translator", "Translation", "train", "load_config", "Config", "UserE
 
 
 def __getattr__(name: str):
-    if name in __all__:
-        from seq2seq import api
+    if name in __all__:  # the API's names, imported on first use (not by ``import seq2seq``)
+        import importlib
 
-        return getattr(api, name)
+        return getattr(importlib.import_module("seq2seq.api"), name)
     raise AttributeError(f"module 'seq2seq' has no attribute {name!r}")
 
 

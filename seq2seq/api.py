@@ -88,7 +88,7 @@ class Translator:
                 folder, ONNX Runtime's.
             impl: ``manual`` | ``fused``: the recurrent layers to run (the weights are the same).
         """
-        from seq2seq.device import set_threads
+        from seq2seq.kernels.device import set_threads
         from seq2seq.load import load_for_decoding
 
         if threads is not None:

@@ -69,8 +69,9 @@ class TokenizerConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     cell: Literal["lstm", "gru"] = "lstm"  # recurrent cell of the encoder and the decoder
-    impl: Literal["manual", "fused"] = "fused"  # same parameters and numbers; fused is nn.LSTM/nn.GRU, manual the cells of seq2seq/cells.py
-    manual_backward: Literal["handwritten", "autograd"] = "handwritten"  # impl manual, training: the hand-written backward of seq2seq/cpu_kernels.py (same numbers, faster; autograd under autocast), or autograd through the cells
+    impl: Literal["manual", "fused"] = "fused"  # same parameters and numbers; fused is nn.LSTM/nn.GRU, manual the cells of seq2seq/model/cells.py
+    manual_backward: Literal["handwritten", "autograd"] = "handwritten"  # impl manual, kernels fast, training: the hand-written backward of seq2seq/kernels/recurrence.py (same numbers, faster; autograd under autocast), or autograd through the cells
+    kernels: Literal["fast", "plain"] = "fast"  # fast: the CPU speed paths of seq2seq/kernels/ (hand-written backward, oneDNN prepacking, bf16 precision regions, fused projection + loss, dropout masks by torch.rand): the same functions to rounding, faster; plain: the readable reference of seq2seq/model/ everywhere (what tests compare with); off the CPU the fast paths step aside either way
     attention: Literal["none", "bahdanau", "luong"] = "bahdanau"  # additive (Bahdanau 2015) or general (Luong 2015) attention, masked on source padding
     embedding_dim: int = 256  # source and target embedding size
     hidden_size: int = 512  # per direction in the encoder; the decoder's size

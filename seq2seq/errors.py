@@ -1,5 +1,5 @@
 """The errors a user can fix: every entry point prints their message on one line, without a
-traceback (see :func:`seq2seq.console.run_main`)."""
+traceback (see :func:`seq2seq.cli.console.run_main`)."""
 
 
 class UserError(Exception):

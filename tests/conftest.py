@@ -1,5 +1,7 @@
-"""Shared test setup: one torch thread per process, caches and plots in temporary folders."""
+"""Shared test setup: one torch thread per process, caches and plots in temporary folders; the
+CLI run as a user runs it (:func:`seq2seq`, and the ``run_cli`` fixture)."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -19,21 +21,24 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
 
+def seq2seq(*args, cwd, input=None, check=True, env=None, timeout=600):
+    """``seq2seq ARGS...`` in a subprocess in ``cwd``, as a user runs it (``env``: variables
+    added to this process's); its CompletedProcess, text unless ``input`` is bytes. ``check``:
+    an AssertionError with its stderr when it exits with another status than 0."""
+    e = dict(os.environ, **(env or {}))
+    p = subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], input=input,
+                       capture_output=True, cwd=cwd, env=e, timeout=timeout,
+                       text=not isinstance(input, bytes))
+    if check and p.returncode != 0:
+        raise AssertionError(f"seq2seq {' '.join(map(str, args))} exited {p.returncode}:\n"
+                             f"{p.stderr}")
+    return p
+
+
 @pytest.fixture
 def run_cli(tmp_path):
-    """Run ``seq2seq ARGS...`` as a user would (a subprocess); returns CompletedProcess."""
-
-    def run(*args, input=None, check=True, env=None, timeout=600):
-        e = dict(os.environ, **(env or {}))
-        p = subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], input=input,
-                           capture_output=True, cwd=tmp_path, env=e, timeout=timeout,
-                           text=isinstance(input, str) or input is None)
-        if check and p.returncode != 0:
-            raise AssertionError(f"seq2seq {' '.join(map(str, args))} exited {p.returncode}:\n"
-                                 f"{p.stderr}")
-        return p
-
-    return run
+    """:func:`seq2seq` in the test's temporary folder."""
+    return functools.partial(seq2seq, cwd=tmp_path)
 
 
 def fit(model, batch, steps: int, lr: float = 1e-2):
@@ -101,3 +106,14 @@ def half_trained(cell: str = "gru", impl: str = "fused", attention: str = "bahda
         model = other
     return model.eval(), batch
 
+
+
+def with_decode(checkpoint, out, **decode):
+    """A copy of ``checkpoint`` at ``out`` whose config's ``decode`` section also sets
+    ``decode`` (as a checkpoint trained with those settings has them); returns ``out``."""
+    from seq2seq.training import checkpoint as ckpt_file
+
+    ckpt = ckpt_file.load(checkpoint)
+    ckpt["config"]["decode"].update(decode)
+    ckpt_file.save(ckpt, out)
+    return out

@@ -1,8 +1,11 @@
-"""Attention: weights are a distribution over the valid source positions, shapes as documented."""
+"""Attention: weights are a distribution over the valid source positions, shapes as documented;
+the fast classes (seq2seq.kernels.fast_attention) compute what the plain ones compute, with their
+precision regions under CPU bf16 autocast."""
 
 import pytest
 import torch
 
+from seq2seq.kernels.fast_attention import FastBahdanauAttention, FastLuongAttention
 from seq2seq.model.attention import BahdanauAttention, LuongAttention
 from seq2seq.model.rnn import length_mask
 
@@ -11,11 +14,17 @@ HQ, K, A = 6, 10, 5  # query (decoder hidden), key (encoder output, 2H), Bahdana
 SRC_LEN = torch.tensor([7, 2, 1])
 
 
+KINDS = ["bahdanau", "luong", "fast-bahdanau", "fast-luong"]
+
+
 def make(kind):
+    """The attention ``kind`` (``fast-`` for the fast class), and its key size."""
     torch.manual_seed(0)
-    if kind == "bahdanau":
-        return BahdanauAttention(HQ, K, A), A
-    return LuongAttention(HQ, K), HQ
+    if kind.endswith("bahdanau"):
+        cls = FastBahdanauAttention if kind.startswith("fast") else BahdanauAttention
+        return cls(HQ, K, A), A
+    cls = FastLuongAttention if kind.startswith("fast") else LuongAttention
+    return cls(HQ, K), HQ
 
 
 def inputs(scale=1.0):
@@ -27,7 +36,7 @@ def inputs(scale=1.0):
 
 
 @pytest.mark.parametrize("scale", [1.0, 30.0], ids=["normal", "large-scores"])
-@pytest.mark.parametrize("kind", ["bahdanau", "luong"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_weights_sum_to_one_and_are_zero_on_padding(kind, scale):
     attn, key_size = make(kind)
     enc_out, query, pad_mask = inputs(scale)
@@ -43,7 +52,7 @@ def test_weights_sum_to_one_and_are_zero_on_padding(kind, scale):
     assert torch.all(weights[2, :, 0] == 1)  # a one-token source gets all the weight
 
 
-@pytest.mark.parametrize("kind", ["bahdanau", "luong"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_padded_encoder_states_neither_count_nor_get_gradient(kind):
     attn, _ = make(kind)
     enc_out, query, pad_mask = inputs()
@@ -60,7 +69,7 @@ def test_padded_encoder_states_neither_count_nor_get_gradient(kind):
     torch.testing.assert_close(weights_g, weights, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["bahdanau", "luong"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_queries_at_once_equal_queries_one_at_a_time(kind):
     """The fast path attends with the whole target at once; stepping attends one query at a
     time. Attention is stateless, so both give the same context and weights."""
@@ -90,6 +99,19 @@ def test_scores_follow_the_papers():
 
 
 @pytest.mark.parametrize("kind", ["bahdanau", "luong"])
+def test_fast_equals_plain_in_float32(kind):
+    """Same weights, same numbers: the fast classes differ only under CPU autocast."""
+    plain, _ = make(kind)
+    fast, _ = make(f"fast-{kind}")
+    enc_out, query, pad_mask = inputs()
+    for q in (query, query[:, :1]):  # many steps, one step
+        ref = plain(q, plain.keys(enc_out), enc_out, pad_mask)
+        out = fast(q, fast.keys(enc_out), enc_out, pad_mask)
+        for a, b in zip(out, ref):
+            torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["fast-bahdanau", "fast-luong"])
 def test_under_bf16_autocast_many_steps_attend_in_float32(kind):
     """On the CPU under bf16 autocast, a query of many steps (the teacher-forced fast path)
     scores and mixes in float32, each (target, source length) pair being a new oneDNN
@@ -114,7 +136,7 @@ def test_under_bf16_autocast_one_bahdanau_step_scores_in_float32():
     computed in float32 (torch.tanh is several times slower in bf16 on the CPU), from float32
     keys cast once by keys() and the bf16 query projection; the context product stays bf16.
     Gradients reach every parameter and the keys' input."""
-    attn, _ = make("bahdanau")
+    attn, _ = make("fast-bahdanau")
     enc_out, query, pad_mask = inputs()
     enc_out.requires_grad_(True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -136,7 +158,7 @@ def test_under_bf16_autocast_one_bahdanau_step_scores_in_float32():
 
 def test_a_float64_attention_under_autocast_stays_float64():
     """Autocast leaves float64 alone, and so does the float32 scoring of one step."""
-    attn, _ = make("bahdanau")
+    attn, _ = make("fast-bahdanau")
     attn = attn.double()
     enc_out, query, pad_mask = (t.double() if t.is_floating_point() else t for t in inputs())
     ref, ref_w = attn(query[:, :1], attn.keys(enc_out), enc_out, pad_mask)

@@ -101,7 +101,7 @@ def test_greedy_attention_maps_fit_the_output_alone_and_batched(model_and_batch)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("V", [12, 8000, 8003, 1000])
 def test_blocked_argmax_is_torch_argmax(V, dtype):
-    from seq2seq.kernels.cpu_kernels import argmax
+    from seq2seq.kernels.argmax import argmax
 
     g = torch.Generator().manual_seed(V)
     logits = torch.randn(37, V, generator=g)
@@ -113,16 +113,25 @@ def test_blocked_argmax_is_torch_argmax(V, dtype):
     assert argmax(logits[:0]).shape == (0,)
 
 
-def test_decoding_with_and_without_the_prepacked_projection(model_and_batch, monkeypatch):
-    from seq2seq.kernels import cpu_kernels
+def unprepacked(model):
+    """``model``'s weights in a model whose decoder never prepacks (``prepack=False``)."""
+    cfg = ModelConfig(cell="gru", embedding_dim=16, hidden_size=32, dropout=0.0,
+                      input_feeding=True)
+    other = Seq2Seq.from_config(cfg, VOCAB, VOCAB, PAD, prepack=False)
+    other.load_state_dict(model.state_dict())
+    return other.to(next(model.parameters()).dtype).eval()
+
+
+def test_decoding_with_and_without_the_prepacked_projection(model_and_batch):
+    from seq2seq.kernels import onednn
 
     model, b = model_and_batch
     fast = greedy(model, b.src, b.src_len).hyps, beam_search(model, b.src, b.src_len, beam=3)
     with torch.inference_mode():
         assert (model.decoder.projector(8) != model.decoder.project) == \
-            cpu_kernels.use_prepack(b.src.float())
+            onednn.use_prepack(b.src.float())
     assert model.decoder.projector(8) == model.decoder.project  # autograd on: the plain layer
-    monkeypatch.setattr(cpu_kernels, "ONEDNN", False)
+    model = unprepacked(model)
     with torch.inference_mode():
         assert model.decoder.projector(8) == model.decoder.project
     plain = greedy(model, b.src, b.src_len).hyps, beam_search(model, b.src, b.src_len, beam=3)
@@ -132,18 +141,17 @@ def test_decoding_with_and_without_the_prepacked_projection(model_and_batch, mon
         assert [h.score for h in x] == pytest.approx([h.score for h in y], abs=1e-4)
 
 
-def test_bf16_decoding_prepacks_the_projection_with_the_same_outputs(model_and_batch,
-                                                                     monkeypatch):
+def test_bf16_decoding_prepacks_the_projection_with_the_same_outputs(model_and_batch):
     """``--bf16``: a bf16 model under autocast projects through oneDNN with its weight
     reordered once (where the ops exist), and decodes exactly as with the plain bf16 layer."""
-    from seq2seq.kernels import cpu_kernels
-    from seq2seq.device import bf16_weights
+    from seq2seq.kernels import onednn
+    from seq2seq.kernels.device import bf16_weights
 
     model, b = model_and_batch
     low = bf16_weights(model)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         project = low.decoder.projector(8)
-        prepackable = cpu_kernels.use_prepack(low.decoder.out.weight, bf16=True)
+        prepackable = onednn.use_prepack(low.decoder.out.weight, bf16=True)
         assert (project != low.decoder.project) == prepackable
         o = torch.randn(8, low.decoder.out_size).bfloat16()
         assert project(o).dtype == torch.bfloat16
@@ -152,7 +160,7 @@ def test_bf16_decoding_prepacks_the_projection_with_the_same_outputs(model_and_b
     with torch.inference_mode():  # float32 weights under bf16 autocast: the plain layer
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert model.decoder.projector(8) == model.decoder.project
-    monkeypatch.setattr(cpu_kernels, "ONEDNN", False)
+    low = unprepacked(low)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert low.decoder.projector(8) == low.decoder.project
         plain = greedy(low, b.src, b.src_len).hyps, beam_search(low, b.src, b.src_len, beam=3)
@@ -168,7 +176,7 @@ def test_bf16_decoding_of_every_architecture(model_and_batch, cell, impl, attent
     """``--bf16`` (bf16 weights under autocast) decodes greedy and beam for LSTM and GRU, both
     implementations, every attention, with and without input feeding and tied embeddings,
     and mostly agrees with float32."""
-    from seq2seq.device import bf16_weights
+    from seq2seq.kernels.device import bf16_weights
 
     _, b = model_and_batch
     torch.manual_seed(5)
@@ -196,7 +204,7 @@ def test_bf16_decoding_casts_the_weights_once_and_again_after_they_change(model_
     """``--bf16`` decodes with a bfloat16 copy of the model (autocast alone re-casts the
     weights at every step): the copy is reused while the weights stay as they are, made again
     after an in-place update, and the model itself stays float32."""
-    from seq2seq.device import bf16_weights
+    from seq2seq.kernels.device import bf16_weights
 
     model, b = model_and_batch
     low = bf16_weights(model)
@@ -230,3 +238,33 @@ def test_bf16_decoding_casts_the_weights_once_and_again_after_they_change(model_
     full = greedy(model, b.src, b.src_len).hyps
     same = sum(x == y for x, y in zip(low_hyps, full))
     assert same >= len(full) * 0.75  # bf16 rounding may flip a close call, not most outputs
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_a_check_before_each_step_stops_a_search_and_changes_nothing_else(model_and_batch,
+                                                                          search):
+    """``check_cancelled`` (the server's timed-out requests): called once per step; returning
+    changes no output; raising ends the search at that step."""
+    model, b = model_and_batch
+    run = {"greedy": lambda **k: greedy(model, b.src, b.src_len, **k).hyps,
+           "beam": lambda **k: [[h.tokens for h in x]
+                                for x in beam_search(model, b.src, b.src_len, 3, n_best=2, **k)]
+           }[search]
+    calls = []
+    hyps = run(check_cancelled=lambda: calls.append(1))
+    assert hyps == run()
+    assert len(calls) >= max(len(h) for x in hyps for h in (x if search == "beam" else [x]))
+
+    def stop_at_third_step():
+        calls.append(1)
+        if len(calls) == 3:
+            raise Stop
+
+    calls.clear()
+    with pytest.raises(Stop):
+        run(check_cancelled=stop_at_third_step)
+    assert len(calls) == 3

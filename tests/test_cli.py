@@ -6,16 +6,14 @@ One tiny model is trained once for the module on a word-for-word toy task it lea
 """
 
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from conftest import seq2seq
 from seq2seq import __version__
 
 WORDS = {"cat": "Katze", "dog": "Hund", "house": "Haus", "tree": "Baum", "water": "Wasser",
@@ -27,18 +25,6 @@ PAIRS = [(en, de) for en, de in WORDS.items()] + [
 MODEL = "model: {cell: gru, impl: manual, embedding_dim: 16, hidden_size: 32, dropout: 0.0}"
 TRAIN = ("train: {max_steps: 40, batch_size: 16, lr: 0.03, lr_schedule: constant, "
          "eval_every: 20, valid_max_sentences: 20, seed: 1}")
-
-
-def seq2seq(*args, cwd, input=None, check=True, env=None, timeout=300):
-    """``seq2seq ARGS`` in a subprocess, as a user runs it."""
-    e = dict(os.environ, **(env or {}))
-    p = subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], input=input,
-                       capture_output=True, cwd=cwd, env=e, timeout=timeout,
-                       text=not isinstance(input, bytes))
-    if check and p.returncode != 0:
-        raise AssertionError(f"seq2seq {' '.join(map(str, args))} exited {p.returncode}:\n"
-                             f"{p.stderr}")
-    return p
 
 
 def write_jsonl(path: Path, rows) -> Path:

@@ -14,7 +14,8 @@ import torch
 
 from seq2seq.training import checkpoint
 from seq2seq.cli.main import main
-from test_cli import LINES, PAIRS, seq2seq, toy  # noqa: F401 (toy: the trained model)
+from conftest import seq2seq
+from test_cli import LINES, PAIRS, toy  # noqa: F401 (toy: the trained model)
 
 
 def run(capsys, *args):

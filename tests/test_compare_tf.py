@@ -364,6 +364,34 @@ def test_every_score_of_a_run_decodes_with_its_learned_output_limit(tmp_path, mo
     assert seen and all(d.max_len_a is not None and d.max_len_b is not None for d in seen)
 
 
+@pytest.mark.parametrize("decode", [["decode.beam=2", "decode.coverage_penalty=0.5"],
+                                    ["decode.sample=true"]], ids=["coverage", "sample"])
+def test_greedy_scores_are_the_argmax_whatever_the_config_decodes(tmp_path, monkeypatch, decode):
+    """A config whose decode section sets a coverage penalty (which needs beam > 1) or sampling
+    runs through the comparison's decoding: its greedy outputs are the argmax's (not samples),
+    and each beam size decodes."""
+    from seq2seq.config import DecodeConfig
+    from seq2seq.decoding.search import translate
+    from seq2seq.load import load_model
+
+    rng = random.Random(3)
+    files = {k: _reverse_files(tmp_path, rng, n)
+             for k, n in (("train", 120), ("valid", 20), ("test", 21))}
+    (tmp_path / "tiny.yaml").write_text(TINY.format(**files))
+    monkeypatch.chdir(tmp_path)
+    sets = [x for s in decode for x in ("--set", s)]
+    assert study.main(["--config", "tiny.yaml", "--settings", "constant:1.0", "--beam-sizes",
+                       "1", "2", "--out", "cmp", "--no-progress", *sets]) == 0
+    [hyp] = (tmp_path / "cmp").rglob("*.hyp")
+    model, tok, cfg = load_model(hyp.parent / "best.pt")
+    assert cfg.decode.sample or cfg.decode.coverage_penalty  # the run's config kept them
+    srcs = (tmp_path / "21.src").read_text().splitlines()
+    argmax = DecodeConfig(max_len_a=cfg.decode.max_len_a, max_len_b=cfg.decode.max_len_b)
+    assert hyp.read_text().splitlines() == translate(model, tok, srcs, argmax).hyps
+    result = json.loads((hyp.parent / "result.json").read_text())
+    assert set(result["bleu_by_beam"]) == {"1", "2"}
+
+
 def test_table_over_seeds_shows_the_difference_interval_and_holm_counts():
     """Three seeds, three settings: the ΔBLEU interval over seeds, and significance counted
     before and after Holm's correction within each seed."""

@@ -1,6 +1,7 @@
-"""The hand-written recurrence (seq2seq.kernels.cpu_kernels) against the plain autograd loop it replaces.
+"""The hand-written recurrence (seq2seq.kernels.recurrence, run by seq2seq.kernels.fast_rnn's
+FastManualRNN) against the plain autograd loop it replaces.
 
-``ManualRNN(backward="autograd")`` (cells in a loop, plain autograd) is the reference: the fast path must
+``ManualRNN`` (cells in a loop, plain autograd) is the reference: the fast path must
 give the same outputs, final states and gradients of every parameter, input and initial state,
 over mixed lengths, both directions and stacked layers; its backward must pass gradcheck; and
 the oneDNN prepacked-weight matmuls must agree with plain ``torch.addmm``.
@@ -12,10 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seq2seq.kernels import cpu_kernels
-
-from seq2seq.model import rnn
-from seq2seq.kernels.cpu_kernels import mkldnn_available, recurrence
+from seq2seq.kernels import fast_rnn, onednn
+from seq2seq.kernels.fast_rnn import FastManualRNN
+from seq2seq.kernels.onednn import mkldnn_available
+from seq2seq.kernels.recurrence import recurrence
 from seq2seq.model.rnn import ManualRNN, State, length_mask
 
 B, T, I, H = 4, 6, 5, 7
@@ -39,9 +40,19 @@ def weighted_sum(tensors, seed=2):
     return sum((t * torch.randn(t.shape, generator=g)).sum() for t in tensors if t is not None)
 
 
-def run(layer, x, lengths, state, fast):
+def pair(*args, **kwargs):
+    """A plain ``ManualRNN`` and a ``FastManualRNN`` made from the same random numbers."""
+    torch.manual_seed(0)
+    plain = ManualRNN(*args, **kwargs)
+    torch.manual_seed(0)
+    fast = FastManualRNN(*args, **kwargs)
+    for a, b in zip(plain.parameters(), fast.parameters()):
+        assert torch.equal(a, b)
+    return plain, fast
+
+
+def run(layer, x, lengths, state):
     """Outputs, final states, and gradients w.r.t. parameters, ``x`` and the initial state."""
-    layer.backward = "handwritten" if fast else "autograd"
     out, final = layer(x, lengths, state)
     inputs = [x, *layer.parameters(), *(t for t in (state or ()) if t is not None)]
     grads = torch.autograd.grad(weighted_sum([out, final.h, final.c]), inputs)
@@ -50,13 +61,13 @@ def run(layer, x, lengths, state, fast):
 
 @pytest.fixture
 def count_calls(monkeypatch):
-    """How many times ManualRNN called the fast recurrence."""
+    """How many times FastManualRNN called the hand-written recurrence."""
     calls = []
 
     def spy(*args, **kwargs):
         calls.append(1)
         return recurrence(*args, **kwargs)
-    monkeypatch.setattr(rnn, "recurrence", spy)
+    monkeypatch.setattr(fast_rnn, "recurrence", spy)
     return calls
 
 
@@ -64,14 +75,13 @@ def count_calls(monkeypatch):
 @pytest.mark.parametrize("lengths", [LENGTHS, None], ids=["mixed-lengths", "full-length"])
 @pytest.mark.parametrize("cell,num_layers,bidirectional", CONFIGS, ids=IDS)
 def test_fast_matches_plain(cell, num_layers, bidirectional, lengths, with_state, count_calls):
-    torch.manual_seed(0)
-    layer = ManualRNN(cell, I, H, num_layers, bidirectional)
+    plain_layer, fast_layer = pair(cell, I, H, num_layers, bidirectional)
     D = 2 if bidirectional else 1
     state = random_state(cell, num_layers * D, requires_grad=True) if with_state else None
     x = torch.randn(B, T, I, requires_grad=True)
-    plain = run(layer, x, lengths, state, fast=False)
+    plain = run(plain_layer, x, lengths, state)
     assert not count_calls
-    fast = run(layer, x, lengths, state, fast=True)
+    fast = run(fast_layer, x, lengths, state)
     assert len(count_calls) == num_layers * D  # the fast path did run, once per layer and direction
     assert len(fast) == len(plain)
     for a, b in zip(fast, plain):
@@ -79,20 +89,24 @@ def test_fast_matches_plain(cell, num_layers, bidirectional, lengths, with_state
 
 
 def test_fast_matches_plain_with_dropout():
-    """Training mode with dropout between layers: the same dropout masks, the same results."""
-    layer = ManualRNN("lstm", I, H, num_layers=2, bidirectional=True, dropout=0.5).train()
+    """Training mode with dropout between layers: the same dropout masks, the same results
+    (the hand-written backward against the autograd loop, both with the fast layer's masks)."""
+    args = ("lstm", I, H, 2, True, 0.5)
+    _, fast = pair(*args)
+    loop = FastManualRNN(*args, backward="autograd")
+    loop.load_state_dict(fast.state_dict())
     x = torch.randn(B, T, I, requires_grad=True)
     results = []
-    for fast in (False, True):
+    for layer in (loop.train(), fast.train()):
         torch.manual_seed(3)
-        results.append(run(layer, x, LENGTHS, None, fast))
+        results.append(run(layer, x, LENGTHS, None))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
 
 
 def test_plain_loop_without_autograd(count_calls):
     """Inference (no_grad, inference_mode, frozen parameters) and autocast take the plain loop."""
-    layer = ManualRNN("gru", I, H, num_layers=2)
+    layer = FastManualRNN("gru", I, H, num_layers=2)
     x = torch.randn(B, T, I)
     with torch.no_grad():
         layer(x, LENGTHS)
@@ -111,7 +125,7 @@ def test_plain_loop_without_autograd(count_calls):
 
 def test_backward_twice_with_retained_graph():
     """The backward does not modify what the forward saved."""
-    layer = ManualRNN("lstm", I, H, bidirectional=True)
+    layer = FastManualRNN("lstm", I, H, bidirectional=True)
     x = torch.randn(B, T, I, requires_grad=True)
     out, final = layer(x, LENGTHS)
     loss = weighted_sum([out, final.h, final.c])
@@ -191,23 +205,46 @@ def test_prepacked_linear_matches_f_linear(dtype):
     w, b = torch.randn(300, 24, generator=g), torch.randn(300, generator=g)
     x = torch.randn(5, 24, generator=g)
     w, b, x = w.to(dtype), b.to(dtype), x.to(dtype)
-    lin = cpu_kernels.prepacked_linear(w, b, 8)
-    if dtype == torch.bfloat16 and not cpu_kernels._mkldnn_bf16_supported():
+    lin = onednn.prepacked_linear(w, b, 8)
+    if dtype == torch.bfloat16 and not onednn.mkldnn_bf16_supported():
         assert lin is None
         return
     y = lin(x)
     assert y.dtype == dtype
     tol = 1e-5 if dtype == torch.float32 else 2e-2  # bf16: one rounding of the result
     torch.testing.assert_close(y.float(), F.linear(x, w, b).float(), rtol=tol, atol=tol)
-    assert cpu_kernels.prepacked_linear(w.double(), b.double(), 8) is None
+    assert onednn.prepacked_linear(w.double(), b.double(), 8) is None
 
 
-def test_prepack_only_where_it_applies(monkeypatch):
+def test_prepack_only_where_it_applies():
     x32, x64 = torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.float64)
-    assert not cpu_kernels.use_prepack(x64)  # float32 only
-    assert cpu_kernels.use_prepack(x32) == mkldnn_available()
-    monkeypatch.setattr(cpu_kernels, "ONEDNN", False)
-    assert not cpu_kernels.use_prepack(x32)
+    assert not onednn.use_prepack(x64)  # float32 only
+    assert onednn.use_prepack(x32) == mkldnn_available()
+    bf16 = torch.zeros(2, 3, dtype=torch.bfloat16)
+    assert not onednn.use_prepack(bf16)  # bf16 only where the caller asks for it
+    assert onednn.use_prepack(bf16, bf16=True) == (mkldnn_available()
+                                                   and onednn.mkldnn_bf16_supported())
+
+
+@pytest.mark.skipif(not mkldnn_available(), reason="no oneDNN prepacked-linear ops in this torch")
+def test_the_layer_passes_its_prepack_choice(monkeypatch):
+    """FastManualRNN(prepack=False) runs the recurrence on torch.addmm (scripts/bench.py's
+    no-oneDNN row); the default prepacks where oneDNN applies. Same results either way."""
+    seen = []
+
+    def spy(*args, prepack=None, **kwargs):
+        seen.append(prepack)
+        return recurrence(*args, prepack=prepack, **kwargs)
+    monkeypatch.setattr(fast_rnn, "recurrence", spy)
+    x = torch.randn(B, T, I, requires_grad=True)
+    outs = []
+    for prepack in (True, False):
+        torch.manual_seed(0)
+        layer = FastManualRNN("gru", I, H, prepack=prepack)
+        outs.append(run(layer, x, LENGTHS, None))
+    assert seen == [None, False]  # None: where use_prepack allows
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
 
 
 @pytest.mark.parametrize("choice", ["handwritten", "autograd"])
@@ -217,6 +254,7 @@ def test_model_manual_backward_chooses_the_kernel(choice, count_calls):
 
     cfg = ModelConfig(impl="manual", manual_backward=choice, embedding_dim=8, hidden_size=8)
     model = Seq2Seq.from_config(cfg, 20, 20, 0)
+    assert isinstance(model.encoder.rnn, FastManualRNN)  # model.kernels: fast, the default
     assert model.encoder.rnn.backward == model.decoder.rnn.backward == choice
     g = torch.Generator().manual_seed(0)
     src, tgt = torch.randint(4, 20, (3, 5), generator=g), torch.randint(4, 20, (3, 4), generator=g)

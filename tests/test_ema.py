@@ -10,8 +10,9 @@ import torch
 from conftest import text_run_config
 from seq2seq.training import checkpoint
 from seq2seq import config
+from seq2seq.load import load_model
 from seq2seq.training.ema import WeightAverage
-from seq2seq.decoding.evaluate import validate
+from seq2seq.training.validation import validate
 from seq2seq.model.seq2seq import Seq2Seq
 from seq2seq.data.tokenizer import PAD
 from seq2seq.training.loop import Trainer
@@ -100,7 +101,7 @@ def test_a_run_validates_and_saves_the_average(tmp_path, monkeypatch):
     with trainer.ema.applied():
         for k, v in trainer.model.state_dict().items():
             assert torch.equal(ckpt["model"][k], v)
-    model, _, _ = checkpoint.load_model("run/last.pt")  # what translating loads: the average
+    model, _, _ = load_model("run/last.pt")  # what translating loads: the average
     with trainer.ema.applied():
         for (k, v), w in zip(model.state_dict().items(), trainer.model.state_dict().values()):
             assert torch.equal(v, w), k

@@ -12,17 +12,18 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from conftest import fit  # noqa: E402
+from conftest import fit, seq2seq, with_decode  # noqa: E402
 from seq2seq.data.batching import collate  # noqa: E402
 from seq2seq.config import Config, ModelConfig  # noqa: E402
 from seq2seq.decoding.search import beam_search, greedy, translate  # noqa: E402
 from seq2seq.deploy.export import export_model  # noqa: E402
 from seq2seq.model.seq2seq import Seq2Seq  # noqa: E402
-from seq2seq.decoding.onnx_model import OnnxSeq2Seq, load_exported  # noqa: E402
+from seq2seq.decoding.onnx_model import OnnxSeq2Seq  # noqa: E402
 from seq2seq.config import TokenizerConfig  # noqa: E402
 from seq2seq.data.tokenizer import PAD, Tokenizer, train_model  # noqa: E402
+from seq2seq.load import load_exported  # noqa: E402
 
-from test_cli import seq2seq, toy  # noqa: E402,F401  (the CLI's toy run, trained once)
+from test_cli import toy  # noqa: E402,F401  (the CLI's toy run, trained once)
 
 LETTERS = "abcdefgh"
 MODELS = {  # name: model settings; together they cover both cells, each attention, feeding
@@ -187,6 +188,24 @@ def test_options_that_do_not_fit_an_exported_model(toy, toy_export, args, messag
                 check=False)
     assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("decode, beam", [({"beam": 3, "coverage_penalty": 0.2}, 1),
+                                          ({"sample": True}, 3)], ids=["coverage", "sample"])
+def test_a_checkpoint_that_penalizes_coverage_or_samples_exports(toy, tmp_path, decode, beam):
+    """The export's check decodes greedy (the argmax) and with a beam, whatever the checkpoint's
+    decode section says: its coverage penalty (beam > 1) or sampling (beam 1) is dropped where
+    that beam makes it meaningless, instead of aborting the export; so is it when the exported
+    folder translates at such a beam (the original checkpoint's output at that beam)."""
+    ckpt = with_decode(toy.run, tmp_path / "decode.pt", **decode)
+    out = tmp_path / "exported"
+    seq2seq("export", "--checkpoint", ckpt, "--out", out, cwd=toy.dir)
+    check = json.loads((out / "export.json").read_text())["check"]
+    assert check["greedy_identical"] == check["sentences"] > 0
+    text = "cat\ndog house\ntree\n"
+    ref = seq2seq("translate", "--checkpoint", toy.run, "--beam", beam, input=text, cwd=toy.dir)
+    got = seq2seq("translate", "--checkpoint", out, "--beam", beam, input=text, cwd=toy.dir)
+    assert got.stdout == ref.stdout
 
 
 def test_export_does_not_overwrite_by_accident(toy, toy_export):

@@ -1,17 +1,19 @@
-"""The output projection and the loss in one pass (seq2seq.training.loss.projected_losses): the same
-losses and gradients as the plain path (F.linear, then cross-entropy over (B, T, V) logits),
-with label smoothing, in blocks, under bf16 autocast, and as the model's training forward."""
+"""The output projection and the loss in one pass (seq2seq.kernels.projected_loss, chosen by
+seq2seq.training.loss.projected_losses): the same losses and gradients as the plain path
+(F.linear, then cross-entropy over (B, T, V) logits), with label smoothing, in blocks, under bf16
+autocast, and as the training objective (seq2seq.training.objective.Objective)."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-import seq2seq.training.loss as loss_mod
+import seq2seq.kernels.projected_loss as loss_mod
 from seq2seq.data.batching import collate
 from seq2seq.config import ModelConfig
 from seq2seq.training.loss import masked_cross_entropy, projected_losses
 from seq2seq.model.seq2seq import Seq2Seq
 from seq2seq.data.tokenizer import PAD
+from seq2seq.training.objective import Objective
 
 
 def problem(seed=0, B=5, T=7, O=16, V=300, bias=True):
@@ -129,8 +131,8 @@ def test_bf16_pads_ragged_blocks_to_a_few_shapes_and_drops_the_padding(monkeypat
                          [("lstm", "bahdanau", True, 1.0), ("gru", "luong", False, 1.0),
                           ("gru", "bahdanau", True, 0.5), ("lstm", "none", False, 0.0)])
 def test_the_training_forward_equals_the_loss_of_the_logits(cell, attention, input_feeding, tf):
-    """model(..., tgt_out=...) (what Trainer calls) gives the loss and the gradients of the
-    logits that model(...) returns, with dropout on and teacher forcing below 1: the same
+    """Objective(model) (what Trainer calls), fused or not, gives the loss and the gradients of
+    the logits that model(...) returns, with dropout on and teacher forcing below 1: the same
     random draws are made in the same order."""
     cfg = ModelConfig(cell=cell, attention=attention, input_feeding=input_feeding,
                       embedding_dim=8, hidden_size=12, dropout=0.2, tie_embeddings=False)
@@ -145,7 +147,7 @@ def test_the_training_forward_equals_the_loss_of_the_logits(cell, attention, inp
             logits = model(b.src, b.src_len, b.tgt_in, tf)
             loss, n = masked_cross_entropy(logits, b.tgt_out, PAD)
         else:
-            out = model(b.src, b.src_len, b.tgt_in, tf, tgt_out=b.tgt_out, fused_loss=fused)
+            out = Objective(model, fused=fused)(b.src, b.src_len, b.tgt_in, b.tgt_out, tf)
             loss, n = out.objective, out.n
         loss.backward()
         return loss.item(), n, [p.grad.clone() for p in model.parameters()]
@@ -156,3 +158,25 @@ def test_the_training_forward_equals_the_loss_of_the_logits(cell, attention, inp
         assert n == ref[1] and loss == pytest.approx(ref[0], rel=1e-5)
         for a, r in zip(grads, ref[2]):
             torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernels", ["fast", "plain"])
+def test_the_objective_fuses_with_the_fast_kernels_only(kernels, monkeypatch):
+    """Objective(model) with ``fused`` None: the fused pass for a model on the fast kernels
+    (on the CPU), the plain path for one on the plain kernels; the same losses either way."""
+    import seq2seq.training.loss as training_loss
+
+    calls = []
+    real = training_loss.projected_cross_entropy
+    monkeypatch.setattr(training_loss, "projected_cross_entropy",
+                        lambda *a: calls.append(1) or real(*a))
+    cfg = ModelConfig(kernels=kernels, embedding_dim=8, hidden_size=12, dropout=0.0)
+    torch.manual_seed(0)
+    model = Seq2Seq.from_config(cfg, 13, 11, PAD)
+    b = collate([[5, 6, 7, 8], [9, 4], [6, 6, 7]], [[4, 5, 6], [7, 8, 9, 10, 4], [5]], [0, 1, 2])
+    out = Objective(model, label_smoothing=0.1)(b.src, b.src_len, b.tgt_in, b.tgt_out)
+    assert bool(calls) == (kernels == "fast")
+    ref = Objective(model, label_smoothing=0.1, fused=False)(b.src, b.src_len, b.tgt_in,
+                                                             b.tgt_out)
+    assert out.objective.item() == pytest.approx(ref.objective.item(), rel=1e-5)
+    assert out.nll == pytest.approx(ref.nll, rel=1e-5) and out.n == ref.n == 12

@@ -16,10 +16,11 @@ from seq2seq.config import (Config, DataConfig, DecodeConfig, ModelConfig, Token
 from seq2seq.data.corpus import InMemoryCorpus
 from seq2seq.decoding.search import greedy
 from seq2seq.errors import UserError
-from seq2seq.decoding.evaluate import evaluate_checkpoint, validate
+from seq2seq.decoding.evaluate import evaluate_checkpoint
 from seq2seq.data.lengths import (FALLBACK, OutputLimit, count_truncated, filter_training,
                              fit_output_limit, output_lengths, resolve)
 from seq2seq.model.seq2seq import Seq2Seq
+from seq2seq.training.validation import validate
 from seq2seq.data.tokenizer import EOS, PAD, Tokenizer
 from seq2seq.training.loop import train
 
@@ -196,7 +197,8 @@ def test_truncation_is_reported_in_the_log_metrics_and_evaluate(tmp_path, capsys
 def test_a_checkpoint_from_before_the_new_keys_loads_and_decodes_as_before(tmp_path):
     from datasets import Dataset, DatasetDict
 
-    from seq2seq.training.checkpoint import load_model, save
+    from seq2seq.load import load_model
+    from seq2seq.training.checkpoint import save
     from seq2seq.decoding.search import translate
 
     rows = {"src": ["a_b c d", "c d a_b"] * 20, "tgt": ["d c a_b", "a_b d c"] * 20}

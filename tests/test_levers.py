@@ -89,3 +89,20 @@ def test_a_failed_run_stops_the_others_and_a_stopped_run_resumes(tmp_path):
         assert (base / "last.pt").is_file() and _count(log, "stopped by SIGTERM") >= stops
     assert "resumed from" in log.read_text()
     os.sync()
+
+
+def test_every_lever_changes_the_recipe():
+    """A lever whose overrides the recipe already has would rerun the baseline under
+    another name: each one must change recipes/multi30k.yaml's config."""
+    import importlib.util
+
+    from seq2seq import config
+
+    spec = importlib.util.spec_from_file_location("levers", ROOT / "scripts" / "levers.py")
+    levers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(levers)
+    recipe = ROOT / "recipes" / "multi30k.yaml"
+    base = config.load(recipe).to_dict()
+    for name, sets in levers.LEVERS.items():
+        for s in sets if name != "baseline" else ():
+            assert config.load(recipe, [s]).to_dict() != base, f"{name}: {s} is the recipe's"

@@ -14,6 +14,7 @@ from seq2seq.data.batching import collate
 from seq2seq.decoding.search import greedy
 from seq2seq.model.encoder import Bridge, Encoder
 from seq2seq.training.loss import masked_cross_entropy
+from seq2seq.training.objective import Objective
 from seq2seq.model.seq2seq import Seq2Seq
 from seq2seq.model.rnn import State
 from seq2seq.data.tokenizer import BOS, EOS, PAD
@@ -159,6 +160,50 @@ def test_batch_composition_changes_nothing():
         S_i, T_i = int(b.src_len[i]), int((b.tgt_out[i] != PAD).sum())
         alone = model(b.src[i:i + 1, :S_i], b.src_len[i:i + 1], b.tgt_in[i:i + 1, :T_i])
         torch.testing.assert_close(alone[0], logits[i, :T_i], atol=1e-5, rtol=0)
+
+
+# -- the kernels ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cell,impl,attention,input_feeding", TF_GRID, ids=TF_IDS)
+def test_fast_kernels_compute_what_the_plain_model_computes(cell, impl, attention,
+                                                            input_feeding):
+    """model.kernels fast and plain build the same parameters from the same seed and compute
+    the same function: logits, and the training objective and its gradients (dropout off) with
+    teacher forcing 1 and 0.5 (the same coins). Only the plain model is built from the classes
+    of seq2seq.model alone."""
+    models = {k: build(kernels=k, cell=cell, impl=impl, attention=attention,
+                       input_feeding=input_feeding, dropout=0.0) for k in ("fast", "plain")}
+    fast, plain = models["fast"], models["plain"]
+    assert fast.kernels == "fast" and plain.kernels == "plain"
+    assert all(type(m).__module__.startswith("seq2seq.model.") or
+               not type(m).__module__.startswith("seq2seq.") for m in plain.modules())
+    assert any(type(m).__module__.startswith("seq2seq.kernels.") for m in fast.modules())
+    for a, b in zip(fast.state_dict().items(), plain.state_dict().items()):
+        assert a[0] == b[0] and torch.equal(a[1], b[1])
+    b = toy_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(b.src, b.src_len, b.tgt_in),
+                                   plain(b.src, b.src_len, b.tgt_in), atol=1e-5, rtol=0)
+    for tf_ratio in (1.0, 0.5):
+        results = []
+        for model in (fast.train(), plain.train()):
+            model.zero_grad()
+            torch.manual_seed(3)
+            out = Objective(model, label_smoothing=0.1)(b.src, b.src_len, b.tgt_in, b.tgt_out,
+                                                       tf_ratio)
+            out.objective.backward()
+            results.append((out.objective.item(), out.nll, [p.grad for p in model.parameters()]))
+        (loss_f, nll_f, grads_f), (loss_p, nll_p, grads_p) = results
+        assert loss_f == pytest.approx(loss_p, rel=1e-5) and nll_f == pytest.approx(nll_p, rel=1e-5)
+        for g_f, g_p in zip(grads_f, grads_p):
+            torch.testing.assert_close(g_f, g_p, rtol=1e-4, atol=1e-6)
+
+
+def test_the_kernels_key_is_in_the_log_line():
+    plain = Seq2Seq.describe(ModelConfig(kernels="plain", impl="manual"))
+    fast = Seq2Seq.describe(ModelConfig(impl="manual"))
+    assert "plain kernels" in plain and "hand-written" not in plain
+    assert "fast kernels" in fast and "hand-written" in fast
 
 
 # -- the loss -----------------------------------------------------------------------------

@@ -142,3 +142,43 @@ def test_epochs_count_the_last_one_and_a_part_of_one(cfg):
     reports the fraction done (5 batches per epoch)."""
     assert train_mod.train(with_steps(cfg, 10), "whole", progress=False)["epochs"] == 2.0
     assert train_mod.train(cfg, "part", progress=False)["epochs"] == pytest.approx(2.4)
+
+
+def test_a_run_resumes_on_the_other_kernels(cfg):
+    """``model.kernels`` chooses how fast the same model runs, not what it computes: a run
+    trained on the fast kernels resumes on the plain ones and back, also from a checkpoint
+    written before the key existed (no ``kernels`` in its config: fast); another model setting
+    is still refused."""
+    from seq2seq.errors import UserError
+
+    train_mod.train(with_steps(cfg, 2), "run", progress=False)
+    plain = cfg.replace(model=dataclasses.replace(cfg.model, kernels="plain"))
+    assert train_mod.train(with_steps(plain, 4), "run", resume=True, progress=False)["steps"] == 4
+    ckpt = checkpoint.load("run/last.pt")
+    assert ckpt["config"]["model"]["kernels"] == "plain"
+    del ckpt["config"]["model"]["kernels"]  # as written before the key
+    checkpoint.save(ckpt, "run/last.pt")
+    assert train_mod.train(with_steps(plain, 6), "run", resume=True, progress=False)["steps"] == 6
+    other = cfg.replace(model=dataclasses.replace(cfg.model, hidden_size=16))
+    with pytest.raises(UserError, match="model section"):
+        train_mod.train(with_steps(other, 8), "run", resume=True, progress=False)
+
+
+def test_a_budget_stop_after_a_free_running_validation_resumes_exactly(cfg):
+    """The extra validation at the end of a run stopped by its step budget (step 7, between
+    the epoch ends) feeds the decoder its own predictions, which flips teacher-forcing coins:
+    validation draws from a forked random stream, so the run resumed with the full budget
+    ends where one run ends, and its scheduled validations score the same."""
+    free = {"free_running": True}
+    train_mod.train(cfg, "straight", progress=False, extra_validation=free)
+    train_mod.train(with_steps(cfg, 7), "split", progress=False, extra_validation=free)
+    assert metrics("split/metrics.jsonl")[-1]["step"] == 7  # the extra validation ran
+    train_mod.train(cfg, "split", resume=True, progress=False, extra_validation=free)
+    assert_same_state("straight/last.pt", "split/last.pt")
+
+    def valid(path):
+        return [{k: v for k, v in r.items() if k.startswith("valid_")}
+                for r in metrics(path) if r["step"] != 7]
+
+    assert "valid_loss_free" in valid("straight/metrics.jsonl")[0]
+    assert valid("split/metrics.jsonl") == valid("straight/metrics.jsonl")

@@ -1,7 +1,8 @@
 """The recurrent layers: manual (seq2seq.model.cells in a loop) against fused (nn.LSTM / nn.GRU).
 
 Both implementations must compute the same function from the same state dict, over a batch of
-mixed lengths, with and without an initial state; padding must change nothing valid.
+mixed lengths, with and without an initial state; padding must change nothing valid. The same
+holds for the fast layers of seq2seq.kernels.fast_rnn (``model.kernels: fast``).
 """
 
 import itertools
@@ -10,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from seq2seq.model.rnn import ManualRNN, State, length_mask, make_rnn
+from seq2seq.kernels.fast_rnn import FastFusedGRU, FastManualRNN, make_fast_rnn
+from seq2seq.model.rnn import FusedGRU, ManualRNN, State, length_mask, make_rnn
 
 B, T, I, H = 4, 6, 5, 7
 LENGTHS = torch.tensor([6, 3, 1, 5])  # mixed, unsorted, one sequence full length
@@ -20,10 +22,11 @@ CONFIGS = list(itertools.product(["lstm", "gru"], [1, 2], [False, True]))  # cel
 IDS = [f"{c}-L{n}-{'bi' if b else 'uni'}" for c, n, b in CONFIGS]
 
 
-def pair(cell, num_layers, bidirectional, source="manual", seed=0):
-    """A manual and a fused layer holding the same weights (initialised by ``source``)."""
+def pair(cell, num_layers, bidirectional, source="manual", seed=0, make=make_rnn):
+    """A manual and a fused layer holding the same weights (initialised by ``source``);
+    ``make``: ``make_rnn`` (the plain layers) or ``make_fast_rnn``."""
     torch.manual_seed(seed)
-    layers = {impl: make_rnn(cell, impl, I, H, num_layers, bidirectional, dropout=0.3).eval()
+    layers = {impl: make(cell, impl, I, H, num_layers, bidirectional, dropout=0.3).eval()
               for impl in ("manual", "fused")}
     other = "fused" if source == "manual" else "manual"
     layers[other].load_state_dict(layers[source].state_dict())
@@ -43,12 +46,13 @@ def assert_states_close(a: State, b: State, atol=ATOL):
         torch.testing.assert_close(a.c, b.c, atol=atol, rtol=0)
 
 
+@pytest.mark.parametrize("make", [make_rnn, make_fast_rnn], ids=["plain", "fast"])
 @pytest.mark.parametrize("with_state", [False, True], ids=["zero-state", "given-state"])
 @pytest.mark.parametrize("source", ["manual", "fused"])
 @pytest.mark.parametrize("cell,num_layers,bidirectional", CONFIGS, ids=IDS)
-def test_manual_matches_fused(cell, num_layers, bidirectional, source, with_state):
+def test_manual_matches_fused(cell, num_layers, bidirectional, source, with_state, make):
     """Same state dict (loaded either way) -> same outputs, final states and gradients."""
-    manual, fused = pair(cell, num_layers, bidirectional, source)
+    manual, fused = pair(cell, num_layers, bidirectional, source, make=make)
     D = 2 if bidirectional else 1
     state = random_state(cell, num_layers * D) if with_state else None
     x = torch.randn(B, T, I)
@@ -86,12 +90,13 @@ def test_manual_matches_fused(cell, num_layers, bidirectional, source, with_stat
             torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("make", [make_rnn, make_fast_rnn], ids=["plain", "fast"])
 @pytest.mark.parametrize("impl", ["manual", "fused"])
 @pytest.mark.parametrize("cell,num_layers,bidirectional", CONFIGS, ids=IDS)
-def test_padding_is_zero_and_changes_nothing_valid(cell, impl, num_layers, bidirectional):
+def test_padding_is_zero_and_changes_nothing_valid(cell, impl, num_layers, bidirectional, make):
     """Outputs are exactly zero at padding; extra padding columns of garbage change nothing."""
     torch.manual_seed(0)
-    layer = make_rnn(cell, impl, I, H, num_layers, bidirectional).eval()
+    layer = make(cell, impl, I, H, num_layers, bidirectional).eval()
     x = torch.randn(B, T, I)
     valid = length_mask(LENGTHS, T)
     out, final = layer(x, LENGTHS)
@@ -216,28 +221,36 @@ def test_dropout_between_layers_only_in_training():
     assert single.dropout == 0.0
 
 
-def test_make_rnn_rejects_unknown_choices():
+@pytest.mark.parametrize("make", [make_rnn, make_fast_rnn], ids=["plain", "fast"])
+def test_make_rnn_rejects_unknown_choices(make):
     with pytest.raises(ValueError, match="cell"):
-        make_rnn("lstmm", "manual", I, H)
+        make("lstmm", "manual", I, H)
     with pytest.raises(ValueError, match="impl"):
-        make_rnn("lstm", "fast", I, H)
-    assert isinstance(make_rnn("gru", "manual", I, H), ManualRNN)
+        make("lstm", "fast", I, H)
+    assert isinstance(make("gru", "manual", I, H), ManualRNN)
+    assert isinstance(make_fast_rnn("gru", "manual", I, H), FastManualRNN)
+    assert type(make_rnn("gru", "fused", I, H)) is FusedGRU  # the plain classes themselves
 
 
 @pytest.mark.parametrize("num_layers,bidirectional", [(1, True), (2, True), (2, False)])
-def test_fused_gru_with_lengths_equals_the_packed_call(num_layers, bidirectional):
-    """FusedGRU runs nn.GRU's kernel per direction on the padded batch (the reverse direction on
-    each sequence reversed within its length) instead of packing: outputs, final states and
-    every gradient equal those of the packed nn.GRU call."""
+def test_fused_gru_with_lengths_equals_the_packed_call(num_layers, bidirectional, monkeypatch):
+    """FastFusedGRU runs nn.GRU's kernel per direction on the padded batch (the reverse
+    direction on each sequence reversed within its length) instead of packing: outputs, final
+    states and every gradient equal those of the packed nn.GRU call (the plain FusedGRU's)."""
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     torch.manual_seed(0)
-    rnn = make_rnn("gru", "fused", 6, 5, num_layers, bidirectional)
+    rnn = make_fast_rnn("gru", "fused", 6, 5, num_layers, bidirectional)
+    assert isinstance(rnn, FastFusedGRU)
+    real, calls = FastFusedGRU._unpacked, []
+    monkeypatch.setattr(FastFusedGRU, "_unpacked",
+                        lambda self, *a: calls.append(1) or real(self, *a))
     D = 2 if bidirectional else 1
     x = torch.randn(4, 7, 6, requires_grad=True)
     lengths = torch.tensor([7, 3, 5, 1])
     h0 = torch.randn(num_layers * D, 4, 5, requires_grad=True)
     out, state = rnn(x, lengths, State(h0))
+    assert calls  # the unpacked path ran
     packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
     ref, ref_h = torch.nn.GRU.forward(rnn, packed, h0)
     ref, _ = pad_packed_sequence(ref, batch_first=True, total_length=7)

@@ -8,6 +8,7 @@ import torch
 from seq2seq import config
 from seq2seq.training import teacher_forcing as tf
 from seq2seq.config import TeacherForcingConfig
+from seq2seq.model.decoder import gold_mask
 from seq2seq.errors import UserError
 
 STEPS = range(0, 5001, 50)
@@ -127,7 +128,7 @@ def test_inverse_sigmoid_given_k_alone_is_the_papers_form():
 
 def test_scope_token_flips_a_coin_per_token_per_example():
     torch.manual_seed(0)
-    gold = tf.gold_mask(400, 50, 0.3, "token")
+    gold = gold_mask(400, 50, 0.3, "token")
     assert gold.shape == (400, 50)
     assert float(gold.float().mean()) == pytest.approx(0.3, abs=0.01)
     rows = gold.float().mean(1)
@@ -136,22 +137,22 @@ def test_scope_token_flips_a_coin_per_token_per_example():
 
 def test_scope_sequence_feeds_each_example_all_gold_or_all_its_own():
     torch.manual_seed(0)
-    gold = tf.gold_mask(2000, 30, 0.3, "sequence")
+    gold = gold_mask(2000, 30, 0.3, "sequence")
     assert bool((gold.all(1) | ~gold.any(1)).all())  # each row: all gold or none
     assert float(gold[:, 0].float().mean()) == pytest.approx(0.3, abs=0.03)
 
 
 def test_scope_batch_shares_the_coin_of_a_step():
     torch.manual_seed(0)
-    gold = tf.gold_mask(64, 2000, 0.3, "batch")
+    gold = gold_mask(64, 2000, 0.3, "batch")
     assert bool((gold.all(0) | ~gold.any(0)).all())  # each column: the same for every example
     assert float(gold[0].float().mean()) == pytest.approx(0.3, abs=0.03)
 
 
 @pytest.mark.parametrize("scope", ["token", "sequence", "batch"])
 def test_scope_end_points(scope):
-    assert bool(tf.gold_mask(8, 5, 1.0, scope).all())
-    assert not bool(tf.gold_mask(8, 5, 0.0, scope).any())
+    assert bool(gold_mask(8, 5, 1.0, scope).all())
+    assert not bool(gold_mask(8, 5, 0.0, scope).any())
 
 
 def test_sampled_feedback_temperature_limits():

@@ -207,3 +207,27 @@ def test_word_level_keeps_words_whole():
     assert tok.tgt_pieces(tok.encode_tgt(["the Katze saß"])[0]) == ["▁the", "▁Katze", "▁saß"]
     char = Tokenizer.train(TRAIN, TRAIN, TokenizerConfig(model_type="char"))
     assert len(char.encode_tgt(["the cat"])[0]) == len("the cat") + 1  # "▁" before the first
+
+
+def test_attention_labels_show_the_sources_underscores():
+    """Attention plots (``translate``) and the server's attention (``explain``) label the
+    source with its pieces as the user wrote them: ``_``, never the letter that stands for it
+    inside sentencepiece."""
+    import torch
+
+    from seq2seq.config import DecodeConfig, ModelConfig
+    from seq2seq.decoding.search import translate
+    from seq2seq.deploy.batcher import explain
+    from seq2seq.model.seq2seq import Seq2Seq
+
+    lines = ["I_TURN_LEFT I_WALK", "I_WALK I_JUMP I_TURN_LEFT"] * 10
+    tok = Tokenizer.train(lines, lines, TokenizerConfig(vocab_size=40))
+    torch.manual_seed(0)
+    model = Seq2Seq.from_config(ModelConfig(embedding_dim=8, hidden_size=8, dropout=0.0),
+                                tok.src_vocab_size, tok.tgt_vocab_size, PAD).eval()
+    src = ["I_TURN_LEFT I_WALK"]
+    maps = translate(model, tok, src, DecodeConfig(max_len_a=0, max_len_b=3),
+                     return_attention=True).attention
+    _, served = explain(model, tok, src, ["I_WALK"], max_src_len=100)
+    for labels in (maps[0][0], served[0]["source"]):
+        assert "".join(labels) == "\u2581I_TURN_LEFT\u2581I_WALK", labels

@@ -49,7 +49,7 @@ def test_keep_last_then_average_the_run(tmp_path, run_cli):
 def test_amp_auto_is_bf16_only_where_the_hardware_has_it(monkeypatch, tmp_path, capsys, native):
     """train.amp: auto (the Multi30k recipe's): bf16 autocast on a CPU with AVX-512 BF16 or
     AMX, float32 elsewhere (where torch would emulate bf16, slower than float32)."""
-    import seq2seq.device as device
+    import seq2seq.kernels.device as device
 
     monkeypatch.setattr(device, "native_bf16", lambda dev: native)
     used = []
@@ -64,7 +64,7 @@ def test_amp_auto_is_bf16_only_where_the_hardware_has_it(monkeypatch, tmp_path, 
 def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
     import builtins
 
-    import seq2seq.device as device
+    import seq2seq.kernels.device as device
 
     real_open = builtins.open
     for flags, expected in (("fpu avx512f avx512_bf16 amx_tile", True), ("fpu avx512f avx2", False)):

@@ -7,19 +7,20 @@ import weakref
 import pytest
 import torch
 
-from seq2seq.model import decoder as decoder_mod
+from seq2seq.kernels import fast_model
 from seq2seq.data.batching import collate
 from seq2seq.config import ModelConfig
 from seq2seq.model.seq2seq import Seq2Seq
 from seq2seq.data.tokenizer import PAD
 from seq2seq.kernels.value_grads import ValueGrads
+from seq2seq.training.objective import Objective
 
 
-def small_model(cell="lstm", attention="bahdanau", input_feeding=True):
+def small_model(cell="lstm", attention="bahdanau", input_feeding=True, defer=True):
     cfg = ModelConfig(cell=cell, attention=attention, input_feeding=input_feeding,
                       embedding_dim=8, hidden_size=12, dropout=0.2, tie_embeddings=False)
     torch.manual_seed(0)
-    model = Seq2Seq.from_config(cfg, 13, 11, PAD).train()
+    model = Seq2Seq.from_config(cfg, 13, 11, PAD, defer_value_grads=defer).train()
     b = collate([[5, 6, 7, 8], [9, 4], [6, 6, 7]], [[4, 5, 6], [7, 8, 9, 10, 4], [5]], [0, 1, 2])
     return model, b
 
@@ -34,16 +35,14 @@ def test_deferred_value_gradients_equal_the_per_step_ones(monkeypatch, cell, att
     encoder's included) whether the values' gradient is summed after the loop or per step by
     autograd; in bf16 within bf16 rounding (the deferred sum is float32, the per-step one sums
     bf16 products)."""
-    model, b = small_model(cell, attention, input_feeding)
     used = []
-    monkeypatch.setattr(decoder_mod, "ValueGrads", lambda v: used.append(1) or ValueGrads(v))
+    monkeypatch.setattr(fast_model, "ValueGrads", lambda v: used.append(1) or ValueGrads(v))
 
     def run(defer):
-        monkeypatch.setattr(decoder_mod, "DEFER_VALUE_GRADS", defer)
-        model.zero_grad()
+        model, b = small_model(cell, attention, input_feeding, defer)
         torch.manual_seed(7)
         with torch.autocast("cpu", torch.bfloat16, enabled=amp):
-            out = model(b.src, b.src_len, b.tgt_in, tf, tgt_out=b.tgt_out, fused_loss=False)
+            out = Objective(model, fused=False)(b.src, b.src_len, b.tgt_in, b.tgt_out, tf)
         out.objective.backward()
         return out.objective.item(), [p.grad.clone() for p in model.parameters()]
 
@@ -53,7 +52,7 @@ def test_deferred_value_gradients_equal_the_per_step_ones(monkeypatch, cell, att
     assert used  # the stepping loop took the deferred path
     tol = dict(rtol=3e-2, atol=3e-3) if amp else dict(rtol=1e-5, atol=1e-6)
     assert loss == pytest.approx(ref_loss, rel=tol["rtol"])
-    names = [n for n, _ in model.named_parameters()]
+    names = [n for n, _ in small_model()[0].named_parameters()]
     for name, a, r in zip(names, grads, ref_grads):
         torch.testing.assert_close(a, r, **tol, msg=lambda m: f"{name}: {m}")
 
@@ -110,7 +109,7 @@ def test_a_batch_holds_nothing_once_its_graph_is_gone():
     as soon as its loss is, with or without a backward."""
     model, b = small_model()
     alive = []
-    real = decoder_mod.ValueGrads
+    real = fast_model.ValueGrads
 
     def tracked(v):
         sink = real(v)
@@ -121,9 +120,9 @@ def test_a_batch_holds_nothing_once_its_graph_is_gone():
     gc.disable()
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(decoder_mod, "ValueGrads", tracked)
+            mp.setattr(fast_model, "ValueGrads", tracked)
             for backward in (True, False):
-                out = model(b.src, b.src_len, b.tgt_in, 1.0, tgt_out=b.tgt_out)
+                out = Objective(model)(b.src, b.src_len, b.tgt_in, b.tgt_out, 1.0)
                 if backward:
                     out.objective.backward()
                 del out

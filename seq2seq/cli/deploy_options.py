@@ -25,13 +25,14 @@ EPILOG_SERVE = """examples:
   curl -s localhost:8000/translate -d '{"text": ["Ein Hund."], "attention": true, "scores": true}'
 
 Requests: {"text": [sentences], "beam": N, "attention": bool, "scores": bool}; only "text" is
-required. Errors are a 4xx/5xx status with {"error": "one line"}; Ctrl-C stops the server.
+required; a request's cost, its beam times its characters, is at most --max-request-cost.
+Errors are a 4xx/5xx status with {"error": "one line"}; Ctrl-C stops the server.
 Needs starlette and uvicorn: pip install 'seq2seq[deploy]'."""
 
 
 def run_export(args) -> int:
     from seq2seq.deploy.export import export
-    from seq2seq.device import set_threads
+    from seq2seq.kernels.device import set_threads
 
     set_threads(args.threads)
     info = export(args.checkpoint, args.out, args.int8, args.overwrite, args.check_sentences,
@@ -47,7 +48,8 @@ def run_serve(args) -> int:
     from seq2seq.deploy.server import Limits, serve
 
     limits = Limits(max_chars=args.max_chars, max_sentences=args.max_sentences,
-                    max_beam=args.max_beam, timeout=args.timeout)
+                    max_beam=args.max_beam, timeout=args.timeout,
+                    max_cost=args.max_request_cost)
     return serve(args.checkpoint, args.host, args.port, args.impl, args.device, args.threads,
                  limits, args.batch_window_ms / 1000, args.access_log)
 
@@ -103,13 +105,18 @@ def add_deploy_commands(sub) -> None:
                         "(default: 10)")
     v.add_argument("--timeout", type=positive, default=30,
                    metavar="SECONDS", help="answer 503 when a request waited this long for its "
-                                           "translations (default: 30)")
+                                           "translations, and stop decoding it (default: 30)")
     v.add_argument("--max-sentences", type=count(1), default=64, metavar="N",
                    help="sentences per request (default: 64)")
     v.add_argument("--max-chars", type=count(1), default=1000, metavar="N",
                    help="characters per sentence (default: 1000)")
     v.add_argument("--max-beam", type=count(1), default=10, metavar="N",
                    help="the widest beam a request may ask for (default: 10)")
+    v.add_argument("--max-request-cost", type=count(1), default=50_000, metavar="N",
+                   help="refuse (413) a request whose beam times its characters (summed over "
+                        "its sentences) is over N, before it is decoded: one request holds the "
+                        "decoding thread for a bounded time (default: 50000, e.g. 10 "
+                        "sentences of 500 characters at beam 10)")
     v.add_argument("--access-log", action="store_true", help="log every request on stderr")
     v.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     v.set_defaults(fn=run_serve)

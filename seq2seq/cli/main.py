@@ -2,7 +2,7 @@
 compare-tf.
 
 Errors a user can fix are printed as one line on stderr with exit status 2 (``--debug``
-shows the traceback instead), by :func:`seq2seq.console.run_main` as in every entry point.
+shows the traceback instead), by :func:`seq2seq.cli.console.run_main` as in every entry point.
 The options shared with the recipes (:func:`add_run_options`) are declared once, here; those
 of decoding (shared by ``translate`` and ``evaluate``) in :mod:`seq2seq.cli.decode_options`.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from seq2seq import __version__
-from seq2seq.console import run_main
+from seq2seq.cli.console import run_main
 from seq2seq.errors import UserError
 
 from .decode_options import add_decode_options
@@ -97,16 +97,18 @@ def cmd_train(args) -> int:
 
 
 def cmd_translate(args) -> int:
-    from seq2seq.decoding.ensemble import Ensemble, load_for_decoding
-    from seq2seq.decoding.evaluate import decode_options
+    from seq2seq.decoding.ensemble import Ensemble
+    from seq2seq.decoding.evaluate import decode_config
     from seq2seq.decoding.search import translate
-    from seq2seq.device import set_threads
+    from seq2seq.kernels.device import set_threads
+    from seq2seq.load import load_for_decoding
 
     if args.output and not Path(args.output).resolve().parent.is_dir():
         raise UserError(f"cannot write --output {args.output}: its folder does not exist")
     set_threads(args.threads)
-    model, tok, cfg, device = load_for_decoding(args.checkpoint, args.impl, args.device)
-    opts = decode_options(cfg, decode_overrides(args), model)
+    model, tok, cfg, device = load_for_decoding(args.checkpoint, impl=args.impl,
+                                                device=args.device)
+    opts = decode_config(cfg, decode_overrides(args), model)
     if args.attention_plot and (opts.beam > 1 or opts.n_best > 1):
         raise UserError("--attention-plot works with one output per line (--beam 1, --n-best 1)")
     if opts.coverage_penalty and not Ensemble.of(model).has_attention:
@@ -138,9 +140,9 @@ def cmd_translate(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from seq2seq.decoding.ensemble import load_ensemble
     from seq2seq.decoding.scoring import corpus_figures, score_pairs
-    from seq2seq.device import pick_device, set_threads
+    from seq2seq.kernels.device import set_threads
+    from seq2seq.load import load_for_decoding
 
     srcs = _read_input(args.src, args.encoding_errors, "source file")
     tgts = _read_input(args.tgt, args.encoding_errors, "target file")
@@ -155,8 +157,8 @@ def cmd_score(args) -> int:
             raise UserError(f"{name} line {empty[0]} is empty ({len(empty)} empty line(s) in "
                             "all): score needs a sentence on both sides of every pair")
     set_threads(args.threads)
-    device = pick_device(args.device)
-    model, tok, cfg = load_ensemble(args.checkpoint, args.impl, device)
+    model, tok, cfg, device = load_for_decoding(args.checkpoint, impl=args.impl,
+                                                device=args.device, exported=False)
     pairs = score_pairs(model, tok, srcs, tgts, args.batch_size or cfg.decode.batch_size,
                         device, args.free_running, progress=sys.stderr.isatty())
     corpus = corpus_figures(pairs)
@@ -262,6 +264,7 @@ sentence's exposure bias."""
 def build_parser() -> argparse.ArgumentParser:
     from seq2seq.compare.options import add_arguments as add_compare_arguments
 
+    from .convert import add_convert_command
     from .deploy_options import add_deploy_commands
 
     p = argparse.ArgumentParser(
@@ -367,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(fn=cmd_average)
 
     add_deploy_commands(sub)
+    add_convert_command(sub)
     c = sub.add_parser("compare-tf", help="compare teacher-forcing ratios and schedules "
                        "(one model per setting and seed; table and plots)")
     add_compare_arguments(c)

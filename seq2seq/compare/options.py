@@ -37,8 +37,9 @@ SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
 SETTING_KEYS = ("ratio", "k", "c", "min", "unit", "feed", "temperature", "scope")
 DEFAULT_SETTINGS = ("constant:1.0", "constant:0.75", "constant:0.5", "constant:0.25",
                     "constant:0.0", "linear", "exponential", "inverse_sigmoid")
-#: the default --config: the reverse recipe's, when the package runs from a source checkout
-SOURCE_CONFIG = Path(__file__).resolve().parents[2] / "recipes" / "reverse.yaml"
+#: the default --config: the reverse recipe's (a copy of recipes/reverse.yaml, shipped with the
+#: package, so that an installed package runs it too)
+DEFAULT_CONFIG = Path(__file__).resolve().with_name("reverse.yaml")
 
 EPILOG = f"""settings (--settings, space-separated; default: {' '.join(DEFAULT_SETTINGS)}):
   constant:R                 feed the gold token with probability R throughout
@@ -75,9 +76,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--config", metavar="FILE.yaml",
-                   help="the base config (default: recipes/reverse.yaml of the source tree, "
-                        "with its generated data; required where the package is installed "
-                        "without it). Example: --config recipes/commands.yaml")
+                   help="the base config (default: recipes/reverse.yaml, with its generated "
+                        "data; the package holds a copy of it). Example: --config "
+                        "recipes/commands.yaml")
     p.add_argument("--set", action="append", default=[], metavar="a.b=c",
                    help="override a config key (repeatable). Example: --set train.max_steps=500")
     p.add_argument("--settings", nargs="+", metavar="SETTING",

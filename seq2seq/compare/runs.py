@@ -8,15 +8,16 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import yaml
 
-from seq2seq.console import log
+from seq2seq.cli.console import log
 from seq2seq.data.readers import load_splits
 from seq2seq.data.toy import TASKS
 from seq2seq.data.toy import dataset as toy_dataset
-from seq2seq.decoding.evaluate import evaluate_lines, evaluate_model, read_split, score, validate
-from seq2seq.device import pick_device
+from seq2seq.decoding.evaluate import evaluate_lines, evaluate_model, read_split, score
+from seq2seq.kernels.device import pick_device
 from seq2seq.errors import UserError
-from seq2seq.training.checkpoint import load_model
+from seq2seq.load import load_model
 from seq2seq.training.loop import train
+from seq2seq.training.validation import validate
 
 
 def load_data(cfg, config_path: str, toy: Optional[str], data_seed: int):
@@ -104,6 +105,13 @@ def same_config(a: Optional[dict], b: dict) -> bool:
     return a is not None and "train" in a and strip(a) == strip(b)
 
 
+def at_beam(beam: int) -> Dict[str, Any]:
+    """The decode overrides of the comparison's scores at ``beam`` (1: greedy search, the
+    argmax, even where the config samples); the config's other settings stay, less what the
+    beam makes meaningless (:func:`seq2seq.decoding.settings.decode_settings`)."""
+    return {"beam": beam, "sample": False}
+
+
 def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: bool,
                        fresh: bool) -> Dict[str, Any]:
     """Train one model, then score it. A finished run with the same config is reused; an
@@ -135,7 +143,7 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
     v = validate(model, diag, tok, run_cfg, device, free_running=True)
     pos = position_accuracy(model, diag, run_cfg.decode.batch_size, device)
     ev = evaluate_model(model, tok, run_cfg, d.test_split or d.valid_split, dataset,
-                        decode={"beam": 1}, device=device)  # greedy, whatever the config says
+                        decode=at_beam(1), device=device)  # greedy, whatever the config says
     (run_dir / f"{ev.split}.hyp").write_text("".join(h + "\n" for h in ev.hyps),
                                              encoding="utf-8")
     by_len = {}
@@ -144,7 +152,7 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
         by_len[bucket_label(b)] = score([ev.hyps[i] for i in idx],
                                         [ev.refs[i] for i in idx])["bleu"]
     def bleu(srcs, refs, name, beam):  # with the checkpoint's config: its learned limit
-        return evaluate_lines(model, tok, run_cfg, srcs, refs, name, {"beam": beam},
+        return evaluate_lines(model, tok, run_cfg, srcs, refs, name, at_beam(beam),
                               device).scores["bleu"]
 
     by_beam = {str(k): ev.scores["bleu"] if k == 1 else bleu(ev.srcs, ev.refs, ev.split, k)

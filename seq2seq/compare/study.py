@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from seq2seq import config
-from seq2seq.console import log, run_main
+from seq2seq.cli.console import log, run_main
 from seq2seq.data.readers import read_test_set
 from seq2seq.errors import UserError
 

@@ -1,6 +1,6 @@
 """Ensembles: several models decoding as one, by averaging their log-probabilities each step.
 
-    models, tok, cfg = load_ensemble(["runs/a", "runs/b"], device="cpu")
+    models, tok, cfg, device = load_for_decoding(["runs/a", "runs/b"])   # seq2seq.load
     state = models.start(src, src_len)                  # encode once per model
     scores, state, weights = models.step(y, state)      # (B, V), one step of every model
 
@@ -9,12 +9,11 @@ ensemble's distribution is the normalized mean of the models' log-probabilities 
 experts: ``log p(y) = log_softmax(mean_m log p_m(y))``; Marian and Sockeye offer the same
 "log-linear" combination). One model is an ensemble of one, so every search goes through this
 class; with one model ``step`` hands back the raw logits (same argmax, same ``log_softmax``,
-no extra work). The models must share the vocabulary (the same sentencepiece models); their
-architectures may differ.
+no extra work). The models must share the vocabulary (the same sentencepiece models:
+:func:`check_vocabularies`); their architectures may differ.
 """
 
-import os
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -127,44 +126,3 @@ def check_vocabularies(paths: Sequence, tokenizers: Sequence) -> None:
             raise UserError(f"--checkpoint {p} has a different vocabulary from {paths[0]} "
                             f"({sizes}, different sentencepiece models): an ensemble needs "
                             "models trained with the same tokenizer")
-
-
-def load_ensemble(paths: Sequence, impl: Optional[str] = None, device="cpu"):
-    """Load one or more checkpoints as an :class:`Ensemble`; returns ``(ensemble, tokenizer,
-    config)`` with the first checkpoint's tokenizer and config (its ``decode`` and ``data``
-    sections are the defaults). ``impl`` overrides every model's layer implementation."""
-    from seq2seq.training.checkpoint import load_model
-
-    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    loaded = [load_model(p, impl, device) for p in paths]
-    check_vocabularies(paths, [tok for _, tok, _ in loaded])
-    models: List = [m for m, _, _ in loaded]
-    return Ensemble(models), loaded[0][1], loaded[0][2]
-
-
-def load_for_decoding(paths, impl: Optional[str] = None, device="auto", threads: int = 0):
-    """``(model, tokenizer, config, device)`` for ``translate``, ``evaluate``, ``score`` and
-    ``serve``: one checkpoint or several (an :class:`Ensemble`; a run folder means its best.pt;
-    run by PyTorch on ``device``), or a folder written by ``seq2seq export`` (run by ONNX
-    Runtime on the CPU with ``threads`` intra-op threads; not in an ensemble)."""
-    from seq2seq.device import pick_device
-
-    from .onnx_model import is_exported, load_exported
-
-    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    exported = [p for p in paths if is_exported(p)]
-    if exported:
-        if len(paths) > 1:
-            raise UserError(f"{exported[0]} is an exported folder: an ensemble takes PyTorch "
-                            "checkpoints (run folders or .pt files)")
-        if impl is not None:
-            raise UserError("--impl chooses PyTorch's layers; an exported model runs its ONNX "
-                            "graphs (drop --impl)")
-        if str(device).startswith("cuda"):
-            raise UserError("an exported model runs on the CPU with ONNX Runtime (drop "
-                            "--device cuda)")
-        model, tok, cfg = load_exported(paths[0], threads)
-        return model, tok, cfg, torch.device("cpu")
-    device = pick_device(device) if isinstance(device, str) else device
-    model, tok, cfg = load_ensemble(paths, impl, device)
-    return model, tok, cfg, device

@@ -4,19 +4,19 @@
     print(format_scores(ev.scores))                         # BLEU, chrF (signatures), exact match
     score(hyps, refs)                                       # seq2seq evaluate --hyp F --ref F
 
-:func:`validate` is what the training loop measures on the validation split. ``torch`` is
-imported where it is needed, so that scoring text files starts in a fraction of a second.
+``torch`` is imported where it is needed, so that scoring text files starts in a fraction of a
+second. The training loop's validation: :mod:`seq2seq.training.validation`.
 """
 
-import dataclasses
-import math
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import sacrebleu
 
-from seq2seq.data.lengths import OutputLimit, count_truncated, resolve, truncation_warning
+from seq2seq.data.lengths import truncation_warning
 from seq2seq.data.readers import Pairs, load_splits
 from seq2seq.errors import ConfigError, UserError
+
+from .settings import decode_settings
 
 
 def score(hyps: Sequence[str], refs: Sequence[str]) -> Dict[str, Any]:
@@ -63,12 +63,14 @@ def read_split(cfg, split: Optional[str] = None, dataset=None, errors: str = "st
     return load_splits(cfg.data, [split], dataset, errors)[split]
 
 
-def decode_options(cfg, overrides: Optional[Dict[str, Any]] = None, model=None):
-    """The config's ``decode`` section with ``overrides`` (keys of it; None values ignored);
-    with ``model``, also checks that the options fit it (``--bf16`` is for PyTorch models)."""
+def decode_config(cfg, overrides: Optional[Dict[str, Any]] = None, model=None):
+    """The :class:`seq2seq.config.DecodeConfig` to decode with: the config's ``decode`` section
+    with ``overrides`` (keys of it; None values ignored; what they make meaningless dropped,
+    :func:`seq2seq.decoding.settings.decode_settings`); with ``model``, also checks that the
+    options fit it (``--bf16`` is for PyTorch models)."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     try:
-        opts = dataclasses.replace(cfg.decode, **overrides)
+        opts = decode_settings(cfg.decode, **overrides)
     except ConfigError as e:  # say it with the option's name
         raise UserError(str(e).replace("decode.", "--").replace("_", "-")) from None
     if opts.bf16 and getattr(model, "engine", "pytorch") != "pytorch":
@@ -85,7 +87,7 @@ def evaluate_lines(model, tok, cfg, srcs: Sequence[str], refs: Sequence[str], na
     ``warning`` when they are more than 1%)."""
     from .search import translate
 
-    opts = decode_options(cfg, {**(decode or {}), "n_best": 1}, model)
+    opts = decode_config(cfg, {**(decode or {}), "n_best": 1}, model)
     r = translate(model, tok, list(srcs), opts, device=device, progress=progress, warn=False)
     s = score(r.hyps, refs)
     s.update(truncated=r.truncated, output_limit=r.limit.describe())
@@ -110,86 +112,7 @@ def evaluate_checkpoint(checkpoint, split: Optional[str] = None, dataset=None, d
     """Load a checkpoint (a run folder: its best.pt), several (an ensemble; data and decode
     options of the first) or an exported model (a folder written by ``seq2seq export``), and
     :func:`evaluate_model` it."""
-    from .ensemble import load_for_decoding
+    from seq2seq.load import load_for_decoding
 
-    model, tok, cfg, device = load_for_decoding(checkpoint, impl, device)
+    model, tok, cfg, device = load_for_decoding(checkpoint, impl=impl, device=device)
     return evaluate_model(model, tok, cfg, split, dataset, decode, device, progress, errors)
-
-
-def validate(model, data, tok, cfg, device, limit: Optional[OutputLimit] = None,
-             free_running: bool = False, examples: int = 0) -> Dict[str, Any]:
-    """The training loop's validation on ``data`` (:class:`seq2seq.data.batching.IdPairs`).
-
-    Teacher-forced loss and perplexity; greedy BLEU, chrF and exact match on the first
-    ``train.valid_max_sentences``, with the output limit of ``cfg.decode`` where set, else
-    ``limit`` (the one learned from the training data), and the number of those outputs that
-    stopped at it instead of at EOS (``valid_truncated``; ``valid_warning`` when more than 1%);
-    with ``free_running``, also the loss when the decoder is fed its own argmax predictions
-    (``tf_ratio=0``): the gap between the two is exposure bias. ``examples``: also the first
-    that many translations, under ``"examples"`` (dicts of source, output, reference; for
-    TensorBoard, not for metrics.jsonl).
-    """
-    import torch
-
-    from seq2seq.data.batching import IdPairs, bucket_batches, iterate
-
-    was_training = model.training
-    model.eval()
-    loss_tf = loss_free = 0.0
-    n_tok = 0
-    with torch.no_grad():
-        batches = bucket_batches([len(s) for s in data.src], [len(s) for s in data.tgt],
-                                 cfg.decode.batch_size)
-        for batch in iterate(data, batches):
-            batch = batch.to(device)
-            # the losses without (B, T, V) logits: the output projection in blocks
-            losses = model(batch.src, batch.src_len, batch.tgt_in, 1.0, tgt_out=batch.tgt_out)
-            loss_tf += losses.nll
-            n_tok += losses.n
-            if free_running:
-                loss_free += model(batch.src, batch.src_len, batch.tgt_in, 0.0,
-                                   tgt_out=batch.tgt_out).nll
-        sub = IdPairs(*(x[:cfg.train.valid_max_sentences] for x in data))
-        limit = resolve(cfg.decode, limit)
-        ids = greedy_ids(model, sub.src, limit, cfg.decode.batch_size, device)
-    hyps = tok.decode_tgt(ids)
-    s = score(hyps, sub.tgt_text)
-    model.train(was_training)
-    cut_short = count_truncated([len(x) for x in sub.src], [len(h) for h in ids], limit)
-    out = {"valid_loss": loss_tf / max(1, n_tok),
-           "valid_ppl": math.exp(min(50.0, loss_tf / max(1, n_tok))),
-           "valid_bleu": s["bleu"], "valid_chrf": s["chrf"], "valid_exact_match": s["exact_match"],
-           "valid_truncated": cut_short}
-    warning = truncation_warning(cut_short, len(ids), "validation", limit)
-    if warning:
-        out["valid_warning"] = warning
-    if free_running:
-        out["valid_loss_free"] = loss_free / max(1, n_tok)
-    if examples:
-        out["examples"] = [{"source": s, "output": h, "reference": r} for s, h, r in
-                           zip(sub.src_text[:examples], hyps, sub.tgt_text)]
-    return out
-
-
-def score_key(rec: Dict[str, Any]) -> List[float]:
-    """What "better" means for validation records: BLEU, then chrF, then a lower loss (short
-    toy outputs all score BLEU 0)."""
-    return [rec["valid_bleu"], rec["valid_chrf"], -rec["valid_loss"]]
-
-
-def greedy_ids(model, src: Sequence[Sequence[int]], limit: OutputLimit, batch_size: int,
-               device) -> List[List[int]]:
-    """Greedy output ids for every source (ids) in order, decoded in length-bucketed batches
-    of ``batch_size`` with the output limit ``limit``."""
-    from seq2seq.data.batching import bucket_batches, collate
-
-    from .search import greedy
-
-    lens = [len(s) for s in src]
-    out: List[List[int]] = [[] for _ in lens]
-    for b in bucket_batches(lens, lens, batch_size):
-        batch = collate([src[i] for i in b], None, b).to(device)
-        hyps = greedy(model, batch.src, batch.src_len, limit.a, limit.b).hyps
-        for i, h in zip(b, hyps):
-            out[i] = h
-    return out

@@ -30,9 +30,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seq2seq.config import Config
-from seq2seq.config import load as load_config
-from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.errors import UserError
 from seq2seq.model.decoder import DecoderState
 from seq2seq.model.encoder import Encoded
@@ -40,6 +37,7 @@ from seq2seq.model.rnn import State, length_mask
 
 EXPORT_FORMAT = 1  # bump when the folder's layout or the graphs' interface changes
 MARKER = "export.json"
+REQUIRED_FILES = ("encoder.onnx", "decoder_step.onnx", "src.model", "config.yaml")  # and MARKER
 INSTALL = "pip install 'seq2seq[deploy]'"
 
 
@@ -136,6 +134,7 @@ class OnnxSeq2Seq:
     """An exported model: ``encoder`` and ``decoder`` as :mod:`seq2seq.decoding.search` uses them.
 
     Runs on the CPU with ONNX Runtime; ``threads``: its intra-op threads (0: torch's count).
+    With its tokenizer and config, from a path: :func:`seq2seq.load.load_exported`.
     """
 
     engine = "onnxruntime"
@@ -160,26 +159,6 @@ class OnnxSeq2Seq:
 
     def describe(self) -> str:
         return f"ONNX Runtime {'int8' if self.int8 else 'float32'} export in {self.folder}"
-
-
-def load_exported(folder: Union[str, Path], threads: int = 0
-                  ) -> Tuple[OnnxSeq2Seq, Tokenizer, Config]:
-    """Model, tokenizer and config of an exported folder (what :func:`seq2seq.training.checkpoint.
-    load_model` gives for a checkpoint)."""
-    folder = Path(folder)
-    require("an exported model")
-    missing = [n for n in ("encoder.onnx", "decoder_step.onnx", "src.model", "config.yaml")
-               if not (folder / n).is_file()]
-    if missing:
-        raise UserError(f"{folder} is an incomplete export (no {', '.join(missing)}): export "
-                        "the checkpoint again")
-    cfg = load_config(folder / "config.yaml")
-    tgt = folder / "tgt.model"
-    info = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-    tok = Tokenizer((folder / "src.model").read_bytes(),
-                    tgt.read_bytes() if tgt.is_file() else None,
-                    info.get("underscore_as_letter", False))
-    return OnnxSeq2Seq(folder, threads), tok, cfg
 
 
 def file_sizes(folder: Union[str, Path]) -> Dict[str, int]:

@@ -1,6 +1,6 @@
 """Forced decoding: the model's log-probability of given translations (``seq2seq score``).
 
-    models, tok, cfg = load_ensemble(["runs/m"])
+    models, tok, cfg, device = load_for_decoding(["runs/m"])   # seq2seq.load
     pairs = score_pairs(models, tok, sources, targets)         # one PairScore per pair
     corpus_figures(pairs)                                      # log-prob, tokens, perplexity
 
@@ -19,7 +19,7 @@ from torch import Tensor
 
 from seq2seq.data.batching import bucket_batches, collate
 from seq2seq.data.tokenizer import BOS, PAD
-from seq2seq.kernels.cpu_kernels import argmax
+from seq2seq.kernels.argmax import argmax
 
 from .ensemble import Ensemble
 

@@ -27,8 +27,8 @@ from seq2seq.data.lengths import (
     truncation_warning,
 )
 from seq2seq.data.tokenizer import BOS, EOS, PAD
-from seq2seq.device import bf16_autocast, bf16_weights
-from seq2seq.kernels.cpu_kernels import argmax
+from seq2seq.kernels.device import bf16_autocast, bf16_weights
+from seq2seq.kernels.argmax import argmax
 
 from .constraints import Constraints, coverage_penalty
 from .ensemble import Ensemble
@@ -56,7 +56,8 @@ def greedy(model, src: Tensor, src_len: Tensor, max_len_a: float = FALLBACK.a,
            max_len_b: int = FALLBACK.b,
            return_attention: bool = False, *, constraints: Optional[Constraints] = None,
            pick: Optional[Callable[[Tensor, Tensor, int], Tensor]] = None,
-           log_probs: bool = False) -> Greedy:
+           log_probs: bool = False, check_cancelled: Callable[[], None] = lambda: None
+           ) -> Greedy:
     """Greedy decoding of a batch (or sampling, with ``pick``).
 
     Args:
@@ -72,6 +73,8 @@ def greedy(model, src: Tensor, src_len: Tensor, max_len_a: float = FALLBACK.a,
             :class:`seq2seq.decoding.sampling.Sampler` samples).
         log_probs: also return each output's log-probability under the model (the unmodified
             distribution: no temperature, no filtering), EOS included when it was said.
+        check_cancelled: called before each step; whatever it raises ends the search (the
+            server's timed-out requests); when it returns, nothing changes.
 
     Returns: a :class:`Greedy` (token ids per sentence, without BOS/EOS).
 
@@ -93,6 +96,7 @@ def greedy(model, src: Tensor, src_len: Tensor, max_len_a: float = FALLBACK.a,
     finished = torch.zeros(B, dtype=torch.bool, device=src.device)  # (b,)
     y = torch.full((B,), BOS, dtype=torch.long, device=src.device)
     for t in range(T):
+        check_cancelled()
         scores, state, weights = models.step(y, state)  # (b, V)
         logp = torch.log_softmax(scores.float(), -1) if total is not None else None  # (b, V)
         scores[:, PAD] = float("-inf")  # never predicted, as in beam search
@@ -139,8 +143,8 @@ def gnmt_length_penalty(length: Tensor, alpha: float) -> Tensor:
 @torch.inference_mode()
 def beam_search(model, src: Tensor, src_len: Tensor, beam: int = 5, length_penalty: float = 1.0,
                 n_best: int = 1, max_len_a: float = FALLBACK.a, max_len_b: int = FALLBACK.b, *,
-                constraints: Optional[Constraints] = None, coverage: float = 0.0
-                ) -> List[List[Hypothesis]]:
+                constraints: Optional[Constraints] = None, coverage: float = 0.0,
+                check_cancelled: Callable[[], None] = lambda: None) -> List[List[Hypothesis]]:
     """Beam search, batched over sentences and beams.
 
     Args:
@@ -155,6 +159,7 @@ def beam_search(model, src: Tensor, src_len: Tensor, beam: int = 5, length_penal
         constraints: forced prefixes, no repeated n-grams (:mod:`seq2seq.decoding.constraints`).
         coverage: ``beta`` of GNMT's coverage penalty (0: none; needs attention): finished
             hypotheses are ranked by ``log P / lp + cp`` (Wu et al., 2016, eq. 14).
+        check_cancelled: called before each step, as in :func:`greedy`.
 
     Returns:
         per sentence, up to ``n_best`` :class:`Hypothesis` (score, tokens, log-probability),
@@ -189,6 +194,7 @@ def beam_search(model, src: Tensor, src_len: Tensor, beam: int = 5, length_penal
     done = [False] * B
     base = (torch.arange(B, device=src.device) * K).unsqueeze(1)  # (B, 1)
     for t in range(max_len):
+        check_cancelled()
         logits, state, weights = models.step(y, state)  # (B*K, V)
         logp = torch.log_softmax(logits.float(), dim=-1)  # (B*K, V)
         logp[:, PAD] = float("-inf")
@@ -301,11 +307,12 @@ def force_decode(model, src: Tensor, src_len: Tensor, tgt: Sequence[Sequence[int
 def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfig(),
               device="cpu", progress: bool = False, return_attention: bool = False,
               prefixes: Optional[Sequence[str]] = None, log_probs: bool = False,
-              warn: bool = True) -> Translations:
+              warn: bool = True, check_cancelled: Callable[[], None] = lambda: None
+              ) -> Translations:
     """Translate text lines; exactly one output per input, in input order.
 
     The output limit is ``opts.max_len_a/b``, or where None the limit learned from the training
-    data (which :func:`seq2seq.training.checkpoint.load_model` fills in), else
+    data (which :func:`seq2seq.load.load_model` fills in), else
     :data:`seq2seq.data.lengths.FALLBACK`; outputs that stopped at it instead of at EOS are counted
     (``truncated``) and, with ``warn``, when they are more than 1% a warning says so on stderr.
 
@@ -320,7 +327,8 @@ def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfi
     ``prefixes``: one target prefix per line ("" for none) that the output starts with.
     ``log_probs``: also return each output's log-probability (of its pieces and EOS). With
     ``return_attention`` (greedy only), also returns per line ``(source pieces, output pieces,
-    weights (T, S))`` or None.
+    weights (T, S))`` or None. ``check_cancelled``: called before each step of the searches
+    (:func:`greedy`); whatever it raises ends the translation.
     """
     from tqdm import tqdm
 
@@ -355,7 +363,8 @@ def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfi
             if opts.beam > 1:
                 nbest = beam_search(models, batch.src, batch.src_len, opts.beam,
                                     opts.length_penalty, n_best, limit.a, limit.b,
-                                    constraints=rules, coverage=opts.coverage_penalty)
+                                    constraints=rules, coverage=opts.coverage_penalty,
+                                    check_cancelled=check_cancelled)
                 nbest = [x + [Hypothesis(0.0, [], None)] * (n_best - len(x)) for x in nbest]
                 hyps = [[h.tokens for h in x] for x in nbest]
                 lps = [[h.log_prob for h in x] for x in nbest]
@@ -365,7 +374,8 @@ def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfi
                     pick = Sampler(sample_keys(opts.seed, b, n_best, device), opts.temperature,
                                    opts.top_k, opts.top_p)
                 g = greedy(models, batch.src, batch.src_len, limit.a, limit.b,
-                           return_attention, constraints=rules, pick=pick, log_probs=log_probs)
+                           return_attention, constraints=rules, pick=pick, log_probs=log_probs,
+                           check_cancelled=check_cancelled)
                 lp = g.log_probs or [None] * len(g.hyps)
                 hyps = [g.hyps[k:k + rep] + [[]] * (n_best - rep)
                         for k in range(0, len(g.hyps), rep)]
@@ -373,7 +383,7 @@ def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfi
                 if g.attention is not None:
                     for k, i in enumerate(b):
                         eos = ["</s>"] if g.attention[k].size(0) > len(g.hyps[k]) else []
-                        maps[i] = ([tok.src.id_to_piece(x) for x in src[k]],
+                        maps[i] = (tok.src_pieces(src[k]),
                                    tok.tgt_pieces(g.hyps[k]) + eos, g.attention[k])
             cut_short += count_truncated([len(x) for x in src], [len(h[0]) for h in hyps], limit)
             for i, hs, ls in zip(b, hyps, lps):

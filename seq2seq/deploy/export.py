@@ -42,18 +42,15 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seq2seq import __version__
 from seq2seq.config import to_yaml
 from seq2seq.data.tokenizer import BOS, PAD
-from seq2seq.decoding.onnx_model import (
-    EXPORT_FORMAT,
-    MARKER,
-    OnnxSeq2Seq,
-    file_sizes,
-    graph_io,
-    require,
-)
+from seq2seq.decoding.onnx_model import EXPORT_FORMAT, MARKER, OnnxSeq2Seq, file_sizes, graph_io
+from seq2seq.decoding.settings import decode_settings
 from seq2seq.errors import UserError, first_line
 from seq2seq.model.decoder import DecoderState
 from seq2seq.model.encoder import Encoded
 from seq2seq.model.rnn import State
+from seq2seq.training import model_card
+
+from .packages import EXPORT, require
 
 OPSET = 17
 MAX_LOGIT_DIFF = 1e-3  # float32 export: the largest first-step logit difference accepted
@@ -176,7 +173,7 @@ def write_graphs(model: nn.Module, cell: str, folder: Path) -> None:
 
 def quantize(src: Path, dst: Path) -> None:
     """Dynamic int8 quantization of every graph in ``src`` into ``dst`` (ONNX Runtime's own)."""
-    require("seq2seq export --int8", ("onnx", "onnxruntime"))
+    require("seq2seq export --int8", EXPORT)
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     for p in sorted(src.glob("*.onnx")):
@@ -222,8 +219,8 @@ def compare(model: nn.Module, onnx_model: OnnxSeq2Seq, tok, cfg, lines: List[str
     from seq2seq.data.batching import collate
     from seq2seq.decoding.search import translate
 
-    greedy_opts = dataclasses.replace(cfg.decode, beam=1, n_best=1, bf16=False)
-    beam_opts = dataclasses.replace(greedy_opts, beam=beam)
+    greedy_opts = decode_settings(cfg.decode, beam=1, n_best=1, bf16=False, sample=False)
+    beam_opts = decode_settings(cfg.decode, beam=beam, n_best=1, bf16=False)
     res: Dict[str, Any] = {"sentences": len(lines)}
     for name, opts in (("greedy", greedy_opts), (f"beam{beam}", beam_opts)):
         a = translate(model, tok, lines, opts).hyps
@@ -247,11 +244,12 @@ def export(checkpoint, out, int8: bool = False, overwrite: bool = False,
            check_sentences: int = 20, check_input: Optional[str] = None,
            log: Callable[[str], None] = print) -> Dict[str, Any]:
     """Export ``checkpoint`` into the folder ``out`` (see :func:`export_model`)."""
-    require("seq2seq export", ("onnx", "onnxruntime"))
-    from seq2seq.training.checkpoint import load_model, resolve
+    require("seq2seq export", EXPORT)
+    from seq2seq.load import load_model
+    from seq2seq.training.checkpoint import resolve
 
     _check_out(Path(out), overwrite)
-    model, tok, cfg = load_model(checkpoint, "fused", torch.device("cpu"))
+    model, tok, cfg = load_model(checkpoint, device=torch.device("cpu"), impl="fused")
     return export_model(model, tok, cfg, out, int8, overwrite, check_sentences, check_input,
                         log, source=str(resolve(checkpoint)))
 
@@ -275,7 +273,7 @@ def export_model(model: nn.Module, tok, cfg, out, int8: bool = False, overwrite:
     config into the folder ``out``, check it (see the module's docstring) and return what
     ``export.json`` says. The folder is made beside ``out`` and renamed into place at the end,
     so a failed export leaves nothing behind."""
-    require("seq2seq export", ("onnx", "onnxruntime"))
+    require("seq2seq export", EXPORT)
     out = Path(out)
     _check_out(out, overwrite)
     if cfg.model.impl != "fused":  # the same weights in nn.LSTM/nn.GRU: ONNX LSTM/GRU operators
@@ -302,8 +300,9 @@ def export_model(model: nn.Module, tok, cfg, out, int8: bool = False, overwrite:
         (tmp / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
         info: Dict[str, Any] = {
             "format": EXPORT_FORMAT, "seq2seq": __version__, "torch": torch.__version__,
-            "onnx": require("export", ("onnx",)).__version__,
-            "onnxruntime": require("export").__version__, "opset": OPSET, "int8": int8,
+            "onnx": require("seq2seq export", ("onnx",)).__version__,
+            "onnxruntime": require("seq2seq export", ("onnxruntime",)).__version__,
+            "opset": OPSET, "int8": int8,
             "checkpoint": source, "out_size": model.decoder.out_size,
             "underscore_as_letter": state.get("underscore_as_letter", False)}
         (tmp / MARKER).write_text(json.dumps(info, indent=2), encoding="utf-8")
@@ -323,6 +322,7 @@ def export_model(model: nn.Module, tok, cfg, out, int8: bool = False, overwrite:
             raise UserError("the export check failed: the ONNX graphs do not compute what the "
                             "checkpoint computes (see the line above); nothing was written")
         (tmp / MARKER).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        model_card.write(tmp, shown_as=str(out))  # README.md: what the exported model is
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

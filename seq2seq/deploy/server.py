@@ -14,9 +14,12 @@ null for an empty line or a model without attention. Concurrent requests are dec
 (:mod:`seq2seq.deploy.batcher`).
 
 Every error is a 4xx or 5xx with one line of JSON, ``{"error": "..."}``, and the server goes
-on serving: 400 for a body that is not UTF-8 or not JSON, a missing, unknown or mistyped field,
-an empty list; 413 for a body, a text or a list over the limits; 404/405 for another path or
-method; 503 when the request waited longer than ``timeout`` seconds or too many are waiting.
+on serving: 400 for a body that is not UTF-8 or not JSON (nested too deeply, a number with too
+many digits, a lone surrogate included), a missing, unknown or mistyped field, an empty list;
+413 for a body, a text, a list or a cost over the limits (:class:`Limits`), refused before any
+decoding; 404/405 for another path or method; 503 when the request waited longer than
+``timeout`` seconds (its decoding stops at the next step, so the next request does not wait for
+it) or too many are waiting.
 """
 
 import asyncio
@@ -34,13 +37,30 @@ FIELDS = ("text", "beam", "attention", "scores")
 
 
 class Limits(NamedTuple):
-    """What one request may ask, and how long it may take."""
+    """What one request may ask, and how long it may take.
+
+    A request's cost is its beam times the characters of its sentences (Unicode code points,
+    summed over the ``"text"`` list: ``sentences x characters x beam`` for sentences of one
+    length), a measure of the time it holds the one decoding thread. The default
+    ``max_cost`` lets through what the page is for (10 sentences of 200 characters at beam 10
+    cost 20,000; 64 sentences of 150 characters at beam 5, 48,000) and refuses e.g. 64 sentences
+    of 1,000 characters at beam 10 (640,000) or at beam 1 (64,000). Measured on the Multi30k
+    recipe's model shape (one thread, every output run to the output limit): 50,000 at beam 10
+    is 3 s of decoding for sentences of 100 characters, 9 s for sentences of 1,000; well under
+    the default timeout.
+    """
 
     max_chars: int = 1000  # characters per sentence
     max_sentences: int = 64  # sentences per request
     max_beam: int = 10
     max_body: int = 1 << 20  # bytes of a request body
     timeout: float = 30.0  # seconds a request may wait for its translations (then 503)
+    max_cost: int = 50_000  # beam x characters of the sentences (see above)
+
+
+def request_cost(lines: List[str], beam: int) -> int:
+    """A request's cost (see :class:`Limits`): ``beam`` times the characters of ``lines``."""
+    return beam * sum(len(l) for l in lines)
 
 
 class BadRequest(Exception):
@@ -62,6 +82,12 @@ def parse_request(body: bytes, limits: Limits, default_beam: int) -> Dict[str, A
     except json.JSONDecodeError as e:
         raise BadRequest(400, f"the request body is not JSON ({e.msg} at line {e.lineno} "
                               f"column {e.colno})") from None
+    except RecursionError:
+        raise BadRequest(400, "the request body is JSON nested too deeply") from None
+    except ValueError:  # Python's limit on the digits of an integer (sys.int_info)
+        raise BadRequest(400, "the request body has a number with too many digits") from None
+    except Exception as e:  # whatever else the parser may raise: the body's fault
+        raise BadRequest(400, f"the request body is not JSON ({type(e).__name__})") from None
     if not isinstance(req, dict):
         raise BadRequest(400, 'the request body must be a JSON object: {"text": ["..."]}')
     unknown = [k for k in req if k not in FIELDS]
@@ -81,6 +107,11 @@ def parse_request(body: bytes, limits: Limits, default_beam: int) -> Dict[str, A
         if len(l) > limits.max_chars:
             raise BadRequest(413, f'"text"[{i}] has {len(l)} characters; at most '
                                   f"{limits.max_chars}")
+        try:
+            l.encode("utf-8")
+        except UnicodeEncodeError as e:  # "\ud800": JSON allows it, UTF-8 does not
+            raise BadRequest(400, f'"text"[{i}] is not valid Unicode (a lone surrogate at '
+                                  f"character {e.start})") from None
     beam = req.get("beam", default_beam)
     if not isinstance(beam, int) or isinstance(beam, bool) or not 1 <= beam <= limits.max_beam:
         raise BadRequest(400, f'"beam" must be an integer from 1 to {limits.max_beam}, got '
@@ -91,6 +122,12 @@ def parse_request(body: bytes, limits: Limits, default_beam: int) -> Dict[str, A
         if not isinstance(v, bool):
             raise BadRequest(400, f'"{k}" must be true or false, got {json.dumps(v)[:40]}')
         flags[k] = v
+    cost = request_cost(lines, beam)
+    if cost > limits.max_cost:
+        raise BadRequest(413, f"the request's cost, beam {beam} x {sum(map(len, lines))} "
+                              f"characters = {cost}, is over the limit of {limits.max_cost} "
+                              "(max_cost, GET /health): send fewer or shorter sentences, or a "
+                              "smaller beam")
     return {"lines": lines, "beam": beam, **flags}
 
 
@@ -109,13 +146,13 @@ def settings(model, cfg, limits: Limits, stats: Dict[str, int]) -> Dict[str, Any
 
 def make_app(model, tok, cfg, device, limits: Limits = Limits(), window: float = 0.01):
     """The Starlette application (its decoding thread starts with it)."""
-    import dataclasses
-
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route
+
+    from seq2seq.decoding.settings import decode_settings
 
     from .batcher import Batcher
 
@@ -145,13 +182,15 @@ def make_app(model, tok, cfg, device, limits: Limits = Limits(), window: float =
             req = parse_request(await read_body(request), limits, cfg.decode.beam)
         except BadRequest as e:
             return error(e.status, str(e))
-        opts = dataclasses.replace(cfg.decode, beam=req["beam"], n_best=1, bf16=False)
-        future = batcher.submit(req["lines"], opts, req["attention"] or req["scores"])
+        # the checkpoint's settings, less what this beam makes meaningless
+        opts = decode_settings(cfg.decode, beam=req["beam"], n_best=1, bf16=False)
+        future = batcher.submit(req["lines"], opts, req["attention"] or req["scores"],
+                                timeout=limits.timeout)  # then its decoding stops
         if future is None:
             return error(503, "too many requests are waiting: try again later")
         try:
             result = await asyncio.wait_for(asyncio.wrap_future(future), limits.timeout)
-        except asyncio.TimeoutError:
+        except (asyncio.TimeoutError, TimeoutError):  # ours, or the batcher's deadline
             future.cancel()
             return error(503, f"the translation took longer than {limits.timeout:g} s: "
                               "send fewer or shorter sentences, or try again later")
@@ -210,16 +249,17 @@ def serve(checkpoint, host: str = "127.0.0.1", port: int = 8000, impl=None, devi
           threads: int = 1, limits: Limits = Limits(), window: float = 0.01,
           access_log: bool = False) -> int:
     """Load the model, listen, print where, and serve until Ctrl-C (or SIGTERM)."""
-    from seq2seq.decoding.onnx_model import require
+    from .packages import SERVE, require
 
-    require("seq2seq serve", ("starlette", "uvicorn"))
+    require("seq2seq serve", SERVE)
     import uvicorn
 
-    from seq2seq.decoding.ensemble import load_for_decoding
-    from seq2seq.device import set_threads
+    from seq2seq.kernels.device import set_threads
+    from seq2seq.load import load_for_decoding
 
     set_threads(threads)
-    model, tok, cfg, device = load_for_decoding(checkpoint, impl, device, threads)
+    model, tok, cfg, device = load_for_decoding(checkpoint, impl=impl, device=device,
+                                                threads=threads)
     sock = listen(host, port)
     app = make_app(model, tok, cfg, device, limits, window)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=access_log,

@@ -9,7 +9,8 @@ Each step (Luong, Pham and Manning, 2015, section 3; the same wiring for both sc
     p_t   = softmax(W_out o_t)              # (B, V)
 
 ``O`` is the embedding size when the output projection is tied to the target embedding,
-else the hidden size.
+else the hidden size. This is the readable reference, in plain torch ops;
+:class:`seq2seq.kernels.fast_model.FastDecoder` is the same decoder on the CPU speed paths.
 """
 
 from typing import Callable, List, NamedTuple, Optional, Tuple
@@ -18,18 +19,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seq2seq.kernels.cpu_kernels import argmax, prepacked_linear
-from seq2seq.kernels.dropout import Dropout
-from seq2seq.kernels.value_grads import ValueGrads
-from seq2seq.training.teacher_forcing import gold_mask
-
 from .attention import BahdanauAttention, LuongAttention
 from .encoder import Encoded
 from .rnn import State, make_rnn
 
-#: False: the attention's values get their gradient at every training step, as plain autograd
-#: gives it (the reference :class:`~seq2seq.kernels.value_grads.ValueGrads` is tested against)
-DEFER_VALUE_GRADS = True
+
+def gold_mask(batch: int, length: int, ratio: float, scope: str = "token", device=None) -> Tensor:
+    """Which previous tokens are gold: a ``(B, T)`` bool tensor, True with probability ``ratio``.
+
+    ``scope``: ``token`` flips a coin per target token per example (Bengio et al., 2015);
+    ``sequence`` one coin per example for its whole target (the old PyTorch seq2seq tutorial's
+    choice, which the paper's footnote reports as much worse); ``batch`` one coin per time step
+    shared by every example (bentrevett/pytorch-seq2seq's notebooks).
+    """
+    if scope == "token":
+        return torch.rand(batch, length, device=device) < ratio
+    if scope == "sequence":
+        return (torch.rand(batch, 1, device=device) < ratio).expand(batch, length)
+    if scope == "batch":
+        return (torch.rand(1, length, device=device) < ratio).expand(batch, length)
+    raise ValueError(f"scope must be token, sequence or batch, got {scope!r}")
 
 
 class DecoderState(NamedTuple):
@@ -57,8 +66,6 @@ class Decoder(nn.Module):
         input_feeding: feed ``o_{t-1}`` to the recurrent layer with the embedding.
         tie_embeddings: the output projection reuses the target embedding matrix.
         pad_id: the padding id.
-        manual_backward: ``handwritten``|``autograd``, for ``impl="manual"`` (see
-            :class:`seq2seq.model.rnn.ManualRNN`).
 
     Teacher forcing: :meth:`forward` takes ``tf_ratio``, the probability of feeding the gold
     previous token. By default (``scope="token"``) the coin is flipped independently per token
@@ -68,25 +75,33 @@ class Decoder(nn.Module):
     from its softmax at ``temperature`` (``feed="sample"``), with no gradient through the
     choice. The first input is always the gold BOS. With
     ``tf_ratio == 1`` and no input feeding the recurrent layer runs over the whole target in
-    one call (fast path); otherwise it steps.
+    one call; otherwise it steps.
+
+    The layers are made by ``dropout_layer``, ``rnn_layer``, ``bahdanau_layer`` and
+    ``luong_layer``: the plain reference here; :class:`seq2seq.kernels.fast_model.FastDecoder`
+    names faster ones that compute the same.
     """
+
+    kernels = "plain"  # model.kernels
+    dropout_layer = nn.Dropout
+    rnn_layer = staticmethod(make_rnn)
+    bahdanau_layer = BahdanauAttention
+    luong_layer = LuongAttention
 
     def __init__(self, cell: str, impl: str, vocab_size: int, embedding_dim: int,
                  hidden_size: int, num_layers: int, dropout: float, enc_size: int,
-                 attention: str, input_feeding: bool, tie_embeddings: bool, pad_id: int,
-                 manual_backward: str = "handwritten") -> None:
+                 attention: str, input_feeding: bool, tie_embeddings: bool, pad_id: int) -> None:
         super().__init__()
         self.input_feeding = input_feeding
         self.out_size = embedding_dim if tie_embeddings else hidden_size  # O
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
-        self.dropout = Dropout(dropout)
+        self.dropout = self.dropout_layer(dropout)
         rnn_in = embedding_dim + (self.out_size if input_feeding else 0)
-        self.rnn = make_rnn(cell, impl, rnn_in, hidden_size, num_layers, False, dropout,
-                            manual_backward)
+        self.rnn = self.rnn_layer(cell, impl, rnn_in, hidden_size, num_layers, False, dropout)
         if attention == "bahdanau":
-            self.attention = BahdanauAttention(hidden_size, enc_size, hidden_size)
+            self.attention = self.bahdanau_layer(hidden_size, enc_size, hidden_size)
         elif attention == "luong":
-            self.attention = LuongAttention(hidden_size, enc_size)
+            self.attention = self.luong_layer(hidden_size, enc_size)
         elif attention == "none":
             self.attention = None
         else:
@@ -106,34 +121,31 @@ class Decoder(nn.Module):
         keys = self.attention.keys(enc.out) if self.attention is not None else None
         return DecoderState(enc.state, att, keys)
 
-    def attend(self, h: Tensor, enc: Encoded, keys: Optional[Tensor],
-               grads: Optional[ValueGrads] = None) -> Tuple[Tensor, Optional[Tensor]]:
-        """``h (B, T, H)`` -> attentional vectors ``o (B, T, O)`` and weights ``(B, T, S)``.
-        ``grads``: the training loop's :class:`~seq2seq.kernels.value_grads.ValueGrads` (its values are
-        attended over instead of ``enc.out``)."""
+    def attend(self, h: Tensor, enc: Encoded, keys: Optional[Tensor]
+               ) -> Tuple[Tensor, Optional[Tensor]]:
+        """``h (B, T, H)`` -> attentional vectors ``o (B, T, O)`` and weights ``(B, T, S)``."""
         if self.attention is None:
             return torch.tanh(self.combine(h)), None
-        values = enc.out if grads is None else grads.values  # (B, S, 2H)
-        ctx, weights = self.attention(h, keys, values, enc.pad_mask, grads)  # (B, T, 2H), (B, T, S)
-        o = torch.tanh(self.combine(torch.cat([h, ctx], dim=-1)))  # (B, T, H + 2H) -> (B, T, O)
-        return o, weights
+        ctx, weights = self.attention(h, keys, enc.out, enc.pad_mask)  # (B, T, 2H), (B, T, S)
+        return self.combine_context(h, ctx), weights
+
+    def combine_context(self, h: Tensor, ctx: Tensor) -> Tensor:
+        """``o = tanh(W_c [h; c])``: ``h (B, T, H)``, ``ctx (B, T, 2H)`` -> ``(B, T, O)``."""
+        return torch.tanh(self.combine(torch.cat([h, ctx], dim=-1)))  # (B, T, H + 2H) -> (B, T, O)
 
     def project(self, o: Tensor) -> Tensor:
         """Attentional vectors ``(..., O)`` -> logits ``(..., V)``."""
         return self.out(self.dropout(o))
 
     def projector(self, batch: int) -> Callable[[Tensor], Tensor]:
-        """:meth:`project` for a decoding loop in eval mode (``batch`` rows a step): on a
-        float32 CPU model the output weight is prepacked for oneDNN once, not at every step
-        (1.2-1.4x faster for the largest matmul of decoding; same numbers to rounding); the
-        same for a bf16 model under autocast (``--bf16``: 1.6x, the same numbers)."""
-        w = self.out.weight
-        dev = w.device.type
-        amp = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
-        if (self.training or torch.is_grad_enabled() and w.requires_grad
-                or amp not in (None, w.dtype)):  # autocast over float32 weights
-            return self.project
-        return prepacked_linear(w, self.out.bias, max(1, batch)) or self.project
+        """:meth:`project` for a decoding loop of ``batch`` rows a step: :meth:`project` itself
+        here (the fast decoder prepacks the output weight once for the loop)."""
+        return self.project
+
+    @staticmethod
+    def argmax(logits: Tensor) -> Tensor:
+        """The id of the largest logit of each row, ``(B, V) -> (B,)`` (the first of ties)."""
+        return logits.argmax(-1)
 
     def step(self, y_prev: Tensor, state: DecoderState, enc: Encoded,
              project: Optional[Callable[[Tensor], Tensor]] = None
@@ -143,11 +155,10 @@ class Decoder(nn.Module):
         o, state, weights = self._step(self.dropout(self.embedding(y_prev)), state, enc)
         return (project or self.project)(o), state, weights
 
-    def _step(self, emb_t: Tensor, state: DecoderState, enc: Encoded,
-              grads: Optional[ValueGrads] = None):
+    def _step(self, emb_t: Tensor, state: DecoderState, enc: Encoded):
         x = emb_t if state.att is None else torch.cat([emb_t, state.att], dim=-1)  # (B, E[+O])
         h, rnn_state = self.rnn.step(x, state.rnn)  # (B, H)
-        o, weights = self.attend(h.unsqueeze(1), enc, state.keys, grads)  # (B, 1, O), (B, 1, S)
+        o, weights = self.attend(h.unsqueeze(1), enc, state.keys)  # (B, 1, O), (B, 1, S)
         o = o.squeeze(1)  # (B, O)
         att = o if self.input_feeding else None
         return o, DecoderState(rnn_state, att, state.keys), (
@@ -165,23 +176,19 @@ class Decoder(nn.Module):
                  feed: str = "argmax", scope: str = "token", temperature: float = 1.0) -> Tensor:
         """What the output projection takes, ``dropout(o) (B, T, O)``, for ``tgt_in (B, T)``.
 
-        ``tf_ratio``, ``scope``: which previous tokens are gold (see
-        :func:`seq2seq.training.teacher_forcing.gold_mask`); ``feed``, ``temperature``: what is fed
-        otherwise, the argmax of the previous logits or a sample from
-        ``softmax(logits / temperature)`` (``temperature`` 0: the argmax). Those logits are
-        computed without a gradient; the loss projects all steps at once
-        (:func:`seq2seq.training.loss.projected_losses`).
+        ``tf_ratio``, ``scope``: which previous tokens are gold (see :func:`gold_mask`);
+        ``feed``, ``temperature``: what is fed otherwise, the argmax of the previous logits or a
+        sample from ``softmax(logits / temperature)`` (``temperature`` 0: the argmax). Those
+        logits are computed without a gradient; the loss projects all steps at once
+        (:class:`seq2seq.training.objective.Objective`).
         """
         state = self.start(enc)
         emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
-        if tf_ratio >= 1.0 and not self.input_feeding:  # fast path: one call over the target
+        if tf_ratio >= 1.0 and not self.input_feeding:  # one call over the whole target
             h, _ = self.rnn(emb, None, state.rnn)  # (B, T, H)
             return self.dropout(self.attend(h, enc, state.keys)[0])  # (B, T, O)
         B, T = tgt_in.shape
         gold = gold_mask(B, T, tf_ratio, scope, tgt_in.device) if tf_ratio < 1.0 else None  # (B, T)
-        # the values' gradient summed once after the loop, not per step (see ValueGrads)
-        grads = (ValueGrads(enc.out) if DEFER_VALUE_GRADS and self.attention is not None
-                 and torch.is_grad_enabled() and enc.out.requires_grad else None)
         outs: List[Tensor] = []  # (B, O) per step; dropped out at once when nothing is fed back
         # unbind, not emb[:, t]: the backward of T slices would zero-fill and add T full-size
         # (B, T, E) gradients; unbind's is one stack
@@ -193,10 +200,10 @@ class Decoder(nn.Module):
                         probs = F.softmax(logits.float() / temperature, -1)  # (B, V)
                         pred = torch.multinomial(probs, 1).squeeze(1)
                     else:
-                        pred = argmax(logits)  # (B,)
+                        pred = self.argmax(logits)  # (B,)
                 x_t = torch.where(gold[:, t:t + 1], x_t,
                                   self.dropout(self.embedding(pred)))  # (B, E)
-            o, state, _ = self._step(x_t, state, enc, grads)
+            o, state, _ = self._step(x_t, state, enc)
             outs.append(self.dropout(o) if tf_ratio < 1.0 else o)
         out = torch.stack(outs, dim=1)  # (B, T, O)
         return out if tf_ratio < 1.0 else self.dropout(out)

@@ -5,8 +5,6 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from seq2seq.kernels.dropout import Dropout
-
 from .rnn import State, length_mask, make_rnn
 
 
@@ -54,21 +52,25 @@ class Encoder(nn.Module):
         vocab_size, embedding_dim, hidden_size, num_layers, bidirectional, dropout: the layer.
         dec_hidden_size, dec_layers: the decoder's state shape, for the bridge.
         pad_id: the padding id (its embedding is zero).
-        manual_backward: ``handwritten``|``autograd``, for ``impl="manual"`` (see
-            :class:`seq2seq.model.rnn.ManualRNN`).
 
     Inputs: ``src (B, S)`` ids, ``src_len (B,)``. Output: :class:`Encoded`.
+
+    The layers are made by ``dropout_layer`` and ``rnn_layer``: the plain reference here;
+    :class:`seq2seq.kernels.fast_model.FastEncoder` names faster ones that compute the same.
     """
+
+    kernels = "plain"  # model.kernels
+    dropout_layer = nn.Dropout
+    rnn_layer = staticmethod(make_rnn)
 
     def __init__(self, cell: str, impl: str, vocab_size: int, embedding_dim: int,
                  hidden_size: int, num_layers: int, bidirectional: bool, dropout: float,
-                 dec_hidden_size: int, dec_layers: int, pad_id: int,
-                 manual_backward: str = "handwritten") -> None:
+                 dec_hidden_size: int, dec_layers: int, pad_id: int) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
-        self.dropout = Dropout(dropout)
-        self.rnn = make_rnn(cell, impl, embedding_dim, hidden_size, num_layers, bidirectional,
-                            dropout, manual_backward)
+        self.dropout = self.dropout_layer(dropout)
+        self.rnn = self.rnn_layer(cell, impl, embedding_dim, hidden_size, num_layers,
+                                  bidirectional, dropout)
         D = 2 if bidirectional else 1
         self.out_size = D * hidden_size
         self.bridge = Bridge(hidden_size, D, num_layers, dec_hidden_size, dec_layers)

@@ -1,7 +1,7 @@
 """One recurrent-layer interface, two implementations.
 
-``ManualRNN`` steps the cells of :mod:`seq2seq.model.cells` in a Python loop; ``FusedRNN`` runs
-``nn.LSTM`` / ``nn.GRU``. Both register the same parameters as ``nn.LSTM`` / ``nn.GRU``
+``ManualRNN`` steps the cells of :mod:`seq2seq.model.cells` in a Python loop; ``FusedLSTM`` and
+``FusedGRU`` run ``nn.LSTM`` / ``nn.GRU``. Both register the same parameters as ``nn.LSTM`` / ``nn.GRU``
 (``weight_ih_l{k}[_reverse]``, ``weight_hh_l{k}[_reverse]``, ``bias_ih_l{k}[_reverse]``,
 ``bias_hh_l{k}[_reverse]``; gate order i,f,g,o and r,z,n) with the same initialisation, so one
 state dict loads into either, and into a plain ``nn.LSTM`` / ``nn.GRU``.
@@ -18,17 +18,17 @@ minor); ``c`` is None for GRU. Traps, as in ``nn.LSTM``: for a bidirectional lay
 is the *backward* direction's final state, which is ``out[:, 0, H:]``, not ``out[:, -1]``.
 With ``lengths``, a sequence's state freezes after its last valid step (so final states equal
 those of a packed ``nn.LSTM``) and ``out`` is zero at padded positions.
+
+These layers are the readable reference, in plain torch ops. :mod:`seq2seq.kernels.fast_rnn`
+subclasses them with the CPU speed paths (``model.kernels: fast``); tests compare the two.
 """
 
 from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import _VF, Tensor, nn
+from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
-from seq2seq.kernels.cpu_kernels import recurrence
-from seq2seq.kernels.dropout import dropout as apply_dropout
 
 from .cells import gru_cell, lstm_cell
 
@@ -67,12 +67,6 @@ def _check_cell(cell: str) -> str:
     return cell.upper()
 
 
-def _check_backward(backward: str) -> str:
-    if backward not in ("handwritten", "autograd"):
-        raise ValueError(f"backward must be 'handwritten' or 'autograd', got {backward!r}")
-    return backward
-
-
 def length_mask(lengths: Tensor, max_len: int) -> Tensor:
     """``(B,)`` lengths -> ``(B, T)`` bool, True at valid positions."""
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]  # (B, T)
@@ -85,28 +79,19 @@ class ManualRNN(nn.RNNBase):
         cell: ``"lstm"`` or ``"gru"``.
         input_size, hidden_size, num_layers, bidirectional, dropout: as in ``nn.LSTM``
             (dropout is applied to the outputs of every layer but the last, in training).
-        backward: ``"handwritten"`` (``model.manual_backward``'s default): when autograd is
-            recording and autocast is off, run each layer and direction as
-            :func:`seq2seq.kernels.cpu_kernels.recurrence`, the same function with a hand-written
-            backward, 1.1-1.5x faster forward+backward (``scripts/bench.py layer``); otherwise
-            (inference, autocast) the loop over the cells. ``"autograd"``: always the loop over
-            the cells under plain autograd, the reference the hand-written one is tested
-            against. Also an attribute (``rnn.backward = "autograd"``).
 
     The input projection ``x @ W_ih^T + b_ih`` of all time steps is one matmul per layer and
     direction before the loop; only ``h @ W_hh^T`` and the gate arithmetic run per step.
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bidirectional: bool = False, dropout: float = 0.0,
-                 backward: str = "handwritten") -> None:
+                 bidirectional: bool = False, dropout: float = 0.0) -> None:
         super().__init__(_check_cell(cell), input_size, hidden_size, num_layers=num_layers,
                          bias=True, batch_first=True,
                          dropout=dropout if num_layers > 1 else 0.0,
                          bidirectional=bidirectional)
         self.cell = cell
         self._cell_fn = lstm_cell if cell == "lstm" else gru_cell
-        self.backward = _check_backward(backward)
 
     def _weights(self, layer: int, direction: int) -> List[Tensor]:
         suffix = f"l{layer}" + ("_reverse" if direction else "")
@@ -122,11 +107,6 @@ class ManualRNN(nn.RNNBase):
         if lengths is not None and int(lengths.min()) == T:
             lengths = None  # no padding: no state to freeze
         valid = None if lengths is None else length_mask(lengths.to(x.device), T).unsqueeze(-1)  # (B, T, 1)
-        # the hand-written backward pays off only when there is a backward; it runs in the
-        # inputs' dtype, so under autocast the plain loop (whose ops autocast) runs instead
-        fast = (self.backward == "handwritten" and torch.is_grad_enabled()
-                and not torch.is_autocast_enabled(x.device.type)
-                and any(p.requires_grad for p in self.parameters()))
         h_n, c_n = [], []
         layer_in = x  # (B, T, I)
         for layer in range(self.num_layers):
@@ -136,23 +116,29 @@ class ManualRNN(nn.RNNBase):
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
                 gi = F.linear(layer_in, w_ih, b_ih)  # (B, T, G*H), all steps in one matmul
                 c = None if state.c is None else state.c[idx]
-                run = recurrence if fast else self._loop
-                out, h, c = run(gi, state.h[idx], c, w_hh, b_hh, valid, bool(direction))
+                out, h, c = self._direction(gi, state.h[idx], c, w_hh, b_hh, valid,
+                                            bool(direction))
                 outs.append(out)  # (B, T, H)
                 h_n.append(h)
                 c_n.append(c)
             layer_in = outs[0] if D == 1 else torch.cat(outs, dim=-1)  # (B, T, D*H)
             if valid is not None:
                 layer_in = layer_in * valid  # zero at padding, as pad_packed_sequence
-            if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
-                layer_in = apply_dropout(layer_in, self.dropout)
+            if layer < self.num_layers - 1:
+                layer_in = self._between_layers(layer_in)
         h_n = torch.stack(h_n)  # (L*D, B, H)
         return layer_in, State(h_n, None if state.c is None else torch.stack(c_n))
 
-    def _loop(self, gi: Tensor, h: Tensor, c: Optional[Tensor], w_hh: Tensor, b_hh: Tensor,
-              valid: Optional[Tensor], reverse: bool) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-        """One layer and direction, cell by cell under plain autograd: the reference for
-        :func:`seq2seq.kernels.cpu_kernels.recurrence`, which takes the same arguments."""
+    def _between_layers(self, x: Tensor) -> Tensor:
+        """Dropout on a layer's outputs before the next layer (training only)."""
+        return F.dropout(x, self.dropout, self.training)
+
+    def _direction(self, gi: Tensor, h: Tensor, c: Optional[Tensor], w_hh: Tensor, b_hh: Tensor,
+                   valid: Optional[Tensor], reverse: bool
+                   ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """One layer and direction over all steps, cell by cell: ``gi (B, T, G*H)`` (the input
+        projection), ``h``, ``c`` ``(B, H)`` (``c`` None for GRU), ``valid (B, T, 1)`` or None;
+        returns ``(out (B, T, H), h_n (B, H), c_n (B, H) or None)``."""
         T = gi.size(1)
         out: List[Optional[Tensor]] = [None] * T
         for t in (range(T - 1, -1, -1) if reverse else range(T)):
@@ -179,8 +165,8 @@ class ManualRNN(nn.RNNBase):
             h_n.append(h)
             c_n.append(c)
             inp = h  # (B, H)
-            if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
-                inp = apply_dropout(inp, self.dropout)
+            if layer < self.num_layers - 1:
+                inp = self._between_layers(inp)
         return h_n[-1], State(torch.stack(h_n), None if state.c is None else torch.stack(c_n))
 
 
@@ -195,8 +181,10 @@ class _Fused:
         if lengths is None:  # every sequence full length: the unpacked (oneDNN) path
             out, hx = super().forward(x, hx)
             return out, State.from_torch(hx)
-        if self.mode == "GRU" and x.device.type == "cpu" and not torch.onnx.is_in_onnx_export():
-            return self._unpacked_gru(x, lengths, hx)
+        return self._with_lengths(x, lengths, hx)
+
+    def _with_lengths(self, x: Tensor, lengths: Tensor, hx) -> Tuple[Tensor, State]:
+        """Sequences of different lengths: packed, so that each stops at its own length."""
         T = x.size(1)
         packed = pack_padded_sequence(x, lengths.cpu().long(), batch_first=True,
                                       enforce_sorted=False)
@@ -204,39 +192,9 @@ class _Fused:
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)  # (B, T, D*H)
         return out, State.from_torch(hx)
 
-    def _unpacked_gru(self, x: Tensor, lengths: Tensor, h0: Optional[Tensor]
-                      ) -> Tuple[Tensor, State]:
-        """What the packed call computes, with ``nn.GRU``'s kernel run per layer and direction
-        on the padded batch: the reverse direction reads each sequence reversed within its
-        length, so that in both directions the padding comes after the valid steps and changes
-        nothing before it; final states are taken at the last valid step. 1.3x faster forward
-        + backward than packing on the CPU (whose backward slices the packed data step by
-        step). GRU only: an LSTM's final ``c`` is not among its outputs."""
-        B, T, _ = x.shape
-        H, D, L = self.hidden_size, 2 if self.bidirectional else 1, self.num_layers
-        lengths = lengths.to(x.device).long()
-        pos = torch.arange(T, device=x.device).unsqueeze(0)  # (1, T)
-        rev = torch.where(pos < lengths[:, None], lengths[:, None] - 1 - pos, pos)  # (B, T)
-        last = (lengths - 1).view(B, 1, 1).expand(B, 1, H)  # (B, 1, H)
-        valid = length_mask(lengths, T).unsqueeze(-1)  # (B, T, 1)
-        if h0 is None:
-            h0 = x.new_zeros(L * D, B, H)
-        flip = lambda t: t.gather(1, rev.unsqueeze(-1).expand(-1, -1, t.size(2)))  # (B, T, .)
-        weights = self._flat_weights  # per layer and direction: w_ih, w_hh, b_ih, b_hh
-        layer_in, h_n = x, []  # (B, T, I)
-        for layer in range(L):
-            outs = []
-            for d in range(D):
-                k = layer * D + d
-                out, _ = _VF.gru(flip(layer_in) if d else layer_in, h0[k:k + 1],
-                                 weights[4 * k:4 * k + 4], True, 1, 0.0, self.training, False,
-                                 True)  # (B, T, H)
-                h_n.append(out.gather(1, last).squeeze(1))  # (B, H)
-                outs.append(flip(out) if d else out)
-            layer_in = torch.cat(outs, dim=-1) * valid  # (B, T, D*H), zero at padding
-            if layer < L - 1 and self.dropout > 0 and self.training:
-                layer_in = apply_dropout(layer_in, self.dropout)
-        return layer_in, State(torch.stack(h_n))  # (L*D, B, H)
+    def _between_layers(self, x: Tensor) -> Tensor:
+        """Dropout on a layer's outputs before the next layer (training only)."""
+        return F.dropout(x, self.dropout, self.training)
 
     def step(self, x_t: Tensor, state: State) -> Tuple[Tensor, State]:
         """One time step of a unidirectional layer: ``x_t (B, I)`` -> ``(out_t (B, H), State)``.
@@ -263,8 +221,8 @@ class _Fused:
                 c_n.append(c)
             h_n.append(h)
             inp = h
-            if layer < self.num_layers - 1 and self.dropout > 0 and self.training:
-                inp = apply_dropout(inp, self.dropout)
+            if layer < self.num_layers - 1:
+                inp = self._between_layers(inp)
         return h_n[-1], State(torch.stack(h_n), torch.stack(c_n) if c_n else None)
 
 
@@ -281,15 +239,12 @@ class FusedGRU(_Fused, nn.GRU):
 
 
 def make_rnn(cell: str, impl: str, input_size: int, hidden_size: int, num_layers: int = 1,
-             bidirectional: bool = False, dropout: float = 0.0,
-             manual_backward: str = "handwritten") -> nn.Module:
-    """Build a recurrent layer: ``cell`` is ``lstm``|``gru``, ``impl`` is ``manual``|``fused``;
-    ``manual_backward`` is :class:`ManualRNN`'s ``backward`` (ignored by ``fused``)."""
+             bidirectional: bool = False, dropout: float = 0.0) -> nn.Module:
+    """Build a recurrent layer: ``cell`` is ``lstm``|``gru``, ``impl`` is ``manual``|``fused``."""
     _check_cell(cell)
     dropout = dropout if num_layers > 1 else 0.0
     if impl == "manual":
-        return ManualRNN(cell, input_size, hidden_size, num_layers, bidirectional, dropout,
-                         manual_backward)
+        return ManualRNN(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
     if impl != "fused":
         raise ValueError(f"impl must be 'manual' or 'fused', got {impl!r}")
     fused = FusedLSTM if cell == "lstm" else FusedGRU

@@ -1,21 +1,21 @@
 """The encoder-decoder, and the one place where config becomes constructor calls."""
 
-from typing import Optional, Union
-
 from torch import Tensor, nn
 
-from seq2seq.training.loss import TokenLosses, projected_losses
+from seq2seq.kernels.fast_model import FastDecoder, FastEncoder
 
 from .decoder import Decoder
 from .encoder import Encoder
 
 
 class Seq2Seq(nn.Module):
-    """Encoder-decoder returning logits; the loss is computed outside (see :mod:`seq2seq.training.loss`).
+    """Encoder-decoder returning logits; the loss is computed outside (see
+    :class:`seq2seq.training.objective.Objective`).
 
     Inputs: ``src (B, S)``, ``src_len (B,)``, ``tgt_in (B, T)`` (BOS + target, padded),
-    ``tf_ratio`` (probability of feeding the gold previous token, see :class:`Decoder`).
-    Output: logits ``(B, T, V_tgt)``, or with ``tgt_out`` the training losses.
+    ``tf_ratio`` (probability of feeding the gold previous token) and ``feed``, ``scope``,
+    ``temperature`` (what is fed otherwise; see :class:`seq2seq.model.decoder.Decoder`).
+    Output: logits ``(B, T, V_tgt)``.
     """
 
     engine = "pytorch"  # what runs the model (an exported one: "onnxruntime")
@@ -25,40 +25,58 @@ class Seq2Seq(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
 
+    @property
+    def kernels(self) -> str:
+        """``fast`` (the CPU speed paths of :mod:`seq2seq.kernels`) or ``plain``."""
+        return self.decoder.kernels
+
     @classmethod
-    def from_config(cls, cfg, src_vocab: int, tgt_vocab: int, pad_id: int) -> "Seq2Seq":
-        """Build from a :class:`seq2seq.config.ModelConfig`."""
-        encoder = Encoder(cfg.cell, cfg.impl, src_vocab, cfg.embedding_dim, cfg.hidden_size,
-                          cfg.num_layers, cfg.bidirectional, cfg.dropout,
-                          dec_hidden_size=cfg.hidden_size, dec_layers=cfg.num_layers,
-                          pad_id=pad_id, manual_backward=cfg.manual_backward)
-        decoder = Decoder(cfg.cell, cfg.impl, tgt_vocab, cfg.embedding_dim, cfg.hidden_size,
-                          cfg.num_layers, cfg.dropout, encoder.out_size, cfg.attention,
-                          cfg.input_feeding, cfg.tie_embeddings, pad_id,
-                          manual_backward=cfg.manual_backward)
+    def from_config(cls, cfg, src_vocab: int, tgt_vocab: int, pad_id: int, *,
+                    prepack: bool = True, defer_value_grads: bool = True) -> "Seq2Seq":
+        """Build from a :class:`seq2seq.config.ModelConfig`: ``cfg.kernels`` ``plain`` builds
+        :class:`Encoder` and :class:`Decoder` (the reference), ``fast`` the same model on the
+        CPU speed paths (:class:`seq2seq.kernels.fast_model.FastEncoder`, ``FastDecoder``;
+        same parameters from the same random numbers). ``prepack``, ``defer_value_grads``: the
+        fast decoder's options, for comparisons (``scripts/bench.py``)."""
+        enc_args = (cfg.cell, cfg.impl, src_vocab, cfg.embedding_dim, cfg.hidden_size,
+                    cfg.num_layers, cfg.bidirectional, cfg.dropout, cfg.hidden_size,
+                    cfg.num_layers, pad_id)
+        if cfg.kernels == "fast":
+            encoder = FastEncoder(*enc_args, manual_backward=cfg.manual_backward)
+        else:
+            encoder = Encoder(*enc_args)
+        dec_args = (cfg.cell, cfg.impl, tgt_vocab, cfg.embedding_dim, cfg.hidden_size,
+                    cfg.num_layers, cfg.dropout, encoder.out_size, cfg.attention,
+                    cfg.input_feeding, cfg.tie_embeddings, pad_id)
+        if cfg.kernels == "fast":
+            decoder = FastDecoder(*dec_args, manual_backward=cfg.manual_backward,
+                                  prepack=prepack, defer_value_grads=defer_value_grads)
+        else:
+            decoder = Decoder(*dec_args)
         return cls(encoder, decoder)
 
     @staticmethod
     def describe(cfg) -> str:
         """The model of a :class:`seq2seq.config.ModelConfig` in words, for the run's log:
-        which layers, and for ``impl: manual`` which backward trains them."""
+        which layers, which kernels, and for ``impl: manual`` which backward trains them."""
         backward = ""
         if cfg.impl == "manual":
-            backward = (" (hand-written backward, autograd under autocast)"
-                        if cfg.manual_backward == "handwritten" else " (autograd backward)")
-        return f"{cfg.cell} {cfg.impl}{backward}, attention {cfg.attention}"
+            backward = (" (hand-written backward; autograd in bf16/fp16 training)"
+                        if cfg.kernels == "fast" and cfg.manual_backward == "handwritten"
+                        else " (autograd backward)")
+        kernels = ("fast kernels" if cfg.kernels == "fast"
+                   else "plain kernels (the reference, no CPU speed paths)")
+        return f"{cfg.cell} {cfg.impl}{backward}, attention {cfg.attention}, {kernels}"
+
+    def features(self, src: Tensor, src_len: Tensor, tgt_in: Tensor, tf_ratio: float = 1.0,
+                 feed: str = "argmax", scope: str = "token", temperature: float = 1.0
+                 ) -> Tensor:
+        """What the output projection takes, ``(B, T, O)`` (see
+        :meth:`seq2seq.model.decoder.Decoder.features`); the same arguments as :meth:`forward`."""
+        enc = self.encoder(src, src_len)
+        return self.decoder.features(enc, tgt_in, tf_ratio, feed, scope, temperature)
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor, tf_ratio: float = 1.0,
-                feed: str = "argmax", scope: str = "token", temperature: float = 1.0,
-                tgt_out: Optional[Tensor] = None, label_smoothing: float = 0.0,
-                fused_loss: Optional[bool] = None) -> Union[Tensor, TokenLosses]:
-        """Logits ``(B, T, V)``; with ``tgt_out (B, T)``, the training losses instead
-        (:func:`seq2seq.training.loss.projected_losses`: the output projection and the loss in one pass,
-        ``fused_loss`` None: on the CPU; no ``(B, T, V)`` logits are kept)."""
+                feed: str = "argmax", scope: str = "token", temperature: float = 1.0) -> Tensor:
         enc = self.encoder(src, src_len)
-        if tgt_out is None:
-            return self.decoder(enc, tgt_in, tf_ratio, feed, scope, temperature)  # (B, T, V)
-        features = self.decoder.features(enc, tgt_in, tf_ratio, feed, scope, temperature)
-        out = self.decoder.out
-        return projected_losses(features, out.weight, out.bias, tgt_out,
-                                self.decoder.embedding.padding_idx, label_smoothing, fused_loss)
+        return self.decoder(enc, tgt_in, tf_ratio, feed, scope, temperature)  # (B, T, V)

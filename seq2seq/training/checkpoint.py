@@ -1,43 +1,74 @@
-"""Checkpoints: written atomically, loaded with clear errors, turned back into a model.
+"""Checkpoint files: written atomically, loaded with clear errors and without running code,
+averaged.
 
 A checkpoint is one ``torch.save`` file holding the model weights, the config, the
 sentencepiece models, the output limit learned from the training data (``output_limit``), the
 optimizer and its schedule, the step and the RNG states, so that ``translate`` needs nothing
-else and ``train --resume`` continues exactly where it stopped. Checkpoints written before a
+else and ``train --resume`` continues exactly where it stopped.
+
+What a checkpoint holds is tensors and plain data only (dicts, lists, tuples, strings, bytes,
+numbers, booleans, None; the sentencepiece models as bytes): :func:`save` refuses anything else,
+and :func:`load` reads with ``torch.load(weights_only=True)``, whose unpickler builds nothing
+but those. A pickle that carries other objects (a file crafted to run code when opened, or a
+checkpoint some other tool wrote with Python objects in it) is refused with one line before
+anything in it runs; a file one trusts is rewritten once as plain data by
+``seq2seq convert-checkpoint OLD --out NEW --trusted`` (:func:`convert`). Checkpoints written before a
 key existed still load: their config gets the old behaviour of new tokenizer keys
 (:data:`OLD_TOKENIZER`), and without ``output_limit`` their config's explicit
-``decode.max_len_a/b`` apply, as before.
-Where checkpoints go in a run folder: :mod:`seq2seq.training.run_folder`.
+``decode.max_len_a/b`` apply, as before. :func:`load` is the one function that reads a file.
+Where checkpoints go in a run folder: :mod:`seq2seq.training.run_folder`; a checkpoint turned
+back into a model: :mod:`seq2seq.load`; the RNG states: :mod:`seq2seq.training.rng`.
 """
 
 import dataclasses
+import enum
 import os
-import random
+import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Union
 
 import torch
 
 from seq2seq import __version__
-from seq2seq.config import Config, from_dict
-from seq2seq.data.lengths import OutputLimit
-from seq2seq.data.lengths import resolve as resolve_limit
-from seq2seq.data.tokenizer import PAD, Tokenizer
+from seq2seq.config import from_dict
 from seq2seq.errors import UserError, first_line
-from seq2seq.model.seq2seq import Seq2Seq
 
 FORMAT = 1  # bump when a checkpoint's layout changes
 # tokenizer keys added later whose default is not what older checkpoints were trained with
 OLD_TOKENIZER = {"underscore_as_letter": False, "split_by_number": True}
 
 
+_PLAIN = (str, bytes, int, float, bool, type(None), torch.Tensor, torch.Size)
+CONVERT_HINT = "seq2seq convert-checkpoint {path} --out NEW.pt --trusted"
+
+
+def check_plain(obj: Any, where: str = "checkpoint") -> None:
+    """Raise a TypeError naming the key when ``obj`` holds anything but tensors and plain
+    data (what ``torch.load(weights_only=True)`` rebuilds without running code)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"{where}: key {k!r} is a {type(k).__name__}")
+            check_plain(v, f"{where}[{k!r}]")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            check_plain(v, f"{where}[{i}]")
+    elif not isinstance(obj, _PLAIN) or isinstance(obj, enum.Enum):
+        raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}: a "
+                        "checkpoint holds tensors and plain data only")
+
+
 def save(payload: Dict[str, Any], path: Union[str, Path]) -> None:
     """Write to a temporary file in the same folder, then rename over ``path``.
 
     A kill at any moment leaves either the previous file or the new one, never half of one.
+    ``payload`` must be tensors and plain data (:func:`check_plain`), so that :func:`load`
+    reads it back without unpickling any object.
     """
+    check_plain(payload)
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -95,10 +126,20 @@ def load(dir_or_file: Union[str, Path], map_location="cpu") -> Dict[str, Any]:
     if bad is not None:
         raise UserError(f"checkpoint {path} is corrupted ({size} bytes; checksum mismatch in "
                         f"{bad})")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    try:  # weights_only: tensors and plain containers only, no object of the file's choosing
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except MemoryError:
         raise
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        if found or "Weights only load failed" in str(e):
+            what = f" ({found.group(1)})" if found else ""
+            raise UserError(f"checkpoint {path} holds Python objects{what}, not only tensors and "
+                            "plain data; loading it could run code, so it is refused. If you "
+                            "trust the file (an older checkpoint, say), convert it once: "
+                            + CONVERT_HINT.format(path=path)) from None
+        raise UserError(f"checkpoint {path} is truncated or corrupted ({size} bytes; "
+                        f"{type(e).__name__}: {first_line(e)})") from None
     except Exception as e:  # a damaged file can make the unpickler raise almost anything
         raise UserError(f"checkpoint {path} is truncated or corrupted ({size} bytes; "
                         f"{type(e).__name__}: {first_line(e)})") from None
@@ -120,7 +161,9 @@ def load_resumable(path, model_cfg) -> Dict[str, Any]:
     """A checkpoint to continue training from (``train --resume``): it must hold the training
     state and have been trained with the model settings ``model_cfg``."""
     ckpt = load(path)
-    if from_dict({"model": ckpt["config"]["model"]}).model != model_cfg:
+    saved = from_dict({"model": ckpt["config"]["model"]}).model
+    # model.kernels chooses how fast the same function runs: a run may resume on the others
+    if dataclasses.replace(saved, kernels=model_cfg.kernels) != model_cfg:
         raise UserError(f"--resume: the model section of the config differs from the one in "
                         f"{path}; resume with the same model settings")
     if not all(k in ckpt for k in ("optimizer", "train_state", "rng")):
@@ -136,60 +179,6 @@ def config_of(ckpt: Dict[str, Any]) -> Dict[str, Any]:
         cfg["tokenizer"] = {**{k: v for k, v in OLD_TOKENIZER.items()
                                if k not in cfg["tokenizer"]}, **cfg["tokenizer"]}
     return cfg
-
-
-def load_model(dir_or_file, impl: str = None, device="cpu") -> Tuple[Seq2Seq, Tokenizer, Config]:
-    """Model (in eval mode), tokenizer and config of a checkpoint; ``impl`` overrides the layer.
-    The config's ``decode.max_len_a/b`` are the output limit to use: where the config leaves
-    them unset, the one learned from the training data."""
-    ckpt = load(dir_or_file)
-    path = resolve(dir_or_file)
-    try:
-        cfg = from_dict(config_of(ckpt))
-    except UserError as e:
-        raise UserError(f"checkpoint {path} (written by seq2seq {ckpt.get('version', '?')}): "
-                        f"its config does not fit this version: {e}") from None
-    learned = resolve_limit(cfg.decode, OutputLimit(**ckpt["output_limit"])
-                            if ckpt.get("output_limit") else None)
-    cfg = cfg.replace(decode=dataclasses.replace(cfg.decode, max_len_a=learned.a,
-                                                 max_len_b=learned.b))
-    if impl is not None:
-        cfg = cfg.replace(model=dataclasses.replace(cfg.model, impl=impl))
-    tok = Tokenizer.from_state(ckpt["tokenizer"])
-    model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, PAD)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:  # name the keys: "Missing key(s) in state_dict: ..."
-        detail = " ".join(l.strip() for l in str(e).splitlines()[1:] if l.strip())
-        raise UserError(f"checkpoint {path}: the weights do not fit its config "
-                        f"({detail[:300] or first_line(e)})") from None
-    return model.to(device).eval(), tok, cfg
-
-
-def seed_all(seed: int) -> None:
-    """Seed the random number generators that training draws from (torch, Python)."""
-    torch.manual_seed(seed)
-    random.seed(seed)
-
-
-def rng_state() -> Dict[str, Any]:
-    """The random number generators' states (torch, Python, CUDA), for a checkpoint."""
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def set_rng_state(s, rank: int = 0) -> None:
-    """Restore what :func:`rng_state` saved: ``s`` is one state, or one per process of a
-    distributed run in rank order (this process takes its own; a rank the run did not have
-    keeps the generator it was seeded with)."""
-    if isinstance(s, list):
-        if rank >= len(s):
-            return
-        s = s[rank]
-    torch.set_rng_state(s["torch"])
-    random.setstate(s["python"])
-    if s.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
 
 
 def average(paths, out) -> Dict[str, Any]:
@@ -217,3 +206,61 @@ def average(paths, out) -> Dict[str, Any]:
                "averaged_from": [str(resolve(p)) for p in paths]}
     save(payload, out)
     return payload
+
+
+def _to_plain(obj: Any, where: str, dropped: list) -> Any:
+    """``obj`` as tensors and plain data: dataclasses as dicts, enums as their values, numpy
+    arrays as tensors and numpy numbers as Python ones, namespaces as dicts; anything else is
+    dropped (its key recorded in ``dropped``)."""
+    if isinstance(obj, dict):
+        return {k: _to_plain(v, f"{where}[{k!r}]", dropped) for k, v in obj.items()
+                if isinstance(k, (str, int))}
+    if isinstance(obj, (list, tuple)):
+        items = [_to_plain(v, f"{where}[{i}]", dropped) for i, v in enumerate(obj)]
+        return items if isinstance(obj, list) else tuple(items)
+    if isinstance(obj, enum.Enum):
+        return _to_plain(obj.value, where, dropped)
+    if isinstance(obj, _PLAIN):
+        return obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _to_plain(dataclasses.asdict(obj), where, dropped)
+    if type(obj).__module__ == "numpy":
+        import numpy as np
+
+        if isinstance(obj, np.ndarray):
+            return torch.from_numpy(obj.copy())
+        if isinstance(obj, np.generic):
+            return obj.item()
+    if hasattr(obj, "__dict__") and type(obj).__name__ == "Namespace":
+        return _to_plain(vars(obj), where, dropped)
+    dropped.append(f"{where} ({type(obj).__module__}.{type(obj).__qualname__})")
+    return None
+
+
+def convert(old: Union[str, Path], new: Union[str, Path]) -> list:
+    """Rewrite a checkpoint one trusts as tensors and plain data (``seq2seq convert-checkpoint``).
+
+    Reads ``old`` with the full unpickler, which runs whatever code the file carries: only for
+    a file whose origin one trusts. Writes ``new`` with :func:`save` and checks that
+    :func:`load` reads it; returns what could not be kept (keys and types), which is dropped.
+    """
+    old, new = resolve(old), Path(new)
+    if new.resolve() == old.resolve():
+        raise UserError(f"--out {new} is the checkpoint itself: write the converted one "
+                        "elsewhere (the original stays as it is)")
+    if not new.resolve().parent.is_dir():
+        raise UserError(f"cannot write --out {new}: its folder does not exist")
+    try:
+        ckpt = torch.load(old, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise UserError(f"cannot read {old} as a torch file ({type(e).__name__}: "
+                        f"{first_line(e)})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise UserError(f"{old} is not a seq2seq checkpoint (no model and config in it)")
+    dropped: list = []
+    plain = _to_plain(ckpt, "checkpoint", dropped)
+    for key in ("format", "version"):
+        plain.pop(key, None)
+    save(plain, new)
+    load(new)  # it reads back without the full unpickler
+    return dropped

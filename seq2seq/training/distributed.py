@@ -51,15 +51,16 @@ def setup(device: torch.device) -> Tuple[Dist, torch.device]:
     return Dist(dist.get_rank(), dist.get_world_size(), local_rank), device
 
 
-def wrap(model: torch.nn.Module, device: torch.device, d: Dist) -> torch.nn.Module:
-    """The model as the training step calls it: in DistributedDataParallel (gradients
+def wrap(objective: torch.nn.Module, device: torch.device, d: Dist) -> torch.nn.Module:
+    """The training objective (:class:`seq2seq.training.objective.Objective`, which holds the
+    model) as the training step calls it: in DistributedDataParallel (the model's gradients
     averaged across ranks) when there are several processes, else itself."""
     if d.world == 1:
-        return model
+        return objective
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None)
+        objective, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def cleanup(d: Dist) -> None:

@@ -2,9 +2,9 @@
 
     summary = train(cfg, "runs/x")      # or: seq2seq train --config x.yaml --out runs/x
 
-Its kin: data in ``corpus.py``, checkpoints and metrics in ``run_folder.py``, autocast in
-``device.py``, validation in ``evaluate.py``, the learning rate in ``optim.py``, processes in
-``distributed.py``, Ctrl-C in ``console.py``.
+Its kin: data in ``data/corpus.py``, checkpoints and metrics in ``run_folder.py``, autocast
+in ``kernels/device.py``, validation in ``validation.py``, the learning rate in ``optim.py``,
+processes in ``distributed.py``, Ctrl-C in ``cli/console.py``.
 """
 
 import contextlib
@@ -17,35 +17,38 @@ from typing import Any, Dict, Optional
 import torch
 from tqdm import tqdm
 
-from seq2seq import console
+from seq2seq.cli import console
 from seq2seq.config import Config
 from seq2seq.data.corpus import load_corpus
 from seq2seq.data.tokenizer import PAD, Tokenizer
-from seq2seq.decoding.evaluate import score_key, validate
-from seq2seq.device import mixed_precision, pick_device, resolve_amp, set_threads
+from seq2seq.kernels.device import mixed_precision, pick_device, resolve_amp, set_threads
 from seq2seq.errors import UserError
 from seq2seq.model.seq2seq import Seq2Seq
 
-from . import distributed, teacher_forcing
-from .checkpoint import load_resumable, rng_state, seed_all, set_rng_state
+from . import distributed, model_card, teacher_forcing
+from .checkpoint import load_resumable
 from .ema import WeightAverage
 from .loop_state import LoopState, StopReason
 from .loss import TokenLosses
+from .objective import Objective
 from .optim import learning_rate, make_optimizer
+from .rng import rng_state, seed_all, set_rng_state
 from .run_folder import RunFolder
+from .validation import score_key, validate
 
 
 class Trainer:
     """One training run: corpus, model, optimizer, the loop's state, checkpoints and metrics.
 
     ``dataset``: a ``datasets.DatasetDict`` to use instead of ``cfg.data``. ``extra_validation``:
-    keyword arguments for :func:`seq2seq.decoding.evaluate.validate` (e.g. ``free_running=True``).
-    ``encoding_errors``: ``strict`` or ``replace`` for data bytes that are not UTF-8.
+    keyword arguments for :func:`seq2seq.training.validation.validate` (e.g.
+    ``free_running=True``). ``encoding_errors``: ``strict`` or ``replace`` for data bytes that
+    are not UTF-8.
 
-    The best checkpoint is chosen by :func:`seq2seq.decoding.evaluate.score_key`. The learning-rate
-    plateau and early stopping only count the scheduled validations (each epoch, or every
-    ``eval_every`` steps), not the extra one at the end of a run, so that stopping at step k
-    and resuming gives the same model as one run.
+    The best checkpoint is chosen by :func:`seq2seq.training.validation.score_key`. The
+    learning-rate plateau and early stopping only count the scheduled validations (each epoch,
+    or every ``eval_every`` steps), not the extra one at the end of a run, so that stopping at
+    step k and resuming gives the same model as one run.
     """
 
     def __init__(self, cfg: Config, out, resume: bool = False, overwrite: bool = False,
@@ -98,7 +101,8 @@ class Trainer:
             set_rng_state(ckpt["rng"], d.rank)
             self.records = self.folder.records(self.st.step) if d.main else []
             self.log(f"resumed from {start} at step {self.st.step}")
-        self.ddp = distributed.wrap(self.model, self.device, d)  # what the training step calls
+        self.objective = distributed.wrap(Objective(self.model, t.label_smoothing), self.device,
+                                          d)  # what the training step calls (DDP's, or itself)
 
     def payload(self) -> Dict[str, Any]:
         """What a checkpoint holds; a collective: every process gives its RNG states."""
@@ -121,8 +125,8 @@ class Trainer:
             g["lr"] = learning_rate(t, self.st.step, self.total_steps, self.st.plateau_factor)
         batch = batch.to(self.device)
         with self.autocast():
-            losses = self.ddp(batch.src, batch.src_len, batch.tgt_in, tf_ratio, tf.feed,
-                              tf.scope, tf.temperature, batch.tgt_out, t.label_smoothing)
+            losses = self.objective(batch.src, batch.src_len, batch.tgt_in, batch.tgt_out,
+                                    tf_ratio, tf.feed, tf.scope, tf.temperature)
         # per token of the global batch: DDP averages over ranks, so scale by the world size
         n_global = distributed.all_sum(losses.n, self.dist)
         loss = losses.objective * (self.dist.world / max(1.0, n_global))
@@ -265,8 +269,8 @@ class Trainer:
                 self.validate_and_save(scheduled=False)
         if d.main:
             self.folder.finish(self.records)
-        self.ddp = self.model  # DDP's reducer goes before the process group it talks to
-        distributed.cleanup(d)
+        self.objective = getattr(self.objective, "module", self.objective)  # DDP's reducer goes
+        distributed.cleanup(d)  # before the process group it talks to
         if reason in (StopReason.TIME, StopReason.EARLY_STOPPING):
             self.log(f"{reason.value} (train.max_minutes={t.max_minutes}, train.patience="
                      f"{t.patience}): stopped at step {st.step} after "
@@ -285,7 +289,8 @@ class Trainer:
 def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, dataset=None,
           progress: bool = True, extra_validation=None, encoding_errors: str = "strict"
           ) -> Dict[str, Any]:
-    """Train a model as configured (see :class:`Trainer`); returns a summary of the run
-    (steps, epochs, training seconds, the best validation record, parameters)."""
-    return Trainer(cfg, out, resume, overwrite, dataset, progress, extra_validation,
-                   encoding_errors).run()
+    """Train a model as configured (see :class:`Trainer`); the run's summary (steps, epochs,
+    training seconds, best validation record, parameters), also in summary.json and README.md."""
+    trainer = Trainer(cfg, out, resume, overwrite, dataset, progress, extra_validation,
+                      encoding_errors)
+    return model_card.after_training(trainer.run(), trainer.corpus, trainer.dist.main)

@@ -34,11 +34,12 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from seq2seq import config as config_mod
 from seq2seq.cli.main import add_run_options
-from seq2seq.console import log, run_main
+from seq2seq.cli.console import log, run_main
 from seq2seq.data.readers import add_extra_test_option, read_test_set
 from seq2seq.decoding.evaluate import evaluate_lines, evaluate_model, format_scores, read_split
 from seq2seq.errors import UserError
 
+from . import model_card
 from .checkpoint import average
 from .loop import train
 from .run_folder import kept
@@ -134,7 +135,7 @@ def run(cfg, out, dataset=None, resume: bool = False, progress: bool = True,
     """Train (starting again unless ``resume``), decode the test split (and ``extra_tests``),
     greedy as configured and with beam search (``beam`` sizes x ``length_penalty`` values,
     the pair with the best validation BLEU when there are several), and score them."""
-    from seq2seq.decoding.ensemble import load_for_decoding
+    from seq2seq.load import load_for_decoding
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -186,6 +187,7 @@ def run(cfg, out, dataset=None, resume: bool = False, progress: bool = True,
     result["resumed"] = resume  # True: wall_seconds and peak_rss_mb miss the earlier part
     result["peak_rss_mb"] = round(peak_rss_mb())
     (out / "scores.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    model_card.write(out)  # README.md: the card, now with the test scores
     for src, hyp, ref in list(zip(ev.srcs, ev.hyps, ev.refs))[:examples]:
         print(f"  src: {src}\n  hyp: {hyp}\n  ref: {ref}\n")
     for name, scores in shown:

@@ -7,6 +7,8 @@
     DIR/metrics.jsonl    one JSON record per validation
     DIR/curves.png       loss and BLEU curves (drawn at most once a minute, and at the end)
     DIR/events.out.tfevents.*  with train.tensorboard: the same records for TensorBoard
+    DIR/summary.json, DIR/README.md  at the end: the run's summary and its model card
+                         (seq2seq.training.model_card)
 
 Checkpoints are written atomically (:func:`seq2seq.training.checkpoint.save`).
 """

@@ -137,22 +137,3 @@ def ratio_for(cfg, step: int, epoch: int, total_steps: int, epochs: int) -> floa
     if cfg.unit == "step":
         return ratio_at(cfg, step, total_steps)
     return ratio_at(cfg, epoch, epochs)
-
-
-def gold_mask(batch: int, length: int, ratio: float, scope: str = "token", device=None):
-    """Which previous tokens are gold: a ``(B, T)`` bool tensor, True with probability ``ratio``.
-
-    ``scope``: ``token`` flips a coin per target token per example (Bengio et al., 2015);
-    ``sequence`` one coin per example for its whole target (the old PyTorch seq2seq tutorial's
-    choice, which the paper's footnote reports as much worse); ``batch`` one coin per time step
-    shared by every example (bentrevett/pytorch-seq2seq's notebooks).
-    """
-    import torch
-
-    if scope == "token":
-        return torch.rand(batch, length, device=device) < ratio
-    if scope == "sequence":
-        return (torch.rand(batch, 1, device=device) < ratio).expand(batch, length)
-    if scope == "batch":
-        return (torch.rand(1, length, device=device) < ratio).expand(batch, length)
-    raise ValueError(f"scope must be token, sequence or batch, got {scope!r}")

@@ -6,7 +6,7 @@ from typing import Callable, Tuple
 
 import torch
 
-from .errors import UserError
+from seq2seq.errors import UserError
 
 
 def pick_device(name: str) -> torch.device:

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from .errors import UserError
+from seq2seq.errors import UserError
 
 
 def log(msg: str) -> None:
