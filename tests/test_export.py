@@ -173,7 +173,7 @@ def test_evaluate_accepts_an_exported_folder(toy, toy_export):
 
 
 def test_int8_export_from_the_cli(toy):
-    out = toy.dir / "exported-int8"
+    out = toy.dir / "deploy" / "exported-int8"  # deploy/ does not exist yet: made, as by train
     seq2seq("export", "--checkpoint", toy.run, "--out", out, "--int8", cwd=toy.dir)
     p = seq2seq("translate", "--checkpoint", out, input="cat\ndog\n", cwd=toy.dir)
     assert len(p.stdout.splitlines()) == 2

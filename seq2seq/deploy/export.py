@@ -262,8 +262,10 @@ def _check_out(out: Path, overwrite: bool) -> None:
         if (out / MARKER).is_file() and not overwrite:
             raise UserError(f"--out {out} already holds an exported model: add --overwrite to "
                             "replace it")
-    if not out.resolve().parent.is_dir():
-        raise UserError(f"cannot write --out {out}: its folder does not exist")
+    parent = out.resolve().parent
+    if parent.exists() and not parent.is_dir():
+        raise UserError(f"cannot write --out {out}: {parent} is a file, not a folder")
+    parent.mkdir(parents=True, exist_ok=True)  # deploy/my: deploy/ made as train --out does
 
 
 def export_model(model: nn.Module, tok, cfg, out, int8: bool = False, overwrite: bool = False,
