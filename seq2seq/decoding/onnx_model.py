@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seq2seq.errors import UserError
+from seq2seq.errors import UserError, require_packages
 from seq2seq.model.decoder import DecoderState
 from seq2seq.model.encoder import Encoded
 from seq2seq.model.rnn import State, length_mask
@@ -48,14 +48,7 @@ def is_exported(path: Union[str, Path]) -> bool:
 
 def require(what: str, modules=("onnxruntime",)):
     """Import ``modules`` (returns the last), or stop with one line saying what to install."""
-    mod = None
-    for name in modules:
-        try:
-            mod = __import__(name)
-        except ImportError:
-            raise UserError(f"{what} needs the {name} package, which is not installed: "
-                            f"{INSTALL}") from None
-    return mod
+    return require_packages(what, modules, INSTALL)
 
 
 def _session(path: Path, threads: int):

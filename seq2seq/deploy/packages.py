@@ -2,7 +2,7 @@
 onnxruntime, ``seq2seq serve`` starlette and uvicorn. Without one, the command stops with one
 line that says what to install."""
 
-from seq2seq.errors import UserError
+from seq2seq.errors import require_packages
 
 INSTALL = "pip install 'seq2seq[deploy]'"
 EXPORT = ("onnx", "onnxruntime")  # seq2seq export (and its check: onnxruntime)
@@ -12,11 +12,4 @@ SERVE = ("starlette", "uvicorn")  # seq2seq serve
 def require(what: str, modules):
     """Import ``modules`` (returns the last), or stop with one line: ``what`` needs the first
     that is missing, and :data:`INSTALL`."""
-    mod = None
-    for name in modules:
-        try:
-            mod = __import__(name)
-        except ImportError:
-            raise UserError(f"{what} needs the {name} package, which is not installed: "
-                            f"{INSTALL}") from None
-    return mod
+    return require_packages(what, modules, INSTALL)

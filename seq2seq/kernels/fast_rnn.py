@@ -22,7 +22,7 @@ from typing import Optional, Tuple
 import torch
 from torch import _VF, Tensor, nn
 
-from seq2seq.model.rnn import FusedGRU, FusedLSTM, ManualRNN, State, length_mask
+from seq2seq.model.rnn import FusedGRU, FusedLSTM, ManualRNN, State, length_mask, make_rnn
 
 from .dropout import dropout as fast_dropout
 from .recurrence import recurrence
@@ -125,13 +125,5 @@ def make_fast_rnn(cell: str, impl: str, input_size: int, hidden_size: int, num_l
     """:func:`seq2seq.model.rnn.make_rnn` with the fast classes: the same parameters, made in
     the same order from the same random numbers. ``FastManualRNN``'s ``backward`` is its
     default (an attribute: the fast encoder and decoder set ``model.manual_backward``)."""
-    if cell not in ("lstm", "gru"):
-        raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
-    dropout = dropout if num_layers > 1 else 0.0
-    if impl == "manual":
-        return FastManualRNN(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
-    if impl != "fused":
-        raise ValueError(f"impl must be 'manual' or 'fused', got {impl!r}")
-    fused = FastFusedLSTM if cell == "lstm" else FastFusedGRU
-    return fused(input_size, hidden_size, num_layers=num_layers, bias=True, batch_first=True,
-                 dropout=dropout, bidirectional=bidirectional)
+    return make_rnn(cell, impl, input_size, hidden_size, num_layers, bidirectional, dropout,
+                    classes=(FastManualRNN, FastFusedLSTM, FastFusedGRU))

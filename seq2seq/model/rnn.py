@@ -239,14 +239,18 @@ class FusedGRU(_Fused, nn.GRU):
 
 
 def make_rnn(cell: str, impl: str, input_size: int, hidden_size: int, num_layers: int = 1,
-             bidirectional: bool = False, dropout: float = 0.0) -> nn.Module:
-    """Build a recurrent layer: ``cell`` is ``lstm``|``gru``, ``impl`` is ``manual``|``fused``."""
+             bidirectional: bool = False, dropout: float = 0.0,
+             classes: Optional[Tuple[type, type, type]] = None) -> nn.Module:
+    """Build a recurrent layer: ``cell`` is ``lstm``|``gru``, ``impl`` is ``manual``|``fused``.
+    ``classes``: ``(manual, fused LSTM, fused GRU)`` to build instead of :class:`ManualRNN`,
+    :class:`FusedLSTM`, :class:`FusedGRU` (subclasses with the same parameters)."""
     _check_cell(cell)
+    manual, fused_lstm, fused_gru = classes or (ManualRNN, FusedLSTM, FusedGRU)
     dropout = dropout if num_layers > 1 else 0.0
     if impl == "manual":
-        return ManualRNN(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
+        return manual(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
     if impl != "fused":
         raise ValueError(f"impl must be 'manual' or 'fused', got {impl!r}")
-    fused = FusedLSTM if cell == "lstm" else FusedGRU
+    fused = fused_lstm if cell == "lstm" else fused_gru
     return fused(input_size, hidden_size, num_layers=num_layers, bias=True, batch_first=True,
                  dropout=dropout, bidirectional=bidirectional)
