@@ -1,16 +1,18 @@
 """Checkpoint averaging: the mean of the weights, usable by translate."""
 
+import pytest
 import torch
 
+from seq2seq.errors import UserError
 from seq2seq.training import checkpoint
 from seq2seq.config import Config, ModelConfig
 from seq2seq.model.seq2seq import Seq2Seq
 from seq2seq.data.tokenizer import PAD, Tokenizer
 
 
-def make_ckpt(path, seed, tok):
+def make_ckpt(path, seed, tok, **model):
     torch.manual_seed(seed)
-    cfg = Config(model=ModelConfig(embedding_dim=8, hidden_size=8))
+    cfg = Config(model=ModelConfig(embedding_dim=8, hidden_size=8, **model))
     model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, PAD)
     checkpoint.save({"model": model.state_dict(), "config": cfg.to_dict(),
                      "tokenizer": tok.state()}, path)
@@ -39,6 +41,21 @@ def test_average_refuses_checkpoints_of_different_runs(tmp_path, run_cli):
                 "--out", tmp_path / "avg.pt", check=False)
     assert p.returncode == 2 and "not from the same run" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_average_takes_checkpoints_of_a_run_resumed_on_the_other_kernels(tmp_path):
+    """model.kernels changes how fast the same function runs, not the weights: a run resumed
+    on the other kernels (as --resume allows) averages; another model key still refuses."""
+    tok = Tokenizer.train(["a b c d"] * 20, ["d c b a"] * 20, Config().tokenizer)
+    a = make_ckpt(tmp_path / "a.pt", 1, tok, kernels="fast")
+    b = make_ckpt(tmp_path / "b.pt", 2, tok, kernels="plain")
+    avg = checkpoint.average([tmp_path / "a.pt", tmp_path / "b.pt"], tmp_path / "avg.pt")
+    assert avg["config"]["model"]["kernels"] == "plain"  # the last one's config
+    for k in a:
+        assert torch.allclose(avg["model"][k], (a[k] + b[k]) / 2, atol=1e-6), k
+    make_ckpt(tmp_path / "c.pt", 2, tok, kernels="plain", dropout=0.5)
+    with pytest.raises(UserError, match="not from the same run"):
+        checkpoint.average([tmp_path / "a.pt", tmp_path / "c.pt"], tmp_path / "avg.pt")
 
 
 def test_the_end_of_a_run_does_not_count_twice_in_the_kept_checkpoints(tmp_path):

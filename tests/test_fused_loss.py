@@ -1,7 +1,8 @@
 """The output projection and the loss in one pass (seq2seq.kernels.projected_loss, chosen by
 seq2seq.training.loss.projected_losses): the same losses and gradients as the plain path
 (F.linear, then cross-entropy over (B, T, V) logits), with label smoothing, in blocks, under bf16
-autocast, and as the training objective (seq2seq.training.objective.Objective)."""
+autocast, in float64, through a retained graph, and as the training objective
+(seq2seq.training.objective.Objective)."""
 
 import pytest
 import torch
@@ -16,11 +17,11 @@ from seq2seq.data.tokenizer import PAD
 from seq2seq.training.objective import Objective
 
 
-def problem(seed=0, B=5, T=7, O=16, V=300, bias=True):
+def problem(seed=0, B=5, T=7, O=16, V=300, bias=True, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
-    features = torch.randn(B, T, O, generator=g, requires_grad=True)
-    weight = (0.3 * torch.randn(V, O, generator=g)).requires_grad_()
-    b = torch.randn(V, generator=g).requires_grad_() if bias else None
+    features = torch.randn(B, T, O, generator=g, dtype=dtype, requires_grad=True)
+    weight = (0.3 * torch.randn(V, O, generator=g, dtype=dtype)).requires_grad_()
+    b = torch.randn(V, generator=g, dtype=dtype).requires_grad_() if bias else None
     tgt = torch.randint(4, V, (B, T), generator=g)
     tgt[0, 4:] = PAD  # padded ends of different lengths
     tgt[2, 6:] = PAD
@@ -49,6 +50,51 @@ def test_fused_equals_the_plain_path(monkeypatch, smoothing, bias, chunk):
     assert fused.nll == pytest.approx(plain.nll, rel=1e-6)
     for a, b in zip(g_fused, g_plain):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("amp", [False, True], ids=["float64", "float64-under-bf16-autocast"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("chunk", [3, 256])
+def test_float64_stays_float64(monkeypatch, smoothing, chunk, amp):
+    """A float64 model's fused loss is computed in float64 (autocast leaves float64 alone, and
+    so does the fused pass): the objective, the nll and every gradient equal plain autograd's
+    in float64 to 1e-12 (float32 inside would be off by about 1e-7)."""
+    monkeypatch.setattr(loss_mod, "CHUNK", chunk)
+    features, weight, bias, tgt = problem(dtype=torch.float64)
+    params = (features, weight, bias)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        fused = projected_losses(features, weight, bias, tgt, PAD, smoothing, fused=True)
+    fused.objective.backward()
+    g_fused = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    logits = F.linear(features, weight, bias).reshape(-1, weight.size(0))  # (B*T, V)
+    ref = F.cross_entropy(logits, tgt.reshape(-1), ignore_index=PAD, reduction="sum",
+                          label_smoothing=smoothing)
+    ref_nll = F.cross_entropy(logits, tgt.reshape(-1), ignore_index=PAD, reduction="sum")
+    ref.backward()
+    assert fused.objective.dtype == torch.float64
+    tight = dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fused.objective, ref.detach(), **tight)
+    assert fused.nll == pytest.approx(ref_nll.item(), rel=1e-12)
+    for a, p in zip(g_fused, params):
+        assert a.dtype == torch.float64
+        torch.testing.assert_close(a, p.grad, **tight)
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "plain"])
+def test_a_second_backward_through_a_retained_graph_doubles_the_gradients(fused):
+    """``backward(retain_graph=True)`` then ``backward()``: the second adds exactly the first's
+    gradients (the fused backward scales its saved gradients out of place)."""
+    features, weight, bias, tgt = problem()
+    params = (features, weight, bias)
+    out = projected_losses(features, weight, bias, tgt, PAD, 0.1, fused=fused)
+    loss = out.objective * 0.37
+    loss.backward(retain_graph=True)
+    once = [p.grad.clone() for p in params]
+    loss.backward()
+    for a, g in zip(params, once):
+        assert torch.equal(a.grad, 2 * g)
 
 
 def test_plain_path_is_the_masked_cross_entropy_of_the_logits():

@@ -1,12 +1,15 @@
 """ValueGrads: the attention values' gradient summed once over a stepping training loop equals
-the per-step sum autograd makes, holds nothing past its batch, and refuses what it cannot do."""
+the per-step sum autograd makes (in float64 to float64 rounding), counts only the backward it
+is summed in, holds nothing past its batch, and refuses what it cannot do."""
 
 import gc
 import weakref
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+import seq2seq.training.loss as training_loss
 from seq2seq.kernels import fast_model
 from seq2seq.data.batching import collate
 from seq2seq.config import ModelConfig
@@ -57,10 +60,11 @@ def test_deferred_value_gradients_equal_the_per_step_ones(monkeypatch, cell, att
         torch.testing.assert_close(a, r, **tol, msg=lambda m: f"{name}: {m}")
 
 
-def steps(seed=3, n=3):
+def steps(seed=3, n=3, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
-    values = torch.randn(2, 5, 4, generator=g, requires_grad=True)  # (B, S, 2H)
-    ws = [torch.softmax(torch.randn(2, 1, 5, generator=g), -1).requires_grad_() for _ in range(n)]
+    values = torch.randn(2, 5, 4, generator=g, dtype=dtype, requires_grad=True)  # (B, S, 2H)
+    ws = [torch.softmax(torch.randn(2, 1, 5, generator=g, dtype=dtype), -1).requires_grad_()
+          for _ in range(n)]  # (B, 1, S) each
     return values, ws
 
 
@@ -94,6 +98,88 @@ def test_a_second_backward_sums_only_what_it_reaches():
     c1.sum().backward()
     torch.testing.assert_close(first, (ws[0].transpose(1, 2) @ torch.ones(2, 1, 4)).detach())
     torch.testing.assert_close(values.grad, (ws[1].transpose(1, 2) @ torch.ones(2, 1, 4)).detach())
+
+
+def test_a_backward_that_stops_short_of_the_values_leaves_nothing_behind():
+    """A backward that reaches some steps but not the values (``torch.autograd.grad`` of the
+    steps' inputs, with retain_graph) keeps no step gradient for the next backward to sum: the
+    values get the gradient of the next backward alone, as under plain autograd."""
+    values, ws = steps()
+    grads = ValueGrads(values)
+    c = [grads.context(w) for w in ws]  # (2, 1, 4) each
+    (g0,) = torch.autograd.grad(c[0].pow(2).sum() + c[1].sum(), ws[0], retain_graph=True)
+    (c[1].pow(2).sum() + 3 * c[2].sum()).backward()  # step 0 not reached
+    deferred = values.grad.clone()
+    values.grad = None
+    ref = [w @ values for w in ws]
+    (r0,) = torch.autograd.grad(ref[0].pow(2).sum() + ref[1].sum(), ws[0], retain_graph=True)
+    (ref[1].pow(2).sum() + 3 * ref[2].sum()).backward()
+    torch.testing.assert_close(g0, r0, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(deferred, values.grad, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("amp", [False, True], ids=["float64", "float64-under-bf16-autocast"])
+def test_float64_stays_float64(amp):
+    """A float64 model's values are summed in float64 (autocast leaves float64 alone, and so
+    does ValueGrads): every gradient equals autograd's per-step one to 1e-12."""
+    values, ws = steps(dtype=torch.float64)
+    with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+        grads = ValueGrads(values)
+        ctxs = [grads.context(w) for w in ws]
+    assert grads.values.dtype == torch.float64
+    loss = sum((c * (t + 1)).pow(2).sum() for t, c in enumerate(ctxs)) + grads.values.sum()
+    loss.backward()
+    deferred = [values.grad.clone()] + [w.grad.clone() for w in ws]
+    values.grad = None
+    for w in ws:
+        w.grad = None
+    ref = sum(((w @ values) * (t + 1)).pow(2).sum() for t, w in enumerate(ws)) + values.sum()
+    ref.backward()
+    for a, r in zip(deferred, [values.grad] + [w.grad for w in ws]):
+        assert a.dtype == torch.float64
+        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell,attention,input_feeding,tf",
+                         [("lstm", "bahdanau", True, 1.0), ("gru", "luong", False, 0.5)])
+def test_a_float64_model_trains_in_float64(monkeypatch, cell, attention, input_feeding, tf):
+    """A float64 model through the training objective on the fast kernels (the fused loss and
+    the deferred values' gradient, both taken) gives the objective, the nll and every gradient
+    of plain autograd in float64 (the per-step values' gradient, the cross-entropy of the
+    logits) to 1e-12."""
+    used = []
+    monkeypatch.setattr(fast_model, "ValueGrads", lambda v: used.append("values") or ValueGrads(v))
+    real = training_loss.projected_cross_entropy
+    monkeypatch.setattr(training_loss, "projected_cross_entropy",
+                        lambda *a: used.append("loss") or real(*a))
+
+    def run(defer):
+        model, b = small_model(cell, attention, input_feeding, defer)
+        model.double()
+        torch.manual_seed(7)
+        if defer:
+            out = Objective(model, label_smoothing=0.1)(b.src, b.src_len, b.tgt_in, b.tgt_out, tf)
+            objective, nll = out.objective, out.nll
+        else:
+            logits = model(b.src, b.src_len, b.tgt_in, tf)  # (B, T, V)
+            flat = logits.reshape(-1, logits.size(-1)), b.tgt_out.reshape(-1)
+            objective = F.cross_entropy(*flat, ignore_index=PAD, reduction="sum",
+                                        label_smoothing=0.1)
+            nll = F.cross_entropy(*flat, ignore_index=PAD, reduction="sum").item()
+        objective.backward()
+        return objective.detach(), nll, [p.grad.clone() for p in model.parameters()]
+
+    ref_objective, ref_nll, ref_grads = run(False)
+    assert not used
+    objective, nll, grads = run(True)
+    assert sorted(set(used)) == ["loss", "values"]
+    assert objective.dtype == torch.float64
+    torch.testing.assert_close(objective, ref_objective, rtol=1e-12, atol=1e-12)
+    assert nll == pytest.approx(ref_nll, rel=1e-12)
+    names = [n for n, _ in small_model()[0].named_parameters()]
+    for name, a, r in zip(names, grads, ref_grads):
+        assert a.dtype == torch.float64
+        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12, msg=lambda m: f"{name}: {m}")
 
 
 def test_double_backward_is_refused():

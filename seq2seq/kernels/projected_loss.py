@@ -4,7 +4,8 @@ What training runs on the CPU with ``model.kernels: fast``
 (:func:`seq2seq.training.loss.projected_losses` chooses): the ``(N, V)`` logits of the
 non-padding target positions are never kept whole. The plain path (``F.linear`` then
 :func:`seq2seq.training.loss.training_losses`) is the reference it is tested against
-(tests/test_fused_loss.py: the same losses and gradients to float32 rounding).
+(tests/test_fused_loss.py: the same losses and gradients to float32 rounding, and to float64
+rounding for a float64 model).
 """
 
 from typing import Optional, Tuple

@@ -34,6 +34,7 @@ import torch
 
 from seq2seq import __version__
 from seq2seq.config import from_dict
+from seq2seq.data.readers import absolute_paths, relative_paths
 from seq2seq.errors import UserError, first_line
 
 FORMAT = 1  # bump when a checkpoint's layout changes
@@ -191,8 +192,14 @@ def average(paths, out) -> Dict[str, Any]:
         raise UserError("average needs at least one checkpoint")
     ckpts = [load(p) for p in paths]
     first = ckpts[-1]
+
+    def weights_config(c: Dict[str, Any]) -> Dict[str, Any]:
+        # model.kernels chooses how fast the same function runs, not the weights: a run
+        # resumed on the other kernels is still one run (as load_resumable allows)
+        return {k: v for k, v in c["config"]["model"].items() if k != "kernels"}
+
     for p, c in zip(paths, ckpts):
-        if c["config"]["model"] != first["config"]["model"] or c["tokenizer"] != first["tokenizer"]:
+        if weights_config(c) != weights_config(first) or c["tokenizer"] != first["tokenizer"]:
             raise UserError(f"{p} is not from the same run as {paths[-1]} (model config or "
                             "tokenizer differ)")
     avg = {}
@@ -201,7 +208,11 @@ def average(paths, out) -> Dict[str, Any]:
             avg[k] = sum(c["model"][k].double() for c in ckpts).div(len(ckpts)).to(v.dtype)
         else:
             avg[k] = v
-    payload = {"model": avg, "config": first["config"], "tokenizer": first["tokenizer"],
+    config, src, dst = first["config"], resolve(paths[-1]).parent.resolve(), Path(out).parent
+    if src != dst.resolve():  # data files stored relative to the run folder: to the new one
+        data = absolute_paths(from_dict({"data": config["data"]}).data, src)
+        config = {**config, "data": dataclasses.asdict(relative_paths(data, dst))}
+    payload = {"model": avg, "config": config, "tokenizer": first["tokenizer"],
                "output_limit": first.get("output_limit"),
                "averaged_from": [str(resolve(p)) for p in paths]}
     save(payload, out)

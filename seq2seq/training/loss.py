@@ -6,10 +6,16 @@ The training objective as a module (what the loop calls and DDP wraps):
 
 from typing import NamedTuple, Optional, Tuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from seq2seq.kernels.projected_loss import projected_cross_entropy
+
+
+def _at_least_float32(t: Tensor) -> Tensor:
+    """bf16/fp16 logits in float32 for the softmax; float32 and float64 as they are."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
 def masked_cross_entropy(logits: Tensor, tgt_out: Tensor, pad_id: int,
@@ -20,7 +26,7 @@ def masked_cross_entropy(logits: Tensor, tgt_out: Tensor, pad_id: int,
     Positions where ``tgt_out == pad_id`` contribute nothing, whatever the logits hold there.
     Divide the sum by the count for the mean per token.
     """
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(),  # (B*T, V)
+    loss = F.cross_entropy(_at_least_float32(logits.reshape(-1, logits.size(-1))),  # (B*T, V)
                            tgt_out.reshape(-1), ignore_index=pad_id, reduction="sum",
                            label_smoothing=label_smoothing)
     return loss, int((tgt_out != pad_id).sum())
@@ -42,7 +48,7 @@ def training_losses(logits: Tensor, tgt_out: Tensor, pad_id: int,
     if not label_smoothing:
         loss, n = masked_cross_entropy(logits, tgt_out, pad_id)
         return TokenLosses(loss, float(loss.detach()), n)
-    logp = F.log_softmax(logits.reshape(-1, logits.size(-1)).float(), dim=-1)  # (B*T, V)
+    logp = F.log_softmax(_at_least_float32(logits.reshape(-1, logits.size(-1))), dim=-1)
     tgt = tgt_out.reshape(-1)  # (B*T,)
     mask = tgt != pad_id
     nll = -logp.gather(1, tgt.clamp(min=0).unsqueeze(1)).squeeze(1)[mask]  # (N,)
