@@ -189,6 +189,18 @@ decode: {{batch_size: 64}}
 """
 
 
+def _tables(md):
+    """The markdown tables of ``md``, each a list of its lines less the rule under the head."""
+    tables, block = [], []
+    for line in md.splitlines() + [""]:
+        if line.startswith("|"):
+            block += [line] if line.startswith("| ") else []
+        elif block:
+            tables.append(block)
+            block = []
+    return tables
+
+
 def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     rng = random.Random(0)
     files = {k: _reverse_files(tmp_path, rng, n)
@@ -210,8 +222,9 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
         assert any(k.startswith("bleu_len_") for k in r)
     assert float(rows[0]["ratio_mean"]) == 1.0 and 0.5 < float(rows[1]["ratio_mean"]) < 1.0
     md = (out / "results.md").read_text()
-    table = [l for l in md.splitlines() if l.startswith("| ")]
+    table, pooled, full = _tables(md)  # the headline, every scored set, every column
     assert len(table) == 3 and "| constant:1.0 |" in table[1] and "| linear:min=0.5 |" in table[2]
+    assert len(full) == 3 and len(table[0].split("|")) - 2 <= 9  # about eight columns
     assert table[1] in p.stdout  # the table is printed at the end
     for name in ("scores", "bleu_by_length", "training_curves", "position_accuracy"):
         assert (out / f"{name}.png").stat().st_size > 1000
@@ -226,20 +239,47 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     assert float(runs[1]["bleu_diff_lo"]) <= float(runs[1]["bleu_diff_hi"])
     assert 0.0 < float(runs[1]["p_value"]) <= 1.0
     assert {r["stopped_by"] for r in runs} == {"budget"} and 0 < float(runs[0]["epochs"]) < 1
-    assert "ΔBLEU vs constant:1.0" in table[0] and " of 1 (" in table[2]
+    assert "ΔBLEU vs constant:1.0" in full[0] and " of 1 (uncorrected " in full[2]
     assert float(runs[1]["p_holm"]) == pytest.approx(float(runs[1]["p_value"]))  # a family of 1
     better, worse = int(rows[1]["significantly_better"]), int(rows[1]["significantly_worse"])
     pv = float(runs[1]["p_value"])
     assert (better, worse) == ((pv < 0.05 and diff > 0) * 1, (pv < 0.05 and diff < 0) * 1)
     # beam sizes and the extra test set: columns and a plot
-    assert "BLEU beam 2" in table[0] and "BLEU again |" in table[0]
-    assert "BLEU again beam 2" in table[0]
+    assert "BLEU beam 2" in full[0] and "BLEU again |" in full[0]
+    assert "BLEU again beam 2" in full[0]
     assert all(0 <= float(r[k]) <= 100 for r in runs
                for k in ("bleu_beam_2", "bleu_again", "bleu_again_beam_2"))
     assert (out / "bleu_by_beam.png").stat().st_size > 1000
     events = {e.parent.relative_to(out / "runs").as_posix()
               for e in (out / "runs").rglob("events.out.tfevents.*")}
     assert events == {"constant-1.0/seed1", "linear-min0.5/seed1"}  # a TensorBoard run per arm
+    # the pooled comparison: every scored set, greedy and beam, with its forest plot
+    sets = ("test", "test beam 2", "again", "again beam 2")
+    for name in ("test", "test-beam2", "again", "again-beam2"):
+        assert (out / f"forest-{name}.png").stat().st_size > 1000
+    comparisons = list(csv.DictReader(open(out / "comparisons.csv")))
+    assert {(r["set"], r["metric"]) for r in comparisons} == {
+        (s, m) for s in sets for m in ("bleu", "chrf", "exact_match")}
+    for r in comparisons:
+        assert float(r["lo"]) <= float(r["hi"]) and r["setting"] == "linear:min=0.5"
+        assert r["verdict"] in ("better", "worse", "equivalent", "undetermined")
+    # with one seed the pooled difference is the run's own difference
+    hb_diff = float(rows[1]["hb_bleu_diff"])
+    assert hb_diff == pytest.approx(float(runs[1]["bleu_diff"]), abs=0.01)
+    assert rows[0]["hb_bleu_verdict"] == "reference" and len(pooled) == 1 + 4  # head, sets
+    assert "minimum detectable effect" in table[0] and "verdict" in table[0]
+    undetermined = [l for l in pooled if "undetermined" in l or "equivalent" in l]
+    assert all(l.count("minimum detectable effect") == l.count("undetermined")
+               + l.count("equivalent") for l in undetermined)
+    # McNemar on exact match per run, from the runs' outputs
+    hyps = [(out / "runs" / d / "seed1" / "test.hyp").read_text().splitlines()
+            for d in ("constant-1.0", "linear-min0.5")]
+    refs = open(files["test"][1]).read().splitlines()
+    right = [[h.strip() == r.strip() for h, r in zip(hs, refs)] for hs in hyps]
+    b = sum(x and not y for x, y in zip(*right))
+    c = sum(y and not x for x, y in zip(*right))
+    assert (int(runs[1]["mcnemar_b"]), int(runs[1]["mcnemar_c"])) == (b, c)
+    assert 0.0 < float(runs[1]["mcnemar_p"]) <= 1.0 and float(runs[0]["mcnemar_p"]) == 1.0
 
     # the same command again (in-process, to save the start-up) trains nothing new
     best = out / "runs" / "constant-1.0" / "seed1" / "best.pt"
@@ -382,7 +422,8 @@ def test_greedy_scores_are_the_argmax_whatever_the_config_decodes(tmp_path, monk
     sets = [x for s in decode for x in ("--set", s)]
     assert study.main(["--config", "tiny.yaml", "--settings", "constant:1.0", "--beam-sizes",
                        "1", "2", "--out", "cmp", "--no-progress", *sets]) == 0
-    [hyp] = (tmp_path / "cmp").rglob("*.hyp")
+    [hyp] = (tmp_path / "cmp").rglob("test.hyp")  # greedy; test.beam2.hyp: beam 2
+    assert sorted(p.name for p in hyp.parent.glob("*.hyp")) == ["test.beam2.hyp", "test.hyp"]
     model, tok, cfg = load_model(hyp.parent / "best.pt")
     assert cfg.decode.sample or cfg.decode.coverage_penalty  # the run's config kept them
     srcs = (tmp_path / "21.src").read_text().splitlines()
@@ -419,7 +460,7 @@ def test_table_over_seeds_shows_the_difference_interval_and_holm_counts():
     assert (up["significantly_better"], up["significantly_better_holm"]) == (3, 3)
     assert (noise["significantly_better"], noise["significantly_better_holm"]) == (1, 0)
     table = markdown_table(rows, ["1-5"], seeds=3).splitlines()
-    assert "ΔBLEU 95% CI" in table[0] and "p < 0.05 (Holm)" in table[0]
+    assert "ΔBLEU 95% CI" in table[0] and "p_Holm < 0.05 (uncorrected)" in table[0]
     cells = lambda line: [c.strip() for c in line.strip("|").split("|")]
     head = cells(table[0])
     ci = head.index("ΔBLEU 95% CI")
@@ -427,7 +468,8 @@ def test_table_over_seeds_shows_the_difference_interval_and_holm_counts():
     assert lo < 0 < hi  # the noisy arm's interval holds 0 ...
     lo, hi = (float(x) for x in cells(table[3])[ci].split(" - "))
     assert 0 < lo < 1.0 < hi  # ... the consistent one's does not
-    assert cells(table[4])[head.index("p < 0.05 (Holm)")] == "1 better, 0 worse of 3 (0, 0)"
+    sig = head.index("p_Holm < 0.05 (uncorrected)")  # the corrected count leads
+    assert cells(table[4])[sig] == "0 better, 0 worse of 3 (uncorrected 1, 0)"
 
 
 def test_killing_the_study_stops_its_workers(tmp_path):

@@ -10,6 +10,7 @@ Prediction with Recurrent Neural Networks"; the schedules are in :mod:`seq2seq.t
 
 The parts: :mod:`.options` (the command line), :mod:`.settings` (the ``--settings``
 mini-language and what each schedule does over the run), :mod:`.runs` (the data, and one run:
-train, decode, score, diagnose), :mod:`.report` (tables, CSV, plots) and :mod:`.study` (the
-comparison: every setting and seed, resumable).
+train, decode, score, diagnose), :mod:`.stats` (the statistics), :mod:`.pooled` (each arm against the first, pooled over
+seeds and sentences, per scored set), :mod:`.report` and :mod:`.forest` (tables, CSV, plots)
+and :mod:`.study` (the comparison: every setting and seed, resumable).
 """

@@ -19,22 +19,54 @@ Per setting it reports:
   BLEU, chrF, exact match   greedy decoding of the test split (sacreBLEU)
   loss TF / loss free       validation loss per token when the decoder is fed the gold previous
                             token (teacher-forced) and when it is fed its own argmax
-                            (free-running); "gap" is free minus TF: the cost of exposure bias
+                            (free-running); "gap" is free minus TF. It scores the reference
+                            token after the model's own prefix: an exposure-bias measure only
+                            where that token is still right (the position-aligned toy tasks);
+                            on translation it is the divergence from the reference path (what
+                            mixing arms are trained on)
+  ExAccErr                  position-aligned toy tasks (reverse, copy, sort,
+                            length_generalization), every scored set: the excess accumulated
+                            error against the exact oracle (Arora et al., 2022) by output
+                            position, with bootstrap bands, and the error rate after the
+                            first error (exaccerr.csv, exaccerr-SETTING.png; totals per run in
+                            runs.csv as exaccerr_total_SET)
+  error injection           the same tasks and sets: k = 1, 2, 4 wrong tokens (random, or the
+                            model's second choice; gold: the clean run) forced at position 2
+                            of a gold prefix, then greedy: the suffix's accuracy, exact match
+                            and loss against the oracle (He et al., 2021; injection.csv)
   free acc                  token accuracy under free-running greedy decoding, over the
                             reference's positions (by position in position_accuracy.csv/.png)
   BLEU by length            test BLEU per reference-length bucket (words, near-equal buckets)
   steps, train s            updates made and training time (seconds in the training step)
 
 Output folder: results.csv and results.md (one row per setting; with --seeds > 1, mean and
-standard deviation), runs.csv (one row per run), position_accuracy.csv, scores.png,
-bleu_by_length.png, training_curves.png, position_accuracy.png, and runs/SETTING/seedN/ (each
-run's checkpoints, metrics.jsonl, test.hyp and result.json). Running the same command again
+standard deviation), runs.csv (one row per run, McNemar's test of exact match in mcnemar_*),
+comparisons.csv and forest-SET.png (per scored set, greedy and each beam: every arm's
+difference from the first, pooled over seeds and sentences by a hierarchical bootstrap, Holm-
+corrected, with its verdict at --margin and minimum detectable effect), position_accuracy.csv,
+scores.png, bleu_by_length.png, training_curves.png, position_accuracy.png, and
+runs/SETTING/seedN/ (each run's checkpoints, metrics.jsonl, test.hyp, the outputs on every
+scored set, and result.json). Running the same command again
 reuses finished runs and resumes an interrupted one; --fresh trains everything again. With
 --set train.tensorboard=true each run folder also holds its TensorBoard events, one run per
 setting and seed: tensorboard --logdir OUT/runs overlays them.
 """
 SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
 SETTING_KEYS = ("ratio", "k", "c", "min", "unit", "feed", "temperature", "scope")
+#: settings by name: the arms the papers ran, each a schedule and teacher_forcing keys (the
+#: keys not named here, scope among them, come from the config as for any setting)
+PRESETS = {
+    # Bengio et al. (2015): the model's sampled token, inverse-sigmoid decay toward 0
+    "bengio": {"schedule": "inverse_sigmoid", "min": 0.0, "unit": "step", "feed": "sample",
+               "temperature": 1.0},
+    # Bengio et al.'s "always sampling" baseline: the model's samples from the first step on
+    "always-sampling": {"schedule": "constant", "ratio": 0.0, "feed": "sample",
+                        "temperature": 1.0},
+    # Zhang et al. (2019)'s word-level oracle: argmax of logits plus Gumbel noise at tau = 1 (a
+    # sample from the softmax), its probability decayed per epoch by an inverse sigmoid
+    "zhang-word": {"schedule": "inverse_sigmoid", "min": 0.0, "unit": "epoch",
+                   "feed": "sample", "temperature": 1.0},
+}
 DEFAULT_SETTINGS = ("constant:1.0", "constant:0.75", "constant:0.5", "constant:0.25",
                     "constant:0.0", "linear", "exponential", "inverse_sigmoid")
 #: the default --config: the reverse recipe's (a copy of recipes/reverse.yaml, shipped with the
@@ -47,11 +79,21 @@ EPILOG = f"""settings (--settings, space-separated; default: {' '.join(DEFAULT_S
   exponential[:k=K,min=M]    eps_i = max(M, K**i), K < 1
   inverse_sigmoid[:k=K,c=C]  eps_i = K / (K + exp(C*i/K)), K >= 1 (C = 1: the paper's form)
   Any teacher_forcing key can be given as key=value: ratio, k, c, min, unit (step|epoch),
-  feed (argmax|sample), temperature (of feed=sample), scope (token|sequence|batch); keys not
-  given come from the config (k and c from the step budget: linear reaches its floor at the
-  last step, exponential reaches 0.05, inverse_sigmoid starts at 0.95 or above and crosses
-  0.5 half-way). Examples: constant:0.5,feed=sample,temperature=0.5  linear:min=0.25
-  constant:0.5,scope=sequence  inverse_sigmoid:min=0.75
+  feed (argmax|sample|uniform), temperature (of feed=sample), scope (token|sequence|batch);
+  keys not given come from the config (k and c from the step budget: linear reaches its floor
+  at the last step, exponential reaches 0.05, inverse_sigmoid starts at 0.95 or above and
+  crosses 0.5 half-way). feed=uniform feeds a uniformly random token (never padding or BOS)
+  where the coin says "not gold": the noise control, the same corruption rate without the
+  model's own errors. Examples: constant:0.5,feed=sample,temperature=0.5  linear:min=0.25
+  constant:0.5,scope=sequence  inverse_sigmoid:min=0.75  constant:0.75,feed=uniform
+  Presets, the arms the papers ran (keys after a colon override theirs, e.g. bengio:k=50):
+  bengio                     Bengio et al. (2015): inverse_sigmoid:min=0,feed=sample,temperature=1
+  always-sampling            their "always sampling" baseline: constant:0,feed=sample,temperature=1
+  zhang-word                 Zhang et al. (2019)'s word oracle (the argmax of logits plus
+                             Gumbel noise: a sample at temperature 1), decayed per epoch:
+                             inverse_sigmoid:unit=epoch,min=0,feed=sample,temperature=1 (their
+                             mu is k: zhang-word:k=12; k unset: crosses 0.5 half-way)
+  Example: --settings constant:1.0 bengio zhang-word bengio:feed=uniform
 
 data:
   A toy recipe's config (no data.path) gets its data from seq2seq.data.toy, chosen by --toy or
@@ -60,13 +102,16 @@ data:
     seq2seq compare-tf --config recipes/multi30k.yaml --set data.path=text \\
       --set "data.data_files={{train: [D/train.de, D/train.en], validation: [D/val.de, D/val.en], test: [D/test_2016_flickr.de, D/test_2016_flickr.en]}}" \\
       --set train.max_steps=3000 --set train.max_minutes=null --set train.patience=0 \\
+      --set train.lr_schedule=constant \\
       --settings constant:1.0 constant:0.75 linear inverse_sigmoid --out runs/ctf-m30k
 
 budget:
   Every run gets the config's step budget (train.max_steps / train.epochs). A time budget
   (train.max_minutes) or early stopping (train.patience) can stop runs at different steps;
-  the "steps" column shows it. Settings below 1.0 train more slowly (the decoder steps
-  token by token), so they take longer for the same steps.
+  the "steps" column shows it. The plateau learning-rate schedule (multi30k.yaml's) reacts to
+  each run's own validation, a confound: compare-tf warns; set a fixed one (constant, cosine).
+  Settings below 1.0 train more slowly (the decoder steps token by token), so they take
+  longer for the same steps.
 """
 
 
@@ -84,11 +129,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--settings", nargs="+", metavar="SETTING",
                    help="teacher-forcing settings to compare, the first the reference of the "
                         "significance tests (see below). Example: --settings constant:1.0 "
-                        "constant:0.5,scope=sequence inverse_sigmoid:min=0.75")
+                        "constant:0.5,scope=sequence inverse_sigmoid:min=0.75 bengio "
+                        "bengio:feed=uniform")
     p.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="train each setting with N seeds (train.seed, +1, ...) and report the "
                         "mean ± standard deviation, a 95%% confidence interval and per-seed "
                         "paired bootstrap tests (default: 1). Example: --seeds 5")
+    p.add_argument("--margin", type=float, default=1.0, metavar="POINTS",
+                   help="equivalence margin of the verdicts, in points of each metric (BLEU, "
+                        "chrF, exact match %%): an arm whose pooled 95%% interval (seeds and "
+                        "sentences resampled) lies within ±POINTS of the reference arm is "
+                        "'equivalent'; one whose interval excludes 0 with a Holm-corrected "
+                        "p < 0.05 is 'better' or 'worse'; else 'undetermined', reported with "
+                        "its minimum detectable effect (default: 1.0). Example: --margin 0.5")
     p.add_argument("--out", default="runs/compare-tf", metavar="DIR",
                    help="output folder, resumable: keep it outside the work tree for long "
                         "studies (default: runs/compare-tf). Example: --out ~/studies/tf")

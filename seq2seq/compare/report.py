@@ -77,7 +77,8 @@ def write_csv(path: Path, rows: List[Dict[str, Any]]) -> None:
 
 def markdown_table(rows: List[Dict[str, Any]], bucket_names, seeds: int) -> str:
     """Mean ± standard deviation over seeds; BLEU also with its 95% confidence interval, and
-    its paired-bootstrap difference from the first row with the seeds where it is significant."""
+    its paired-bootstrap difference from the first row with the seeds where it is significant
+    (after Holm's correction first, uncorrected in brackets)."""
     def cell(row, key, fmt):
         if seeds > 1:
             return f"{fmt.format(row[key])} ± {fmt.format(row[key + '_std'])}"
@@ -89,7 +90,7 @@ def markdown_table(rows: List[Dict[str, Any]], bucket_names, seeds: int) -> str:
     head = (["setting", "mean ratio"] + [t for _, t, _ in METRICS[:1]]
             + (["BLEU 95% CI"] if seeds > 1 else [])
             + [f"ΔBLEU vs {rows[0]['setting']}"] + (["ΔBLEU 95% CI"] if seeds > 1 else [])
-            + ["p < 0.05 (Holm)"] + [t for _, t, _ in METRICS[1:]]
+            + ["p_Holm < 0.05 (uncorrected)"] + [t for _, t, _ in METRICS[1:]]
             + [f"BLEU len {b}" for b in bucket_names]
             + [column_title(k) for k in extra]
             + ["steps", "epochs", "train s", "stopped by"])
@@ -103,9 +104,9 @@ def markdown_table(rows: List[Dict[str, Any]], bucket_names, seeds: int) -> str:
                f"{r['bleu_diff'] + r['bleu_diff_ci95']:+.2f}"] if seeds > 1 else [])
         cells += (["(reference)"] + [""] * len(ci) + [""] if i == 0 else
                   [f"{r['bleu_diff']:+.2f}"] + ci
-                  + [f"{r['significantly_better']} better, {r['significantly_worse']} worse "
-                     f"of {r['seeds']} ({r['significantly_better_holm']}, "
-                     f"{r['significantly_worse_holm']})"])
+                  + [f"{r['significantly_better_holm']} better, "
+                     f"{r['significantly_worse_holm']} worse of {r['seeds']} (uncorrected "
+                     f"{r['significantly_better']}, {r['significantly_worse']})"])
         cells += [cell(r, k, fmt) for k, _, fmt in METRICS[1:]]
         cells += [cell(r, f"bleu_len_{b}", "{:.1f}") for b in bucket_names]
         cells += [cell(r, k, "{:.2f}") for k in extra]

@@ -19,6 +19,10 @@ from seq2seq.load import load_model
 from seq2seq.training.loop import train
 from seq2seq.training.validation import validate
 
+from .injection import probe
+from .oracle import measure
+from .pooled import hyp_file
+
 
 def load_data(cfg, config_path: str, toy: Optional[str], data_seed: int):
     """The data of every run, as a ``datasets.DatasetDict`` (loaded or generated once): a toy
@@ -89,13 +93,17 @@ class Scoring(NamedTuple):
     checkpoint: str  # "best" or "last"
     beam_sizes: List[int]  # test BLEU at each beam size
     extra: List[Tuple[str, List[str], List[str]]]  # (name, sources, references) of extra tests
+    oracle: Optional[str] = None  # the toy task with an exact oracle (compare/oracle.py), if any
+    sets: Tuple[str, ...] = ()  # with oracle: the splits it is measured on (extras added)
 
     def labels(self) -> Dict[str, List[str]]:
         """What a result scored this way holds, to tell whether an old result can be reused."""
         return {"bleu_by_length": [bucket_label(b) for b in self.buckets],
                 "bleu_by_beam": [str(k) for k in self.beam_sizes],
                 "extra_bleu": [name for name, _, _ in self.extra],
-                "extra_bleu_by_beam": [name for name, _, _ in self.extra]}
+                "extra_bleu_by_beam": [name for name, _, _ in self.extra],
+                "exaccerr": ([*self.sets, *(name for name, _, _ in self.extra)]
+                             if self.oracle else [])}
 
 
 def same_config(a: Optional[dict], b: dict) -> bool:
@@ -152,8 +160,10 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
         by_len[bucket_label(b)] = score([ev.hyps[i] for i in idx],
                                         [ev.refs[i] for i in idx])["bleu"]
     def bleu(srcs, refs, name, beam):  # with the checkpoint's config: its learned limit
-        return evaluate_lines(model, tok, run_cfg, srcs, refs, name, at_beam(beam),
-                              device).scores["bleu"]
+        e = evaluate_lines(model, tok, run_cfg, srcs, refs, name, at_beam(beam), device)
+        (run_dir / hyp_file(name, beam)).write_text("".join(h + "\n" for h in e.hyps),
+                                                    encoding="utf-8")  # for the pooled tests
+        return e.scores["bleu"]
 
     by_beam = {str(k): ev.scores["bleu"] if k == 1 else bleu(ev.srcs, ev.refs, ev.split, k)
                for k in scoring.beam_sizes}
@@ -161,6 +171,10 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
     extra_by_beam = {name: {str(k): bleu(srcs, refs, name, k) for k in scoring.beam_sizes if k > 1}
                      for name, srcs, refs in scoring.extra}
     s = ev.scores
+    oracle_sets = {split: encode_pairs(tok, read_split(run_cfg, split, dataset))
+                   for split in scoring.sets} if scoring.oracle else {}
+    oracle_sets.update({name: encode_pairs(tok, (srcs, refs))
+                        for name, srcs, refs in scoring.extra if scoring.oracle})
     result = {
         "bleu": s["bleu"], "chrf": s["chrf"], "exact_match": s["exact_match"],
         "valid_loss_tf": v["valid_loss"], "valid_loss_free": v["valid_loss_free"],
@@ -169,6 +183,9 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
         "tf_acc": 100.0 * sum(pos["correct_tf"]) / max(1, sum(pos["n"])),
         "bleu_by_length": by_len, "bleu_by_beam": by_beam, "extra_bleu": extra,
         "extra_bleu_by_beam": extra_by_beam,
+        "exaccerr": measure(model, oracle_sets, run_cfg.decode.batch_size, device),
+        "injection": {name: probe(model, data, run_cfg.decode.batch_size, device)
+                      for name, data in oracle_sets.items() if len(data.tgt)},
         "steps": summary["steps"], "epochs": summary["epochs"],
         "stopped_by": summary["stopped_by"],
         "train_seconds": summary["train_seconds"], "wall_seconds": time.time() - t0,

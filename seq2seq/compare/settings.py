@@ -1,21 +1,23 @@
 """The ``--settings`` mini-language: one teacher-forcing setting per word, and what it does.
 
-    constant:0.5    linear    inverse_sigmoid:k=20,min=0.1    constant:0.5,feed=sample
+    constant:0.5    linear    inverse_sigmoid:k=20,min=0.1    constant:0.5,feed=uniform
+    bengio    always-sampling    zhang-word:k=5
 
-A setting names a schedule and any ``teacher_forcing`` keys (see ``seq2seq compare-tf
+A setting names a schedule and any ``teacher_forcing`` keys, or a preset (``PRESETS``: the
+arms the papers ran) and keys that override the preset's (see ``seq2seq compare-tf
 --help``); :func:`apply_setting` turns it into a run's config, checked by the config's own
 rules, and :func:`schedule_summary` says what the schedule does over the run.
 """
 
 import dataclasses
 import difflib
-from typing import Any, Dict, List, NamedTuple, Sequence
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 from seq2seq import config
 from seq2seq.errors import UserError
 from seq2seq.training import teacher_forcing as sched
 
-from .options import SCHEDULES, SETTING_KEYS
+from .options import PRESETS, SCHEDULES, SETTING_KEYS
 
 
 class Setting(NamedTuple):
@@ -36,20 +38,25 @@ def _value(raw: str):
 
 
 def parse_setting(text: str) -> Setting:
-    """``"constant:0.5"``, ``"linear"``, ``"inverse_sigmoid:k=20,min=0.1"`` -> :class:`Setting`.
+    """``"constant:0.5"``, ``"linear"``, ``"inverse_sigmoid:k=20,min=0.1"``, ``"bengio"``,
+    ``"bengio:k=50"`` -> :class:`Setting`.
 
     Values are checked against the config's rules (types and ranges) by the caller's
-    :func:`apply_setting`; this checks the syntax, the schedule name and the key names.
+    :func:`apply_setting`; this checks the syntax, the schedule or preset name and the key
+    names. A preset's keys are all in ``keys``; those given after its colon override them.
     """
     def bad(msg):
         raise UserError(f"--settings {text!r}: {msg}")
 
     name, _, rest = text.strip().partition(":")
-    if name not in SCHEDULES:
-        close = difflib.get_close_matches(name, SCHEDULES, n=1, cutoff=0.5)
+    if name not in SCHEDULES and name not in PRESETS:
+        names = (*SCHEDULES, *PRESETS)
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
         bad(f"unknown schedule {name!r}" + (f" (did you mean {close[0]!r}?)" if close else
-                                           f" (known: {', '.join(SCHEDULES)})"))
-    keys: Dict[str, Any] = {"schedule": name}
+                                           f" (known: {', '.join(names)})"))
+    preset = PRESETS.get(name, {})
+    keys: Dict[str, Any] = {"schedule": name, **preset}
+    given: List[str] = []  # the keys after the colon, in order
     for n, part in enumerate([p.strip() for p in rest.split(",")] if rest.strip() else []):
         if "=" not in part:
             if name == "constant" and n == 0:
@@ -63,13 +70,14 @@ def parse_setting(text: str) -> Setting:
             close = difflib.get_close_matches(key, SETTING_KEYS, n=1, cutoff=0.5)
             bad(f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else
                                          f" (keys: {', '.join(SETTING_KEYS)})"))
-        if key in keys:
+        if key in given:
             bad(f"{key} is given twice")
         if not raw.strip():
             bad(f"{key} has no value")
+        given.append(key)
         keys[key] = _value(raw.strip())
     label = name
-    params = [(k, v) for k, v in keys.items() if k != "schedule"]
+    params = [(k, keys[k]) for k in given]
     if params:
         if name == "constant" and params[0][0] == "ratio":
             label += f":{params[0][1]}" + "".join(f",{k}={v}" for k, v in params[1:])
@@ -129,3 +137,14 @@ def schedule_summary(tf, steps_per_epoch: int, total_steps: int, epochs: int) ->
     return {"schedule": desc, "ratio_start": ratios[0], "ratio_end": ratios[-1],
             "ratio_mean": sum(ratios) / len(ratios), "ratios": ratios,
             "ratio_steps": [i + 1 for i in steps]}
+
+
+def lr_schedule_warning(cfg) -> Optional[str]:
+    """One line when the base config's learning rate follows ``train.lr_schedule: plateau``,
+    which halves it when each run's *own* validation stalls: the arms then train with
+    different learning rates, a confound of the comparison. None for a fixed schedule."""
+    if cfg.train.lr_schedule != "plateau":
+        return None
+    return ("warning: train.lr_schedule is plateau: each run's learning rate reacts to its own "
+            "validation, a confound across settings; a fixed schedule compares them at equal "
+            "learning rates: --set train.lr_schedule=constant (or cosine)")

@@ -1,10 +1,11 @@
 """Statistics a reviewer would accept: confidence intervals over seeds, and paired bootstrap
 resampling of test outputs against the reference arm (an interval and a p-value from the same
-resamples)."""
+resamples); a hierarchical bootstrap over seeds and sentences, the minimum detectable
+effect and a verdict; McNemar's exact test."""
 
 import math
 import statistics
-from typing import Dict, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 import sacrebleu
@@ -66,3 +67,100 @@ def holm(p_values: Sequence[float]) -> list:
         running = max(running, min(1.0, (m - k) * p_values[i]))
         adjusted[i] = running
     return adjusted
+
+
+# -- one interval over seeds and sentences ---------------------------------------------------
+
+#: z_{0.975} + z_{0.80}: a two-sided test at alpha 0.05 with 80% power
+Z_POWER = 1.959964 + 0.841621
+
+
+def sentence_stats(metric: str, hyps: Sequence[str], refs: Sequence[str]) -> np.ndarray:
+    """``(N, D)`` per-sentence statistics of ``metric`` (``bleu``, ``chrf``, ``exact_match``),
+    whose column sums give the corpus score (:func:`corpus_scores`)."""
+    if metric == "exact_match":  # as seq2seq.decoding.evaluate.score counts it
+        return np.array([[h.strip() == r.strip(), 1.0] for h, r in zip(hyps, refs)], "f8")
+    m = {"bleu": sacrebleu.BLEU, "chrf": sacrebleu.CHRF}[metric]()
+    return np.array(m._extract_corpus_statistics(list(hyps), [list(refs)]), "f8")
+
+
+def corpus_scores(metric: str, stats: np.ndarray) -> np.ndarray:
+    """``(B, D)`` summed statistics -> ``(B,)`` corpus scores (0-100)."""
+    if metric == "exact_match":
+        return 100.0 * stats[:, 0] / np.maximum(stats[:, 1], 1.0)
+    m = {"bleu": sacrebleu.BLEU, "chrf": sacrebleu.CHRF}[metric]()
+    return np.array([m._compute_score_from_stats(s.tolist()).score for s in stats])
+
+
+def hierarchical_bootstrap(baseline: Sequence[Sequence[str]], system: Sequence[Sequence[str]],
+                           refs: Sequence[str], metric: str = "bleu", n_samples: int = 1000,
+                           seed: int = 12345) -> Dict[str, Any]:
+    """The difference ``system - baseline`` in ``metric``, averaged over seeds, with a 95%
+    interval and a two-sided p-value that carry both the seed-to-seed and the test-set
+    variance. ``baseline[j]`` and ``system[j]`` are the outputs of seed ``j``'s two runs on
+    ``refs``.
+
+    Each resample draws the seeds with replacement, then, for each drawn seed, sentence
+    indices with replacement (the same for both arms of that seed), recomputes both corpus
+    scores from the summed sentence statistics (BLEU as :func:`paired_bootstrap` does) and
+    averages the seeds' differences. Interval and p-value come from the same resamples, as in
+    :func:`paired_bootstrap`: the interval excludes 0 exactly when ``p < 0.05``. ``se`` is
+    the standard deviation of the resampled differences; ``per_seed``, each seed's difference.
+    """
+    n, S = len(refs), len(baseline)
+    base = np.stack([sentence_stats(metric, h, refs) for h in baseline])  # (S, n, D)
+    sys_ = np.stack([sentence_stats(metric, h, refs) for h in system])  # (S, n, D)
+    per_seed = corpus_scores(metric, sys_.sum(1)) - corpus_scores(metric, base.sum(1))  # (S,)
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(S, size=(n_samples, S))  # (B, S): the seeds drawn by each resample
+    diffs = np.zeros(n_samples)
+    for k in range(S):  # the k-th seed drawn: fresh sentence weights, the same for both arms
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_samples).astype("f8")  # (B, n)
+        for j in range(S):
+            rows = np.nonzero(seeds[:, k] == j)[0]
+            if len(rows):
+                w = weights[rows]
+                diffs[rows] += (corpus_scores(metric, w @ sys_[j])
+                                - corpus_scores(metric, w @ base[j]))
+    diffs = np.sort(diffs / S)
+    j = max(0, math.ceil(0.025 * n_samples) - 1)
+    p = 2 * min(int((diffs <= 0).sum()), int((diffs >= 0).sum())) / n_samples
+    return {"diff": float(per_seed.mean()), "lo": float(diffs[j]),
+            "hi": float(diffs[n_samples - 1 - j]), "p_value": min(1.0, p),
+            "se": float(diffs.std(ddof=1)) if n_samples > 1 else 0.0,
+            "per_seed": per_seed.tolist(), "seeds": S}
+
+
+def min_detectable_effect(se: float) -> float:
+    """The smallest true difference that a two-sided test at alpha 0.05 detects with 80%
+    power when the estimate's standard error is ``se`` (here the hierarchical bootstrap's,
+    which carries the measured seed and test-set variance and shrinks with more seeds):
+    ``MDE = (z_{0.975} + z_{0.80}) * se = 2.80 * se``."""
+    return Z_POWER * se
+
+
+def verdict(lo: float, hi: float, p_holm: float, margin: float) -> str:
+    """One word for a difference with 95% interval ``[lo, hi]`` and Holm-adjusted p-value:
+    ``better`` / ``worse`` (the interval excludes 0 and ``p_holm < 0.05``), ``equivalent``
+    (the interval lies within ``±margin``, the user's equivalence margin), else
+    ``undetermined`` (the data cannot tell; see the minimum detectable effect)."""
+    if p_holm < 0.05 and (lo > 0 or hi < 0):
+        return "better" if lo > 0 else "worse"
+    if -margin <= lo and hi <= margin:
+        return "equivalent"
+    return "undetermined"
+
+
+def mcnemar(baseline_correct: Sequence[bool], system_correct: Sequence[bool]
+            ) -> Dict[str, float]:
+    """McNemar's exact test of two systems' exact matches on the same sentences: ``b``, the
+    sentences only the baseline gets right, ``c``, those only the system gets right; under
+    the null each discordant pair is a fair coin, so the two-sided p-value is
+    ``min(1, 2 P(X <= min(b, c)))`` with ``X ~ Binomial(b + c, 1/2)`` (1 without discordant
+    pairs). E.g. b = 10, c = 2: p = 2 * 79 / 4096 = 0.0386."""
+    pairs = list(zip(baseline_correct, system_correct))
+    b = sum(1 for x, y in pairs if x and not y)
+    c = sum(1 for x, y in pairs if y and not x)
+    m = b + c
+    tail = sum(math.comb(m, i) for i in range(min(b, c) + 1))
+    return {"mcnemar_b": b, "mcnemar_c": c, "mcnemar_p": min(1.0, 2 * tail / 2 ** m)}

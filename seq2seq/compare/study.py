@@ -30,7 +30,18 @@ from .report import (
     position_rows,
     write_csv,
 )
-from .settings import apply_setting, parse_settings, schedule_summary
+from .forest import plot_forest
+from .pooled import (
+    compare_sets,
+    csv_rows,
+    main_table,
+    mcnemar_runs,
+    report_sections,
+    scored_sets,
+    summary_columns,
+)
+from . import injection, oracle
+from .settings import apply_setting, lr_schedule_warning, parse_settings, schedule_summary
 from .stats import holm, paired_bootstrap
 
 
@@ -177,7 +188,11 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
                         ("--jobs", args.jobs), ("--beam-sizes", min(args.beam_sizes))):
         if value < 1:
             raise UserError(f"{name} must be >= 1, got {value}")
+    if not args.margin >= 0:
+        raise UserError(f"--margin must be >= 0, got {args.margin}")
     cfg = with_budget(config.load(config_path, args.set), args.budget)
+    if lr_schedule_warning(cfg):
+        log(lr_schedule_warning(cfg))
     seeds = [cfg.train.seed + k for k in range(args.seeds)]
     plan = [(s, seed, apply_setting(cfg, s, seed)) for s in settings for seed in seeds]
     if not (cfg.data.test_split or cfg.data.valid_split):
@@ -203,7 +218,9 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     refs = read_split(cfg, cfg.data.test_split or cfg.data.valid_split, dataset)[1]
     buckets = length_buckets([len(r.split()) for r in refs], args.buckets)
     bucket_names = [bucket_label(b) for b in buckets]
-    scoring = Scoring(buckets, args.checkpoint, sorted(set(args.beam_sizes)), extra)
+    task = oracle.oracle_task(cfg.data.path, config_path, args.toy)  # exact oracle: ExAccErr
+    scoring = Scoring(buckets, args.checkpoint, sorted(set(args.beam_sizes)), extra, task, tuple(
+        dict.fromkeys(x for x in (cfg.data.valid_split, cfg.data.test_split) if x)))
     log(f"comparing {len(settings)} setting(s) x {len(seeds)} seed(s), budget {args.budget} "
         f"({budget_text(cfg, args.budget, total)}), {args.jobs} at a time, in {out}")
 
@@ -215,17 +232,30 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     results = {s.label: [dict(done[i * len(seeds) + k], setting=s.label, seed=seed)
                          for k, seed in enumerate(seeds)] for i, s in enumerate(settings)}
     significance(settings, results, run_dirs, refs)
+    sets = scored_sets(results[settings[0].label][0]["eval_split"], refs, scoring.beam_sizes,
+                       scoring.extra)
+    mcnemar_runs(settings, results, run_dirs, sets[0])
+    pooled = compare_sets(settings, run_dirs, sets, args.margin)
+    compared = {r["slug"] for r in pooled}
+    missing = [s.label for s in sets if len(settings) > 1 and s.slug not in compared]
+    if missing:  # runs scored before their outputs on every set were kept
+        log(f"no pooled comparison on {', '.join(missing)}: some runs lack their outputs there "
+            "(--fresh scores them again)")
 
-    rows = aggregate(settings, sched, results, bucket_names)
+    rows = [{**row, **summary_columns(pooled, row["setting"], sets[0])}
+            for row in aggregate(settings, sched, results, bucket_names)]
     write_csv(out / "results.csv", rows)
     write_csv(out / "runs.csv", [
         {"setting": r["setting"], "seed": r["seed"], **{k: r[k] for k, _, _ in METRICS},
          **{k: r[k] for k in ("bleu_diff", "bleu_diff_lo", "bleu_diff_hi", "p_value",
-                              "p_holm")},
+                              "p_holm", "mcnemar_b", "mcnemar_c", "mcnemar_p",
+                              "mcnemar_p_holm")},
          **{f"bleu_len_{b}": r["bleu_by_length"][b] for b in bucket_names},
-         **extra_columns(r),
+         **extra_columns(r), **oracle.run_columns(r),
          **{k: r[k] for k in ("steps", "epochs", "train_seconds", "stopped_by")}}
         for s in settings for r in results[s.label]])
+    if pooled:
+        write_csv(out / "comparisons.csv", csv_rows(pooled))
     pos_rows = position_rows(settings, results)
     write_csv(out / "position_accuracy.csv", pos_rows)
     title = (f"{_shown_path(config_path)}, {budget_text(cfg, args.budget, total)}, "
@@ -234,11 +264,24 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     plot_by_length(rows, bucket_names, out / "bleu_by_length.png", title)
     plot_curves(settings, run_dirs, sched, out / "training_curves.png", title)
     plot_positions(settings, pos_rows, out / "position_accuracy.png", title)
+    ex_rows = oracle.csv_rows(settings, results) if task else []  # compare/oracle.py
+    if ex_rows:  # exaccerr.csv, exaccerr-SETTING.png, injection.csv
+        write_csv(out / "exaccerr.csv", ex_rows)
+        write_csv(out / "injection.csv", injection.csv_rows(settings, results))
+        for s in settings:
+            oracle.plot(s.label, [r for r in ex_rows if r["setting"] == s.label],
+                        out / f"exaccerr-{slug[s.label]}.png", title)
+    for s in sets:
+        if any(r["slug"] == s.slug for r in pooled):
+            plot_forest([r for r in pooled if r["slug"] == s.slug], settings[0].label,
+                        out / f"forest-{s.slug}.png", title)
     if len(scoring.beam_sizes) > 1:
         plot_by_beam(rows, scoring.beam_sizes, out / "bleu_by_beam.png", title,
                      [name for name, _, _ in scoring.extra])
 
-    table = markdown_table(rows, bucket_names, len(seeds))
+    table = main_table(rows, pooled, sets[0], len(seeds))
+    full_table = markdown_table(rows, bucket_names, len(seeds))
+    text = report_sections(pooled, results, sets[0], settings[0].label, args.margin)
     first = results[settings[0].label][0]
     seeds_text = ("seeds " + ", ".join(map(str, seeds)) + ": mean ± standard deviation"
                   if len(seeds) > 1 else f"seed {seeds[0]}")
@@ -261,13 +304,22 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
 
 {table}
 
+{text['headline_note']}
+
+{text['sets']}
+
+## All columns
+
+{full_table}
+
 Columns: "mean ratio", the teacher-forcing ratio averaged over the training steps; "BLEU 95%
 CI", the 95% confidence interval of the mean over seeds (Student's t); "ΔBLEU", the BLEU
 difference from the first setting with the same seed, averaged over seeds, with its 95%
 confidence interval over seeds ("ΔBLEU 95% CI": an interval without 0 is a difference that holds
-across seeds); "p < 0.05" the seeds in which a paired bootstrap (1,000 resamples of the
-test sentences; the interval and the p-value come from the same resamples) finds it significant, by direction, and in brackets after Holm's correction for
-comparing every setting with the first in the same seed (each run's difference, 95% interval,
+across seeds); "p_Holm < 0.05" the seeds in which a paired bootstrap (1,000 resamples of
+the test sentences; the interval and the p-value come from the same resamples) finds it
+significant after Holm's correction for comparing every setting with the first in the same
+seed, by direction, and in brackets without the correction (each run's difference, 95% interval,
 p-value and Holm-adjusted p-value are in runs.csv); "loss TF"
 and "loss free", the validation loss per token when the decoder is fed the gold previous token
 and when it is fed its own argmax; "gap" = loss free - loss TF (exposure bias); "free acc",
@@ -278,9 +330,10 @@ position_accuracy.csv); "BLEU len", test BLEU by reference length in words; "ste
 Schedules as resolved for this budget:
 {sched_lines}
 
-Plots: scores.png, bleu_by_length.png, bleu_by_beam.png (BLEU against the beam size, a panel per
-test set; with --beam-sizes), training_curves.png, position_accuracy.png (token accuracy by position with gold
-prefixes, dashed, and with the model's own, solid: the widening gap is error accumulation).
+Plots: forest-SET.png (one per scored set, the headline), scores.png, bleu_by_length.png,
+bleu_by_beam.png (BLEU against the beam size, a panel per test set; with --beam-sizes),
+training_curves.png, position_accuracy.png (token accuracy by position with gold prefixes,
+dashed, and with the model's own, solid: the widening gap is error accumulation).
 "BLEU beam K": test BLEU with beam search of K beams; "BLEU NAME" (greedy) and "BLEU NAME beam
 K": an --extra-test set.
 """

@@ -13,7 +13,7 @@ else the hidden size. This is the readable reference, in plain torch ops;
 :class:`seq2seq.kernels.fast_model.FastDecoder` is the same decoder on the CPU speed paths.
 """
 
-from typing import Callable, List, NamedTuple, Optional, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,16 @@ def gold_mask(batch: int, length: int, ratio: float, scope: str = "token", devic
     if scope == "batch":
         return (torch.rand(1, length, device=device) < ratio).expand(batch, length)
     raise ValueError(f"scope must be token, sequence or batch, got {scope!r}")
+
+
+def noise_ids(vocab_size: int, excluded: Sequence[Optional[int]], device=None) -> Tensor:
+    """The ids ``feed="uniform"`` draws from: ``0 .. vocab_size - 1`` less ``excluded``
+    (padding and BOS, never a decoder output), a ``(V - len(excluded),)`` long tensor."""
+    keep = torch.ones(vocab_size, dtype=torch.bool, device=device)
+    for i in excluded:
+        if i is not None:
+            keep[i] = False
+    return keep.nonzero().squeeze(1)
 
 
 class DecoderState(NamedTuple):
@@ -73,7 +83,9 @@ class Decoder(nn.Module):
     ``"batch"`` one per step for the whole batch. When it says no, the decoder feeds its own
     previous prediction, the argmax of its previous output (``feed="argmax"``) or a sample
     from its softmax at ``temperature`` (``feed="sample"``), with no gradient through the
-    choice. The first input is always the gold BOS. With
+    choice; ``feed="uniform"`` feeds a uniformly random token instead (any id but padding and
+    BOS), the noise control: the same corruption rate, nothing of the model's own errors.
+    The first input is always the gold BOS. With
     ``tf_ratio == 1`` and no input feeding the recurrent layer runs over the whole target in
     one call; otherwise it steps.
 
@@ -177,11 +189,14 @@ class Decoder(nn.Module):
         """What the output projection takes, ``dropout(o) (B, T, O)``, for ``tgt_in (B, T)``.
 
         ``tf_ratio``, ``scope``: which previous tokens are gold (see :func:`gold_mask`);
-        ``feed``, ``temperature``: what is fed otherwise, the argmax of the previous logits or a
-        sample from ``softmax(logits / temperature)`` (``temperature`` 0: the argmax). Those
-        logits are computed without a gradient; the loss projects all steps at once
-        (:class:`seq2seq.training.objective.Objective`).
+        ``feed``, ``temperature``: what is fed otherwise, the argmax of the previous logits, a
+        sample from ``softmax(logits / temperature)`` (``temperature`` 0: the argmax), or
+        (``"uniform"``) a token drawn uniformly from the vocabulary less padding and BOS
+        (``tgt_in[:, 0]``). Those logits are computed without a gradient; the loss projects
+        all steps at once (:class:`seq2seq.training.objective.Objective`).
         """
+        if feed not in ("argmax", "sample", "uniform"):
+            raise ValueError(f"feed must be argmax, sample or uniform, got {feed!r}")
         state = self.start(enc)
         emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
         if tf_ratio >= 1.0 and not self.input_feeding:  # one call over the whole target
@@ -189,18 +204,24 @@ class Decoder(nn.Module):
             return self.dropout(self.attend(h, enc, state.keys)[0])  # (B, T, O)
         B, T = tgt_in.shape
         gold = gold_mask(B, T, tf_ratio, scope, tgt_in.device) if tf_ratio < 1.0 else None  # (B, T)
+        noise = (noise_ids(self.out.out_features, (self.embedding.padding_idx,
+                                                   int(tgt_in[0, 0])), tgt_in.device)
+                 if feed == "uniform" and tf_ratio < 1.0 else None)  # the ids drawn from
         outs: List[Tensor] = []  # (B, O) per step; dropped out at once when nothing is fed back
         # unbind, not emb[:, t]: the backward of T slices would zero-fill and add T full-size
         # (B, T, E) gradients; unbind's is one stack
         for t, x_t in enumerate(emb.unbind(1)):  # x_t (B, E)
             if t > 0 and tf_ratio < 1.0:
                 with torch.no_grad():
-                    logits = self.out(outs[-1].detach())  # (B, V)
-                    if feed == "sample" and temperature > 0:
-                        probs = F.softmax(logits.float() / temperature, -1)  # (B, V)
-                        pred = torch.multinomial(probs, 1).squeeze(1)
+                    if noise is not None:  # the noise control: no logits looked at
+                        pred = noise[torch.randint(len(noise), (B,), device=tgt_in.device)]
                     else:
-                        pred = self.argmax(logits)  # (B,)
+                        logits = self.out(outs[-1].detach())  # (B, V)
+                        if feed == "sample" and temperature > 0:
+                            probs = F.softmax(logits.float() / temperature, -1)  # (B, V)
+                            pred = torch.multinomial(probs, 1).squeeze(1)
+                        else:
+                            pred = self.argmax(logits)  # (B,)
                 x_t = torch.where(gold[:, t:t + 1], x_t,
                                   self.dropout(self.embedding(pred)))  # (B, E)
             o, state, _ = self._step(x_t, state, enc)
