@@ -234,13 +234,16 @@ def load_config(config_or_path: Union[None, PathLike, Config, Dict[str, Any]] = 
 
 def train(config_or_path: Union[PathLike, Config, Dict[str, Any]], out: PathLike, *,
           overrides: Sequence[str] = (), resume: bool = False, overwrite: bool = False,
-          progress: bool = True, dataset=None) -> Dict[str, Any]:
+          init_from: Optional[PathLike] = None, progress: bool = True,
+          dataset=None) -> Dict[str, Any]:
     """``seq2seq train``: train a model into the run folder ``out`` and return the run's
     summary (``best`` validation record and checkpoint, ``steps``, ``stopped_by``, ...).
 
     ``config_or_path``: a YAML file, a dict of sections or a :class:`Config`; ``overrides``:
     ``"section.key=value"`` strings (``--set``); ``resume``: continue the run in ``out``;
-    ``overwrite``: start again where ``out`` holds a run; ``progress``: the progress bar and
+    ``overwrite``: start again where ``out`` holds a run; ``init_from``: start from the weights
+    and tokenizer of a finished run (``--init-from``: fine-tuning, with a fresh optimizer and
+    schedule); ``progress``: the progress bar and
     the log on stderr (False: silent); ``dataset``: a ``datasets.DatasetDict`` to train on
     instead of ``data``. Same config and seed: the same metrics as the command line.
     """
@@ -249,7 +252,7 @@ def train(config_or_path: Union[PathLike, Config, Dict[str, Any]], out: PathLike
     cfg = load_config(config_or_path, overrides)
     with _quiet(progress):
         summary = run_training(cfg, out, resume=resume, overwrite=overwrite, dataset=dataset,
-                               progress=progress)
+                               progress=progress, init_from=init_from)
     if summary.get("interrupted"):
         raise KeyboardInterrupt
     best = Path(out) / "best.pt"

@@ -110,6 +110,7 @@ class TrainConfig:
     threads: int = 1  # torch threads; 1 never stalls; more are faster on a quiet machine but stall when another process takes a core (0: one per core)
     valid_max_sentences: int = 1000  # decode at most this many validation sentences for BLEU
     tensorboard: bool = False  # also write TensorBoard event files into the run folder: the metrics.jsonl scalars and a few validation translations (pip install tensorboard)
+    objective: Literal["mle", "mrt"] = "mle"  # mle: token cross-entropy (maximum likelihood, with teacher_forcing as set); mrt: minimum risk training, the expected cost of the model's own samples (the mrt section), usually as fine-tuning (--init-from)
 
     def __post_init__(self):
         for k in ("epochs", "batch_size"):
@@ -134,7 +135,7 @@ class TeacherForcingConfig:
     c: Optional[float] = None  # linear: decrease per unit; inverse_sigmoid: speed, eps = k/(k+exp(c*i/k)) (1: the paper's)
     min: float = 0.0  # floor for linear and exponential
     unit: Literal["step", "epoch"] = "step"  # what i counts in the schedule
-    feed: Literal["argmax", "sample"] = "argmax"  # what the decoder feeds back when not forced
+    feed: Literal["argmax", "sample", "uniform"] = "argmax"  # what the decoder feeds when not forced: its argmax, a sample, or a uniformly random token (the noise control)
     temperature: float = 1.0  # feed sample: softmax(logits / T); 1 is the model's own distribution (Zhang et al. 2019's word-level oracle), 0 the argmax
     scope: Literal["token", "sequence", "batch"] = "token"  # one coin per token per example (Bengio et al. 2015), per example (the old PyTorch tutorial), or per step for the batch (bentrevett's notebooks)
 
@@ -144,6 +145,23 @@ class TeacherForcingConfig:
         )
 
         check_schedule(self)
+
+
+@dataclass(frozen=True)
+class MrtConfig:
+    """Minimum risk training (Shen et al., 2016), with ``train.objective: mrt``
+    (seq2seq/training/mrt.py)."""
+
+    samples: int = 8  # candidates drawn per sentence from the model (temperature 1, no dropout, no gradient), then deduplicated
+    sharpness: float = 0.005  # alpha of Q(c) = softmax(alpha * log P(c|x)) over a sentence's candidates: Shen et al.'s 5e-3 (their cost -sBLEU in [-1, 0] is ours minus 1: the same gradient)
+    cost: Literal["bleu", "chrf"] = "bleu"  # 1 - sentence score / 100 against the reference (detokenized): sacreBLEU's smoothed sentence BLEU (exp smoothing, effective order) or sentence chrF
+    mle_weight: float = 0.0  # loss = w * token cross-entropy (per target token) + (1 - w) * expected cost (per sentence)
+    include_reference: bool = True  # the reference is one of each sentence's candidates (cost 0)
+
+    def __post_init__(self):
+        _positive(self, "samples")
+        _in_range(self, "sharpness", 0.0, math.inf, low_open=True, high_open=True)
+        _in_range(self, "mle_weight", 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -194,6 +212,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     teacher_forcing: TeacherForcingConfig = field(default_factory=TeacherForcingConfig)
+    mrt: MrtConfig = field(default_factory=MrtConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
     def to_dict(self) -> Dict[str, Any]:

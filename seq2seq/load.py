@@ -10,7 +10,10 @@ folder written by ``seq2seq export`` (run by ONNX Runtime); several paths are an
 checkpoints. The config that comes back has ``decode.max_len_a/b`` set: where the checkpoint's
 config leaves them unset, to the output limit learned from the training data. What a
 checkpoint file holds, and the checks made when reading it: :mod:`seq2seq.training.checkpoint`;
-an exported folder's layout: :mod:`seq2seq.decoding.onnx_model`.
+an exported folder's layout: :mod:`seq2seq.decoding.onnx_model`. Relative data paths in a
+checkpoint's config are read from the checkpoint's folder: training stores the files that lie in
+its run folder relative to it (:meth:`seq2seq.training.run_folder.RunFolder.stored_config`), so
+the folder can move.
 """
 
 import dataclasses
@@ -25,6 +28,7 @@ from seq2seq.config import Config, from_dict
 from seq2seq.config import load as load_config
 from seq2seq.data.lengths import OutputLimit
 from seq2seq.data.lengths import resolve as resolve_limit
+from seq2seq.data.readers import absolute_paths
 from seq2seq.data.tokenizer import PAD, Tokenizer
 from seq2seq.decoding.ensemble import Ensemble, check_vocabularies
 from seq2seq.decoding.onnx_model import MARKER, REQUIRED_FILES, OnnxSeq2Seq, is_exported, require
@@ -67,7 +71,8 @@ def load_model(path: PathLike, *, device="cpu", impl: Optional[str] = None) -> L
     learned = resolve_limit(cfg.decode, OutputLimit(**ckpt["output_limit"])
                             if ckpt.get("output_limit") else None)
     cfg = cfg.replace(decode=dataclasses.replace(cfg.decode, max_len_a=learned.a,
-                                                 max_len_b=learned.b))
+                                                 max_len_b=learned.b),
+                      data=absolute_paths(cfg.data, root=file.parent))  # from the run folder
     if impl is not None:
         cfg = cfg.replace(model=dataclasses.replace(cfg.model, impl=impl))
     tok = Tokenizer.from_state(ckpt["tokenizer"])

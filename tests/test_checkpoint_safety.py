@@ -57,11 +57,13 @@ def commands(evil, toy):  # noqa: F811
         "serve": ["serve", "--checkpoint", e, "--port", "0"],
         "resume": ["train", "--config", toy.cfg, "--out", evil / "run", "--resume",
                    "--no-progress"],
+        "init-from": ["train", "--config", toy.cfg, "--out", evil / "tuned", "--init-from", e,
+                      "--no-progress"],
     }
 
 
 @pytest.mark.parametrize("command", ["translate", "ensemble", "evaluate", "score", "average",
-                                     "export", "serve", "resume"])
+                                     "export", "serve", "resume", "init-from"])
 def test_a_crafted_checkpoint_runs_nothing(toy, evil, command):  # noqa: F811
     args = commands(evil, toy)[command]
     p = seq2seq(*args, cwd=evil, check=False, timeout=120)

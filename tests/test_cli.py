@@ -206,3 +206,36 @@ train: {{max_steps: 3, batch_size: 8}}
     steps = [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text()
              .splitlines()]
     assert steps == sorted(steps) and steps[-1] == 5 and 3 in steps
+
+
+def test_a_run_folder_that_holds_its_data_can_move(tmp_path):
+    """Checkpoints store the data files that lie in the run folder relative to it (others
+    absolute), and read them from the checkpoint's folder: the folder, renamed and moved
+    elsewhere (another machine's layout), still evaluates its test split, and so does an
+    average of its checkpoints written outside it."""
+    data = tmp_path / "proj" / "run" / "data"
+    data.mkdir(parents=True)
+    write_jsonl(data / "train.jsonl", toy_rows(2))
+    write_jsonl(data / "test.jsonl", toy_rows(1))
+    write_jsonl(tmp_path / "proj" / "valid.jsonl", toy_rows(1))  # outside the run folder
+    (tmp_path / "proj" / "c.yaml").write_text(f"""
+data: {{path: json, data_files: {{train: run/data/train.jsonl, validation: valid.jsonl,
+       test: run/data/test.jsonl}}, src: en, tgt: de}}
+{MODEL}
+train: {{max_steps: 3, batch_size: 8}}
+""")
+    seq2seq("train", "--config", "c.yaml", "--out", "run", "--no-progress",
+            cwd=tmp_path / "proj")
+    files = torch.load(tmp_path / "proj" / "run" / "best.pt")["config"]["data"]["data_files"]
+    assert files == {"train": "data/train.jsonl", "test": "data/test.jsonl",
+                     "validation": str((tmp_path / "proj" / "valid.jsonl").resolve())}
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "proj" / "run").rename(tmp_path / "elsewhere" / "moved")
+    moved = tmp_path / "elsewhere" / "moved"
+    p = seq2seq("evaluate", "--checkpoint", moved, "--json", cwd=tmp_path)
+    assert json.loads(p.stdout)["n"] == len(PAIRS)
+    # an average written outside the run folder names the files from where it lies
+    seq2seq("average", "--checkpoints", moved / "best.pt", moved / "last.pt", "--out",
+            tmp_path / "avg.pt", cwd=tmp_path)
+    p = seq2seq("evaluate", "--checkpoint", "avg.pt", "--json", cwd=tmp_path)
+    assert json.loads(p.stdout)["n"] == len(PAIRS)

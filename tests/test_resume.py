@@ -182,3 +182,33 @@ def test_a_budget_stop_after_a_free_running_validation_resumes_exactly(cfg):
 
     assert "valid_loss_free" in valid("straight/metrics.jsonl")[0]
     assert valid("split/metrics.jsonl") == valid("straight/metrics.jsonl")
+
+
+def test_wall_seconds_add_up_over_resumes(cfg, monkeypatch):
+    """scores.json's ``wall_seconds`` is the whole run's: a run stopped by its budget (its
+    first step made 2 s slower) and resumed with a larger one counts the first invocation's
+    time (as its last checkpoint has it) and all of the second's."""
+    import time
+
+    from seq2seq.training import recipe
+
+    cfg = cfg.replace(data=dataclasses.replace(cfg.data, test_split="validation"))
+    real = train_mod.learning_rate
+
+    def slow_first_step(c, step, *args):
+        if step == 0:
+            time.sleep(2.0)
+        return real(c, step, *args)
+
+    monkeypatch.setattr(train_mod, "learning_rate", slow_first_step)
+    recipe.run(with_steps(cfg, 6), "run", progress=False)
+    first = checkpoint.load("run/last.pt")["train_state"]["wall_seconds"]
+    assert first >= 2.0
+    monkeypatch.setattr(train_mod, "learning_rate", real)
+    t0 = time.perf_counter()
+    scores = recipe.run(cfg, "run", resume=True, progress=False)
+    second = time.perf_counter() - t0
+    assert scores["resumed"] and scores["steps"] == N
+    # what the second invocation does not count: the model card's few example translations
+    assert first + second - 1.5 <= scores["wall_seconds"] <= first + second + 0.1
+    assert json.loads(open("run/summary.json").read())["wall_seconds"] >= first

@@ -3,8 +3,9 @@ compare-tf.
 
 Errors a user can fix are printed as one line on stderr with exit status 2 (``--debug``
 shows the traceback instead), by :func:`seq2seq.cli.console.run_main` as in every entry point.
-The options shared with the recipes (:func:`add_run_options`) are declared once, here; those
-of decoding (shared by ``translate`` and ``evaluate``) in :mod:`seq2seq.cli.decode_options`.
+The options of a training run (shared with the recipes) are declared once, in
+:mod:`seq2seq.cli.run_options`; those of decoding (shared by ``translate`` and ``evaluate``) in
+:mod:`seq2seq.cli.decode_options`.
 """
 
 import argparse
@@ -21,34 +22,7 @@ from seq2seq.errors import UserError
 from .decode_options import add_decode_options
 from .decode_options import count as _count
 from .decode_options import decode_overrides
-
-
-def add_debug(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-
-
-def add_run_options(p: argparse.ArgumentParser, default_config: Optional[str] = None,
-                    default_out: Optional[str] = None) -> None:
-    """The options of a training run, for ``seq2seq train`` and every recipe script:
-    ``--config``, ``--set``, ``--out``, ``--resume``, ``--no-progress``, ``--debug``."""
-    p.add_argument("--config", default=default_config, metavar="FILE.yaml",
-                   help="YAML config (see recipes/*.yaml); " + (
-                       f"default: {default_config}" if default_config else "without it, the "
-                       "defaults"))
-    p.add_argument("--set", action="append", default=[], metavar="a.b=c",
-                   help="override a config key, e.g. --set model.hidden_size=256 (repeatable)")
-    p.add_argument("--out", required=default_out is None, default=default_out, metavar="DIR",
-                   help="run folder for checkpoints, metrics.jsonl and curves.png"
-                   + (f" (default: {default_out})" if default_out else ""))
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_debug(p)
-
-
-def _add_encoding(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--encoding-errors", choices=["strict", "replace"], default="strict",
-                   help=f"bytes in {what} that are not UTF-8: stop with an error naming the "
-                        "file and line (strict), or replace them with U+FFFD (replace)")
+from .run_options import EPILOG_TRAIN, add_debug, add_encoding, add_run_options, add_train_options
 
 
 _LINE_BREAKS = dict.fromkeys(map(ord, "\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"), " ")
@@ -87,7 +61,8 @@ def cmd_train(args) -> int:
 
         cfg = cfg.replace(train=dataclasses.replace(cfg.train, device=args.device))
     summary = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite,
-                    progress=not args.no_progress, encoding_errors=args.encoding_errors)
+                    progress=not args.no_progress, encoding_errors=args.encoding_errors,
+                    init_from=args.init_from)
     best = summary["best"]
     if "valid_bleu" in best:
         print(f"best validation BLEU {best['valid_bleu']:.2f} at step {best['step']} "
@@ -227,14 +202,6 @@ def cmd_compare_tf(args) -> int:
     return 0
 
 
-EPILOG_TRAIN = """examples:
-  seq2seq train --config my.yaml --out runs/my
-  seq2seq train --config my.yaml --set model.cell=gru --set train.max_steps=2000 --out runs/gru
-  seq2seq train --config my.yaml --out runs/gru --resume      # continue an interrupted run
-
-Ctrl-C (or SIGTERM) saves a checkpoint at the end of the current step; --resume continues it.
-The run folder gets last.pt, best.pt, config.yaml, metrics.jsonl and curves.png."""
-
 EPILOG_TRANSLATE = """examples:
   echo "a c e g" | seq2seq translate --checkpoint runs/reverse
   seq2seq translate --checkpoint runs/my --input test.de --output test.hyp --beam 5
@@ -283,10 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Adam, validating with greedy BLEU.",
                        epilog=EPILOG_TRAIN, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_options(t)
-    t.add_argument("--overwrite", action="store_true",
-                   help="start again even if --out already holds a run")
-    t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides train.device")
-    _add_encoding(t, "plain-text, JSON or CSV data files")
+    add_train_options(t)
     t.set_defaults(fn=cmd_train)
 
     tr = sub.add_parser("translate", help="translate text with a trained model (greedy, beam, "
@@ -313,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write each output's log-probability beside it (TSV: output, tab, "
                          "natural-log probability of its pieces and EOS under the model)")
     tr.add_argument("--threads", type=_count(0), default=0, help="torch threads (0: default)")
-    _add_encoding(tr, "the input and the prefix file")
+    add_encoding(tr, "the input and the prefix file")
     tr.add_argument("--attention-plot", metavar="DIR",
                     help="also write a PNG heatmap of the attention weights per sentence")
     add_debug(tr)
@@ -332,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output", metavar="FILE", help="with --checkpoint: save the hypotheses")
     add_decode_options(e, n_best=False)
     e.add_argument("--json", action="store_true", help="print one JSON object")
-    _add_encoding(e, "--hyp, --ref or the data")
+    add_encoding(e, "--hyp, --ref or the data")
     add_debug(e)
     e.set_defaults(fn=cmd_evaluate)
 
@@ -353,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--batch-size", type=_count(1), metavar="N",
                     help="pairs per batch (default: decode.batch_size of the config)")
     sc.add_argument("--threads", type=_count(0), default=0, help="torch threads (0: default)")
-    _add_encoding(sc, "--src and --tgt")
+    add_encoding(sc, "--src and --tgt")
     add_debug(sc)
     sc.set_defaults(fn=cmd_score)
 

@@ -13,6 +13,7 @@ WMT/OPUS layout); :func:`column_layout` decides which for both readers.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
@@ -118,29 +119,45 @@ def _split_files(data_files, split: str) -> List[str]:
     return [str(f) for f in (files if isinstance(files, (list, tuple)) else [files])]
 
 
-def absolute_paths(dcfg):
+def absolute_paths(dcfg, root=None):
     """``dcfg`` (a ``DataConfig``) with its local files as absolute paths: ``data.path`` when it
     names a local file or folder, and every ``data.data_files`` entry that names a local file.
 
-    Relative paths are read from the current folder; a run stores them resolved, so that
-    ``evaluate`` and ``translate`` find the same files from any folder. Names that are not
-    local files (hub ids, builders such as ``json``, patterns, URLs) are left as they are.
-    """
-    import dataclasses
+    Relative paths are read from the folder ``root``: the current folder by default (a user's
+    YAML, ``--set``), a run folder for its checkpoints' configs (:func:`relative_paths`). Other
+    names (hub ids, builders such as ``json``, patterns, URLs) are left as they are."""
+    base = Path(root) if root is not None else Path()
+    return _local_files(dcfg, lambda f: str((base / f).resolve()) if (base / f).exists() else f)
 
-    def fix(f):
-        if isinstance(f, (list, tuple)):
-            return [fix(x) for x in f]
+
+def relative_paths(dcfg, root):
+    """``dcfg`` with the local files under the folder ``root`` relative to it (``/``-separated),
+    the others absolute: what a run's checkpoints store (``root``: the run folder), so that a
+    run folder that holds its data finds it when moved (read back by :func:`absolute_paths`)."""
+    root = Path(root).resolve()
+
+    def fix(f: str) -> str:
+        p = Path(f).resolve()
+        if not p.exists():
+            return f
+        return p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
+
+    return _local_files(dcfg, fix)
+
+
+def _local_files(dcfg, fix: Callable[[str], str]):
+    """``dcfg`` with ``fix`` applied to ``data.path`` (unless a builder's name) and to every
+    name in ``data.data_files`` (URLs excepted)."""
+    def each(f):
         if isinstance(f, dict):
-            return {k: fix(v) for k, v in f.items()}
-        if isinstance(f, str) and "://" not in f and Path(f).exists():
-            return str(Path(f).resolve())
-        return f
+            return {k: each(v) for k, v in f.items()}
+        if isinstance(f, (list, tuple)):
+            return [each(x) for x in f]
+        return fix(f) if isinstance(f, str) and f and "://" not in f else f
 
     path = dcfg.path
-    if path and path not in _LOCAL_BUILDERS and Path(path).exists():
-        path = str(Path(path).resolve())
-    return dataclasses.replace(dcfg, path=path, data_files=fix(dcfg.data_files))
+    path = fix(path) if path and path not in _LOCAL_BUILDERS and "://" not in path else path
+    return dataclasses.replace(dcfg, path=path, data_files=each(dcfg.data_files))
 
 
 def text_files(data_files, split: str) -> Tuple[str, str]:

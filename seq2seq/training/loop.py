@@ -4,7 +4,7 @@
 
 Its kin: data in ``data/corpus.py``, checkpoints and metrics in ``run_folder.py``, autocast
 in ``kernels/device.py``, validation in ``validation.py``, the learning rate in ``optim.py``,
-processes in ``distributed.py``, Ctrl-C in ``cli/console.py``.
+processes in ``distributed.py``, Ctrl-C in ``cli/console.py``, where a run starts in ``start.py``.
 """
 
 import contextlib
@@ -20,20 +20,20 @@ from tqdm import tqdm
 from seq2seq.cli import console
 from seq2seq.config import Config
 from seq2seq.data.corpus import load_corpus
-from seq2seq.data.tokenizer import PAD, Tokenizer
+from seq2seq.data.tokenizer import PAD
 from seq2seq.kernels.device import mixed_precision, pick_device, resolve_amp, set_threads
 from seq2seq.errors import UserError
 from seq2seq.model.seq2seq import Seq2Seq
 
 from . import distributed, model_card, teacher_forcing
-from .checkpoint import load_resumable
 from .ema import WeightAverage
 from .loop_state import LoopState, StopReason
 from .loss import TokenLosses
 from .objective import Objective
 from .optim import learning_rate, make_optimizer
-from .rng import rng_state, seed_all, set_rng_state
+from .rng import rng_state, seed_all
 from .run_folder import RunFolder
+from .start import begin, restore
 from .validation import score_key, validate
 
 
@@ -43,7 +43,7 @@ class Trainer:
     ``dataset``: a ``datasets.DatasetDict`` to use instead of ``cfg.data``. ``extra_validation``:
     keyword arguments for :func:`seq2seq.training.validation.validate` (e.g.
     ``free_running=True``). ``encoding_errors``: ``strict`` or ``replace`` for data bytes that
-    are not UTF-8.
+    are not UTF-8. ``init_from``: a finished run to start from (:mod:`seq2seq.training.start`).
 
     The best checkpoint is chosen by :func:`seq2seq.training.validation.score_key`. The
     learning-rate plateau and early stopping only count the scheduled validations (each epoch,
@@ -53,24 +53,25 @@ class Trainer:
 
     def __init__(self, cfg: Config, out, resume: bool = False, overwrite: bool = False,
                  dataset=None, progress: bool = True, extra_validation=None,
-                 encoding_errors: str = "strict") -> None:
-        t = cfg.train
-        self.cfg, self.progress = cfg, progress
+                 encoding_errors: str = "strict", init_from=None) -> None:
+        t, started = cfg.train, time.perf_counter()
+        self.progress = progress
         self.extra_validation = extra_validation or {}
         self.dist, self.device = distributed.setup(pick_device(t.device))
         d = self.dist
         self.log = console.log if d.main else console.quiet
         self.folder = RunFolder(out, tensorboard=t.tensorboard)
-        # rank 0 checks and prepares the run folder; the broadcast makes the others wait for it
-        start = distributed.on_main(lambda: self.folder.prepare(resume, overwrite, self.log), d)
+        start = begin(cfg, self.folder, resume, overwrite, init_from, self.log, d)
+        self.cfg = cfg = start.cfg  # with --init-from, that checkpoint's tokenizer section
+        self.init_from = start.init_from  # where the weights started from, if not here
         set_threads(t.threads)
         seed_all(t.seed)  # the same initial weights in every process
-        ckpt = load_resumable(start, cfg.model) if start else None
-        tok = Tokenizer.from_state(ckpt["tokenizer"]) if ckpt else None
-        self.corpus = load_corpus(cfg, tok, dataset, encoding_errors, self.log, d)
+        self.corpus = load_corpus(cfg, start.tokenizer, dataset, encoding_errors, self.log, d)
         self.tok = tok = self.corpus.tokenizer
         self.model = Seq2Seq.from_config(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size,
                                          PAD).to(self.device)
+        if start.init is not None:
+            self.model.load_state_dict(start.init["model"])
         self.opt = make_optimizer(self.model, t.lr)
         self.ema = WeightAverage(self.model, t.ema_decay) if t.ema_decay else None
         amp = resolve_amp(t.amp, self.device)  # "auto" made bf16 or none, once
@@ -89,30 +90,25 @@ class Trainer:
         self.st, self.records = LoopState(), []
         if d.rank:  # each process its own dropout masks and teacher-forcing coins
             seed_all(distributed.rank_seed(t.seed, d))
-        if ckpt is not None:
-            # with an average, "model" holds it and "train_weights" what the optimizer trains
-            self.model.load_state_dict(ckpt.get("train_weights", ckpt["model"]))
-            if self.ema is not None:
-                self.ema.load_state_dict(ckpt["model"])
-            self.opt.load_state_dict(ckpt["optimizer"])
-            self.st.update(ckpt["train_state"])
-            if d.rank:  # the saved window holds every process's sum: count it once
-                self.st.clear_window()
-            set_rng_state(ckpt["rng"], d.rank)
+        if start.resumed is not None:
+            restore(start.resumed, self.model, self.ema, self.opt, self.st, d.rank)
             self.records = self.folder.records(self.st.step) if d.main else []
-            self.log(f"resumed from {start} at step {self.st.step}")
-        self.objective = distributed.wrap(Objective(self.model, t.label_smoothing), self.device,
-                                          d)  # what the training step calls (DDP's, or itself)
+            self.log(f"resumed from {start.last} at step {self.st.step}")
+        self.started = started - self.st.wall_seconds  # the earlier invocations count too
+        self.objective = distributed.wrap(  # what the training step calls (DDP's, or itself)
+            Objective.of(cfg, self.model, tok, self.corpus.output_limit), self.device, d)
 
     def payload(self) -> Dict[str, Any]:
         """What a checkpoint holds; a collective: every process gives its RNG states."""
         rngs = distributed.gather(rng_state(), self.dist)  # rank order, on rank 0
+        self.st.wall_seconds = time.perf_counter() - self.started
         weights = {"model": self.model.state_dict()} if self.ema is None else {
             "model": self.ema.state_dict(), "train_weights": self.model.state_dict()}
         return {**weights, "optimizer": self.opt.state_dict(),
-                "config": self.cfg.to_dict(), "tokenizer": self.tok.state(),
+                "config": self.folder.stored_config(self.cfg), "tokenizer": self.tok.state(),
                 "output_limit": self.corpus.output_limit._asdict(),
-                "train_state": asdict(self.st), "rng": rngs}
+                "train_state": asdict(self.st), "rng": rngs,
+                **({"init_from": self.init_from} if self.init_from else {})}
 
     def tf_ratio(self) -> float:
         return teacher_forcing.ratio_for(self.cfg.teacher_forcing, self.st.step, self.st.epoch,
@@ -173,7 +169,7 @@ class Trainer:
     def _sum_window(self) -> None:
         """The training window of every process, summed, on rank 0 (a collective)."""
         st, d = self.st, self.dist
-        for k in ("window_nll", "window_objective", "window_tokens"):
+        for k in ("window_nll", "window_objective", "window_risk", "window_tokens"):
             setattr(st, k, type(getattr(st, k))(distributed.all_sum(getattr(st, k), d)))
             if d.rank:
                 setattr(st, k, type(getattr(st, k))(0))
@@ -186,6 +182,7 @@ class Trainer:
         rec = {"step": st.step, "epoch": st.epoch, "tf_ratio": round(tf_ratio, 4),
                "lr": self.opt.param_groups[0]["lr"], "train_loss": st.window_nll / n,
                "train_objective": st.window_objective / n,
+               **({"train_mrt_risk": st.window_risk / n} if t.objective == "mrt" else {}),
                "tokens_per_s": st.window_tokens / max(1e-9, st.window_seconds),
                "train_seconds": round(st.train_seconds, 1)}
         st.clear_window()
@@ -223,6 +220,7 @@ class Trainer:
         st.step, st.batch, st.train_seconds = st.step + 1, st.batch + 1, st.train_seconds + dt
         st.window_nll += losses.nll
         st.window_objective += float(losses.objective.detach())
+        st.window_risk += losses.risk
         st.window_tokens += losses.n
         st.window_seconds += dt
         bar.update(1)
@@ -283,14 +281,16 @@ class Trainer:
                 "best": best, "interrupted": reason is StopReason.SIGNAL,
                 "signal": int(signum) if reason is StopReason.SIGNAL else None,
                 "stopped_by": (reason or StopReason.BUDGET).value,
-                "out": str(self.folder.path), "parameters": self.n_params}
+                "wall_seconds": round(time.perf_counter() - self.started, 1),
+                "out": str(self.folder.path), "parameters": self.n_params,
+                "init_from": self.init_from}
 
 
 def train(cfg: Config, out, resume: bool = False, overwrite: bool = False, dataset=None,
-          progress: bool = True, extra_validation=None, encoding_errors: str = "strict"
-          ) -> Dict[str, Any]:
+          progress: bool = True, extra_validation=None, encoding_errors: str = "strict",
+          init_from=None) -> Dict[str, Any]:
     """Train a model as configured (see :class:`Trainer`); the run's summary (steps, epochs,
-    training seconds, best validation record, parameters), also in summary.json and README.md."""
+    seconds, best validation record, parameters), also in summary.json and README.md."""
     trainer = Trainer(cfg, out, resume, overwrite, dataset, progress, extra_validation,
-                      encoding_errors)
+                      encoding_errors, init_from)
     return model_card.after_training(trainer.run(), trainer.corpus, trainer.dist.main)

@@ -24,6 +24,7 @@ class LoopState:
     epoch: int = 0  # epochs finished
     batch: int = 0  # batches of the current epoch done
     train_seconds: float = 0.0  # time spent in training steps
+    wall_seconds: float = 0.0  # wall-clock time of the run's invocations (data, validation too)
     best_key: List[float] = field(default_factory=lambda: list(NO_SCORE))  # best validation so far
     sched_best: List[float] = field(default_factory=lambda: list(NO_SCORE))  # scheduled ones
     bad_evals: int = 0  # scheduled validations since sched_best last improved
@@ -32,6 +33,7 @@ class LoopState:
     # since the last validation, summed over target tokens (all processes):
     window_nll: float = 0.0  # plain cross-entropy
     window_objective: float = 0.0  # what was minimized (with label smoothing)
+    window_risk: float = 0.0  # train.objective mrt: batches' mean expected cost times their tokens
     window_tokens: int = 0
     window_seconds: float = 0.0
 
@@ -51,5 +53,5 @@ class LoopState:
         return None
 
     def clear_window(self) -> None:
-        self.window_nll = self.window_objective = self.window_seconds = 0.0
+        self.window_nll = self.window_objective = self.window_risk = self.window_seconds = 0.0
         self.window_tokens = 0

@@ -38,6 +38,7 @@ class TokenLosses(NamedTuple):
     objective: Tensor  # what is minimized: cross-entropy with label smoothing (differentiable)
     nll: float  # plain cross-entropy, comparable with the validation loss
     n: int  # non-padding target tokens
+    risk: float = 0.0  # train.objective mrt: the batch's mean expected cost times n (else 0)
 
 
 def training_losses(logits: Tensor, tgt_out: Tensor, pad_id: int,

@@ -1,10 +1,10 @@
 """What every recipe does after building its config: train, decode the test split, score.
 
 A recipe script (``recipes/*.py``) parses its options with :func:`parser` (the options of
-``seq2seq train``, declared once in :mod:`seq2seq.cli.main`, with ``--beam`` and ``--extra-test``),
-builds its config (and, for toy tasks, its data as a ``datasets.DatasetDict``), and calls
-:func:`run`, which prints the scores with their sacreBLEU signature and writes
-``DIR/scores.json``:
+``seq2seq train``, declared once in :mod:`seq2seq.cli.run_options`, with ``--beam`` and
+``--extra-test``), builds its config (and, for toy tasks, its data as a
+``datasets.DatasetDict``), and calls :func:`run`, which prints the scores with their sacreBLEU
+signature and writes ``DIR/scores.json``:
 
 - ``bleu``, ``chrf``, ``exact_match``, ``signature``, ``chrf_signature``, ``n``, ``truncated``
   (test outputs cut short by the output limit): the test split decoded as the config says
@@ -16,10 +16,12 @@ builds its config (and, for toy tasks, its data as a ``datasets.DatasetDict``), 
 - ``extra``: each ``--extra-test`` set, greedy and (``beam``) with ``--beam``;
 - ``averaged``: with ``train.keep_last >= 2``, the average of the kept checkpoints
   (``DIR/averaged.pt``), greedy on the test split;
-- ``train_seconds`` (training steps only: what ``train.max_minutes`` counts), ``wall_seconds``
-  (everything: data, training, validation, decoding and scoring) and ``peak_rss_mb`` (the
-  process's peak resident memory), both of this invocation: ``resumed`` says when an earlier
-  one did part of the training.
+- ``train_seconds`` (training steps only: what ``train.max_minutes`` counts) and
+  ``wall_seconds`` (everything: data, training, validation, decoding and scoring), both summed
+  over the invocations that trained the run (``--resume`` adds to them; the decoding of an
+  earlier invocation whose scores these replace is not counted), and ``peak_rss_mb`` (this
+  process's peak resident memory): ``resumed`` says when an earlier invocation did part of the
+  training.
 
 :func:`main` runs a recipe with the toolkit's one error handler.
 """
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from seq2seq import config as config_mod
-from seq2seq.cli.main import add_run_options
+from seq2seq.cli.run_options import add_run_options
 from seq2seq.cli.console import log, run_main
 from seq2seq.data.readers import add_extra_test_option, read_test_set
 from seq2seq.decoding.evaluate import evaluate_lines, evaluate_model, format_scores, read_split
@@ -137,10 +139,10 @@ def run(cfg, out, dataset=None, resume: bool = False, progress: bool = True,
     the pair with the best validation BLEU when there are several), and score them."""
     from seq2seq.load import load_for_decoding
 
-    t0 = time.perf_counter()
     out = Path(out)
     summary = train(cfg, out, resume=resume, overwrite=not resume, dataset=dataset,
                     progress=progress)
+    t0 = time.perf_counter() - summary["wall_seconds"]  # every invocation's training counts
     if summary["interrupted"]:
         raise KeyboardInterrupt
     model, tok, run_cfg, device = load_for_decoding(out, device=cfg.train.device)
@@ -183,8 +185,8 @@ def run(cfg, out, dataset=None, resume: bool = False, progress: bool = True,
         result["averaged"] = {**_scores(s_avg), "checkpoints": [p.name for p in paths]}
         shown.append((f"{ev.split}, {out / 'averaged.pt'} (the average of "
                       f"{', '.join(p.name for p in paths)})", s_avg))
-    result["wall_seconds"] = round(time.perf_counter() - t0, 1)  # this invocation
-    result["resumed"] = resume  # True: wall_seconds and peak_rss_mb miss the earlier part
+    result["wall_seconds"] = round(time.perf_counter() - t0, 1)  # the whole run's
+    result["resumed"] = resume  # True: peak_rss_mb is this invocation's
     result["peak_rss_mb"] = round(peak_rss_mb())
     (out / "scores.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     model_card.write(out)  # README.md: the card, now with the test scores

@@ -3,14 +3,16 @@
     DIR/last.pt          the latest checkpoint (written at every validation and on Ctrl-C)
     DIR/best.pt          the checkpoint with the best validation score so far
     DIR/step-N.pt        the last ``train.keep_last`` validation checkpoints (for averaging)
-    DIR/config.yaml      the run's config, every key
+    DIR/config.yaml      the run's config, every key (data files as absolute paths)
     DIR/metrics.jsonl    one JSON record per validation
     DIR/curves.png       loss and BLEU curves (drawn at most once a minute, and at the end)
     DIR/events.out.tfevents.*  with train.tensorboard: the same records for TensorBoard
     DIR/summary.json, DIR/README.md  at the end: the run's summary and its model card
                          (seq2seq.training.model_card)
 
-Checkpoints are written atomically (:func:`seq2seq.training.checkpoint.save`).
+Checkpoints are written atomically (:func:`seq2seq.training.checkpoint.save`). The config they
+hold names data files that lie in the folder relative to it (:meth:`RunFolder.stored_config`),
+so that a run folder that holds its data can move, to another place or machine.
 """
 
 import json
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from seq2seq.config import Config, to_yaml
+from seq2seq.data.readers import relative_paths
 from seq2seq.errors import UserError
 
 from . import checkpoint
@@ -86,6 +89,12 @@ class RunFolder:
 
     def write_config(self, cfg: Config) -> None:
         (self.path / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
+
+    def stored_config(self, cfg: Config) -> Dict[str, Any]:
+        """``cfg`` as the run's checkpoints hold it: data files in this folder relative to it
+        (:func:`seq2seq.load.load_model` reads them from the checkpoint's folder), others
+        absolute."""
+        return cfg.replace(data=relative_paths(cfg.data, self.path)).to_dict()
 
     def records(self, upto_step: int) -> List[Dict[str, Any]]:
         """The validation records up to ``upto_step`` (a resumed run's checkpoint); records

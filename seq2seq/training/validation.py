@@ -21,6 +21,7 @@ from seq2seq.data.lengths import OutputLimit, count_truncated, resolve, truncati
 from seq2seq.decoding.evaluate import score
 from seq2seq.decoding.search import greedy
 
+from .mrt import mean_risk
 from .objective import Objective
 
 
@@ -33,9 +34,11 @@ def validate(model, data, tok, cfg, device, limit: Optional[OutputLimit] = None,
     ``limit`` (the one learned from the training data), and the number of those outputs that
     stopped at it instead of at EOS (``valid_truncated``; ``valid_warning`` when more than 1%);
     with ``free_running``, also the loss when the decoder is fed its own argmax predictions
-    (``tf_ratio=0``): the gap between the two is exposure bias. ``examples``: also the first
-    that many translations, under ``"examples"`` (dicts of source, output, reference; for
-    TensorBoard, not for metrics.jsonl). Random numbers come from :func:`own_random_stream`.
+    (``tf_ratio=0``): the gap between the two is exposure bias. With ``train.objective: mrt``,
+    the mean expected cost of those sentences (``valid_mrt_risk``, :func:`mrt.mean_risk`).
+    ``examples``: also the first that many translations, under ``"examples"`` (dicts of source,
+    output, reference; for TensorBoard, not for metrics.jsonl). Random numbers come from
+    :func:`own_random_stream`.
     """
     with own_random_stream(device):
         return _validate(model, data, tok, cfg, device, limit, free_running, examples)
@@ -78,6 +81,8 @@ def _validate(model, data, tok, cfg, device, limit: Optional[OutputLimit], free_
         sub = IdPairs(*(x[:cfg.train.valid_max_sentences] for x in data))
         limit = resolve(cfg.decode, limit)
         ids = greedy_ids(model, sub.src, limit, cfg.decode.batch_size, device)
+        risk = (mean_risk(model, sub, tok, cfg, limit, device)
+                if cfg.train.objective == "mrt" else None)
     hyps = tok.decode_tgt(ids)
     s = score(hyps, sub.tgt_text)
     model.train(was_training)
@@ -91,6 +96,8 @@ def _validate(model, data, tok, cfg, device, limit: Optional[OutputLimit], free_
         out["valid_warning"] = warning
     if free_running:
         out["valid_loss_free"] = loss_free / max(1, n_tok)
+    if risk is not None:
+        out["valid_mrt_risk"] = risk
     if examples:
         out["examples"] = [{"source": s, "output": h, "reference": r} for s, h, r in
                            zip(sub.src_text[:examples], hyps, sub.tgt_text)]
