@@ -21,6 +21,7 @@ are raised as :class:`seq2seq.errors.UserError` with the command line's message 
 import contextlib
 import io
 import os
+import threading
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
 
@@ -41,15 +42,20 @@ class Translation(NamedTuple):
     attention: Optional[Any] = None  # (source pieces, output pieces, weights (T, S) tensor)
 
 
+_QUIET = threading.Lock()
+
+
 @contextlib.contextmanager
 def _quiet(verbose: bool):
     """Whatever the toolkit writes to stdout/stderr (warnings, logs) swallowed unless
-    ``verbose``."""
+    ``verbose``. It redirects ``sys.stdout``/``sys.stderr`` for the call, which the process
+    shares: quiet calls from several threads take turns (a lock), and what another thread
+    prints meanwhile is swallowed too; a multi-threaded service passes ``verbose=True``."""
     if verbose:
         yield
         return
     sink = io.StringIO()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+    with _QUIET, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         yield
 
 
@@ -93,9 +99,8 @@ class Translator:
 
         if threads is not None:
             set_threads(threads)
-        with _quiet(False):
-            model, tok, cfg, dev = load_for_decoding(path, impl=impl, device=device,
-                                                     threads=threads or 0)
+        model, tok, cfg, dev = load_for_decoding(path, impl=impl, device=device,
+                                                 threads=threads or 0)
         return cls(model, tok, cfg, dev, bf16)
 
     def decode_config(self, **overrides) -> config_mod.DecodeConfig:
@@ -194,7 +199,8 @@ class Translator:
 
     def evaluate(self, sources: Sequence[str], references: Sequence[str], *,
                  verbose: bool = False, **decode) -> Dict[str, Any]:
-        """Translate ``sources`` (``decode``: :meth:`translate`'s keywords) and score the
+        """Translate ``sources`` (``decode``: :meth:`translate`'s decoding keywords, ``beam``
+        to ``bf16``; not ``prefix`` or the ``return_*`` ones) and score the
         outputs against ``references``: sacreBLEU BLEU and chrF with their signatures, exact
         match, and the outputs cut short by the output limit; the outputs under ``hyps``."""
         from seq2seq.decoding.evaluate import evaluate_lines

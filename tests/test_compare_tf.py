@@ -308,6 +308,10 @@ def test_holm_adjusts_a_family_of_p_values_step_down():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])  # order kept
     assert holm([0.2]) == [0.2] and holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
     assert holm([]) == []
+    nan = float("nan")  # an arm with nothing to test: stays NaN, and not one of the m
+    adjusted = holm([0.01, nan, 0.04])
+    assert adjusted[0] == pytest.approx(0.02) and adjusted[2] == pytest.approx(0.04)
+    assert adjusted[1] != adjusted[1]
 
 
 def test_paired_bootstrap_and_confidence_intervals():

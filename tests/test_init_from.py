@@ -109,6 +109,11 @@ def test_the_command_line_refuses_init_from_with_resume_and_documents_it(base, t
                 base.run, "--set", "model.hidden_size=16", cwd=tmp_path, check=False)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
     assert "model.hidden_size" in p.stderr
+    before = sorted(p.name for p in base.run.iterdir())  # --overwrite of the run it starts from
+    p = seq2seq("train", "--config", base.yaml, "--out", base.run, "--init-from", base.run,
+                "--overwrite", cwd=tmp_path, check=False)
+    assert p.returncode == 2 and "--overwrite would clear" in p.stderr
+    assert sorted(p.name for p in base.run.iterdir()) == before  # nothing deleted
     text = seq2seq("train", "--help", cwd=tmp_path).stdout
     assert "--init-from CHECKPOINT" in text and "train --config my.yaml --out runs/tuned " \
         "--init-from runs/my" in text

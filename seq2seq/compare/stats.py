@@ -37,8 +37,9 @@ def paired_bootstrap(baseline: Sequence[str], system: Sequence[str], refs: Seque
     as sacreBLEU's and the Moses script's paired bootstrap do) and recomputes both corpus BLEUs
     from their sentence statistics. With ``d`` the sorted differences, the interval is
     ``d[j], d[n - 1 - j]`` for ``j = ceil(0.025 n) - 1`` and the p-value is
-    ``2 min(#(d <= 0), #(d >= 0)) / n`` (capped at 1): the interval excludes 0 exactly when
-    ``p < 0.05``, so the two can never disagree. ``seed`` seeds numpy's generator (0 is a seed
+    ``(2 min(#(d <= 0), #(d >= 0)) + 1) / (n + 1)`` (capped at 1; never 0, which no finite
+    number of resamples can show): for ``n`` a multiple of 40 (the default 1,000) the interval
+    excludes 0 exactly when ``p < 0.05``, so the two cannot disagree. ``seed`` seeds numpy's generator (0 is a seed
     like any other). Identical outputs: a difference of 0 with p = 1.
     """
     if list(baseline) == list(system):
@@ -51,7 +52,7 @@ def paired_bootstrap(baseline: Sequence[str], system: Sequence[str], refs: Seque
     idx = np.random.default_rng(seed).choice(len(refs), size=(n_samples, len(refs)))
     diffs = np.sort([score(sys_stats[i].sum(0)) - score(base_stats[i].sum(0)) for i in idx])
     j = max(0, math.ceil(0.025 * n_samples) - 1)
-    p = 2 * min(int((diffs <= 0).sum()), int((diffs >= 0).sum())) / n_samples
+    p = (2 * min(int((diffs <= 0).sum()), int((diffs >= 0).sum())) + 1) / (n_samples + 1)
     return {"bleu_diff": float(observed), "bleu_diff_lo": float(diffs[j]),
             "bleu_diff_hi": float(diffs[n_samples - 1 - j]), "p_value": min(1.0, p)}
 
@@ -59,10 +60,12 @@ def paired_bootstrap(baseline: Sequence[str], system: Sequence[str], refs: Seque
 def holm(p_values: Sequence[float]) -> list:
     """Holm's step-down adjustment of a family of p-values (Holm, 1979): an adjusted value
     below 0.05 keeps the chance of any false "significant" in the family at 5% or less.
-    The k-th smallest of m is multiplied by m - k + 1; the running maximum keeps the order."""
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    adjusted, running = [0.0] * m, 0.0
+    The k-th smallest of m is multiplied by m - k + 1; the running maximum keeps the order.
+    A NaN (an arm with nothing to test) stays NaN and does not count in m."""
+    finite = [i for i, p in enumerate(p_values) if not math.isnan(p)]  # NaN: no test, no say
+    m = len(finite)
+    order = sorted(finite, key=lambda i: p_values[i])
+    adjusted, running = [math.nan] * len(p_values), 0.0
     for k, i in enumerate(order):
         running = max(running, min(1.0, (m - k) * p_values[i]))
         adjusted[i] = running
@@ -124,7 +127,7 @@ def hierarchical_bootstrap(baseline: Sequence[Sequence[str]], system: Sequence[S
                                 - corpus_scores(metric, w @ base[j]))
     diffs = np.sort(diffs / S)
     j = max(0, math.ceil(0.025 * n_samples) - 1)
-    p = 2 * min(int((diffs <= 0).sum()), int((diffs >= 0).sum())) / n_samples
+    p = (2 * min(int((diffs <= 0).sum()), int((diffs >= 0).sum())) + 1) / (n_samples + 1)
     return {"diff": float(per_seed.mean()), "lo": float(diffs[j]),
             "hi": float(diffs[n_samples - 1 - j]), "p_value": min(1.0, p),
             "se": float(diffs.std(ddof=1)) if n_samples > 1 else 0.0,

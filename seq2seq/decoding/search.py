@@ -365,7 +365,7 @@ def translate(model, tok, lines: Sequence[str], opts: DecodeConfig = DecodeConfi
                                     opts.length_penalty, n_best, limit.a, limit.b,
                                     constraints=rules, coverage=opts.coverage_penalty,
                                     check_cancelled=check_cancelled)
-                nbest = [x + [Hypothesis(0.0, [], None)] * (n_best - len(x)) for x in nbest]
+                nbest = [x + [Hypothesis(None, [], None)] * (n_best - len(x)) for x in nbest]
                 hyps = [[h.tokens for h in x] for x in nbest]
                 lps = [[h.log_prob for h in x] for x in nbest]
             else:

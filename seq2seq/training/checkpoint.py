@@ -57,7 +57,7 @@ def check_plain(obj: Any, where: str = "checkpoint") -> None:
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             check_plain(v, f"{where}[{i}]")
-    elif not isinstance(obj, _PLAIN) or isinstance(obj, enum.Enum):
+    elif not (type(obj) in _PLAIN or isinstance(obj, torch.Tensor)):  # exact: no subclass
         raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}: a "
                         "checkpoint holds tensors and plain data only")
 
@@ -224,15 +224,23 @@ def _to_plain(obj: Any, where: str, dropped: list) -> Any:
     arrays as tensors and numpy numbers as Python ones, namespaces as dicts; anything else is
     dropped (its key recorded in ``dropped``)."""
     if isinstance(obj, dict):
-        return {k: _to_plain(v, f"{where}[{k!r}]", dropped) for k, v in obj.items()
-                if isinstance(k, (str, int))}
+        out = {}
+        for k, v in obj.items():
+            if type(k) in (str, int):
+                out[k] = _to_plain(v, f"{where}[{k!r}]", dropped)
+            else:
+                dropped.append(f"{where}[{k!r}] (a {type(k).__qualname__} key)")
+        return out
     if isinstance(obj, (list, tuple)):
         items = [_to_plain(v, f"{where}[{i}]", dropped) for i, v in enumerate(obj)]
         return items if isinstance(obj, list) else tuple(items)
     if isinstance(obj, enum.Enum):
         return _to_plain(obj.value, where, dropped)
-    if isinstance(obj, _PLAIN):
+    if type(obj) in _PLAIN or isinstance(obj, torch.Tensor):
         return obj
+    for base in (bool, int, float, str, bytes):  # numpy's float64 and other subclasses
+        if isinstance(obj, base):
+            return base(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return _to_plain(dataclasses.asdict(obj), where, dropped)
     if type(obj).__module__ == "numpy":
@@ -268,6 +276,10 @@ def convert(old: Union[str, Path], new: Union[str, Path]) -> list:
                         f"{first_line(e)})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise UserError(f"{old} is not a seq2seq checkpoint (no model and config in it)")
+    if ckpt.get("format", FORMAT) != FORMAT:
+        raise UserError(f"{old} has checkpoint format {ckpt['format']} (written by seq2seq "
+                        f"{ckpt.get('version', '?')}); this version reads and converts format "
+                        f"{FORMAT} only")
     dropped: list = []
     plain = _to_plain(ckpt, "checkpoint", dropped)
     for key in ("format", "version"):

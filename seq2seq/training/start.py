@@ -48,12 +48,16 @@ def begin(cfg: Config, folder, resume: bool, overwrite: bool, init_from,
     if resume and init_from is not None:
         raise UserError("--init-from starts a new run from another run's weights, --resume "
                         "continues the run in --out: give one of them")
+    init = None
+    if init_from is not None:  # loaded before --overwrite could clear a folder that holds it
+        cfg, init = init_checkpoint(init_from, cfg)
+        if overwrite and Path(folder.path).resolve() in Path(init["init_from"]).parents:
+            raise UserError(f"--init-from {init_from} lies in --out {folder.path}, which "
+                            "--overwrite would clear: write the new run to another folder")
     # rank 0 checks and prepares the run folder; the broadcast makes the others wait for it
     last = distributed.on_main(lambda: folder.prepare(resume, overwrite, log), d)
     resumed = checkpoint.load_resumable(last, cfg.model) if last else None
-    init = None
-    if init_from is not None:
-        cfg, init = init_checkpoint(init_from, cfg)
+    if init is not None:
         step = init.get("train_state", {}).get("step")  # none in an averaged checkpoint
         log(f"initialized from {init['init_from']} (its weights and tokenizer"
             + (f", step {step} of that run" if step is not None else "") + "), with a fresh "
