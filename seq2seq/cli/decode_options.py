@@ -53,10 +53,13 @@ DECODE_OPTIONS = ("beam", "length_penalty", "n_best", "max_len_a", "max_len_b", 
                   "coverage_penalty")
 
 
-def add_decode_options(p: argparse.ArgumentParser, n_best: bool = True) -> None:
+def add_decode_options(p: argparse.ArgumentParser, n_best: bool = True,
+                       length_penalties: bool = False) -> None:
     """``--impl``, ``--device`` and the options that override the checkpoint's ``decode``
     config section (:class:`seq2seq.config.DecodeConfig`), declared once for ``translate``
-    and ``evaluate``; :func:`decode_overrides` collects them."""
+    and ``evaluate``; :func:`decode_overrides` collects them. ``length_penalties``:
+    ``--length-penalty`` takes several values (a list; ``evaluate``'s beam sweep, checked by
+    :mod:`seq2seq.cli.evaluate_options`)."""
     p.add_argument("--impl", choices=["manual", "fused"],
                    help="decode with this layer implementation (the weights fit both)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -64,8 +67,10 @@ def add_decode_options(p: argparse.ArgumentParser, n_best: bool = True) -> None:
                    help="beam search with N beams; 1: greedy search (default: decode.beam of "
                         "the checkpoint's config, 1 unless set)")
     p.add_argument("--length-penalty", type=nonnegative, metavar="A",
+                   nargs="+" if length_penalties else None,
                    help="GNMT length normalization exponent for beam search (0: none; "
-                        "default: decode.length_penalty, 1.0)")
+                        "default: decode.length_penalty, 1.0)"
+                        + ("; several values with --beam-sizes" if length_penalties else ""))
     if n_best:
         p.add_argument("--n-best", type=count(1), metavar="K",
                        help="write the K best hypotheses of the beam (K <= --beam), or K "

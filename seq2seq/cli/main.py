@@ -22,6 +22,8 @@ from seq2seq.errors import UserError
 from .decode_options import add_decode_options
 from .decode_options import count as _count
 from .decode_options import decode_overrides
+from .evaluate_options import EPILOG_EVALUATE, add_evaluate_options, check_evaluate
+from .evaluate_options import evaluate_overrides
 from .run_options import EPILOG_TRAIN, add_debug, add_encoding, add_run_options, add_train_options
 
 
@@ -151,8 +153,11 @@ def cmd_score(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from seq2seq.decoding import hallucination as hl
     from seq2seq.decoding.evaluate import evaluate_checkpoint, format_scores, score
 
+    check_evaluate(args)
+    lines = []  # what the text output adds below the scores
     if args.hyp or args.ref:
         if not (args.hyp and args.ref):
             raise UserError("evaluate needs both --hyp and --ref (or --checkpoint)")
@@ -163,16 +168,30 @@ def cmd_evaluate(args) -> int:
         if not refs:
             raise UserError(f"{args.hyp} and {args.ref} are empty: nothing to score")
         s = score(hyps, refs)
+    elif args.checkpoint and args.beam_sizes:
+        from seq2seq.decoding.beam_sweep import format_sweep, plot_sweep, sweep_checkpoint
+
+        rows = sweep_checkpoint(args.checkpoint, args.split, args.beam_sizes,
+                                args.length_penalty, evaluate_overrides(args), args.impl,
+                                args.device, progress=True, errors=args.encoding_errors)
+        if args.plot:
+            plot_sweep(rows, args.plot, f"beam sweep: {args.checkpoint[0]}")
+        print(json.dumps({"beam_sweep": rows}, indent=2) if args.json else format_sweep(rows))
+        return 0
     elif args.checkpoint:
-        ev = evaluate_checkpoint(args.checkpoint, args.split, decode=decode_overrides(args),
+        ev = evaluate_checkpoint(args.checkpoint, args.split, decode=evaluate_overrides(args),
                                  impl=args.impl, device=args.device, progress=True,
-                                 errors=args.encoding_errors)
+                                 errors=args.encoding_errors, log_probs=True)
         if args.output:
             _write_lines(ev.hyps, args.output)
-        s = ev.scores
+        report = hl.evaluation_report(ev)
+        if args.hallucination_examples:
+            _write_lines(hl.format_examples(report, ev.srcs, ev.refs, ev.hyps, ev.per_token)
+                         .splitlines(), args.hallucination_examples)
+        s, lines = {**ev.scores, **report}, [hl.format_report(report)]
     else:
         raise UserError("evaluate needs --checkpoint, or --hyp and --ref")
-    print(json.dumps(s, indent=2) if args.json else format_scores(s))
+    print(json.dumps(s, indent=2) if args.json else "\n".join([format_scores(s)] + lines))
     return 0
 
 
@@ -286,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="score translations with sacreBLEU BLEU, chrF and "
                        "exact match",
                        description="Score --hyp against --ref, or decode a split of the "
-                                   "checkpoint's data and score it.")
+                                   "checkpoint's data and score it.",
+                       epilog=EPILOG_EVALUATE, formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("--checkpoint", nargs="+", metavar="DIR_OR_FILE",
                    help="decode and score this model (a run folder, a .pt file, or an exported "
                         "folder; several checkpoints: an ensemble)")
@@ -294,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--hyp", metavar="FILE", help="hypotheses, one per line")
     e.add_argument("--ref", metavar="FILE", help="references, one per line")
     e.add_argument("--output", metavar="FILE", help="with --checkpoint: save the hypotheses")
-    add_decode_options(e, n_best=False)
+    add_decode_options(e, n_best=False, length_penalties=True)
+    add_evaluate_options(e)
     e.add_argument("--json", action="store_true", help="print one JSON object")
     add_encoding(e, "--hyp, --ref or the data")
     add_debug(e)

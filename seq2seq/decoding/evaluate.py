@@ -30,6 +30,7 @@ def score(hyps: Sequence[str], refs: Sequence[str]) -> Dict[str, Any]:
     exact = 100.0 * sum(h.strip() == r.strip() for h, r in zip(hyps, refs)) / max(1, len(refs))
     return {
         "bleu": round(b.score, 2), "chrf": round(c.score, 2), "exact_match": round(exact, 2),
+        "length_ratio": round(b.sys_len / max(1, b.ref_len), 4),  # sacreBLEU's sys_len/ref_len
         "signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature()),
         "bleu_detail": str(b), "n": len(refs),
     }
@@ -51,6 +52,7 @@ class Evaluation(NamedTuple):
     refs: List[str]
     hyps: List[str]
     scores: Dict[str, Any]  # see score()
+    per_token: Optional[List[Optional[float]]] = None  # with log_probs: log P / (pieces + EOS)
 
 
 def read_split(cfg, split: Optional[str] = None, dataset=None, errors: str = "strict"
@@ -80,39 +82,52 @@ def decode_config(cfg, overrides: Optional[Dict[str, Any]] = None, model=None):
 
 
 def evaluate_lines(model, tok, cfg, srcs: Sequence[str], refs: Sequence[str], name: str,
-                   decode=None, device="cpu", progress: bool = False) -> Evaluation:
+                   decode=None, device="cpu", progress: bool = False,
+                   log_probs: bool = False) -> Evaluation:
     """Translate ``srcs`` with ``model`` and score the output against ``refs``.
     ``decode``: overrides of ``cfg.decode`` (beam, length_penalty, batch_size, bf16, ...).
     The scores also count the outputs cut short by the output limit (``truncated``, with
-    ``warning`` when they are more than 1%)."""
+    ``warning`` when they are more than 1%) and the empty outputs (``empty``). ``log_probs``:
+    also each output's log-probability per piece, EOS included (``per_token``; None for a line
+    not decoded)."""
     from .search import translate
 
     opts = decode_config(cfg, {**(decode or {}), "n_best": 1}, model)
-    r = translate(model, tok, list(srcs), opts, device=device, progress=progress, warn=False)
+    r = translate(model, tok, list(srcs), opts, device=device, progress=progress, warn=False,
+                  log_probs=log_probs)
     s = score(r.hyps, refs)
-    s.update(truncated=r.truncated, output_limit=r.limit.describe())
+    s.update(truncated=r.truncated, output_limit=r.limit.describe(),
+             empty=sum(not h.strip() for h in r.hyps))
     warning = truncation_warning(r.truncated, r.decoded, name, r.limit)
     if warning:
         s["warning"] = warning
-    return Evaluation(name, list(srcs), list(refs), r.hyps, s)
+    per_token = None
+    if log_probs:
+        pieces = tok.encode_tgt(r.hyps)
+        per_token = [None if lp is None else lp / (len(p) + 1)
+                     for lp, p in zip(r.log_probs, pieces)]
+    return Evaluation(name, list(srcs), list(refs), r.hyps, s, per_token)
 
 
 def evaluate_model(model, tok, cfg, split: Optional[str] = None, dataset=None, decode=None,
-                   device="cpu", progress: bool = False, errors: str = "strict") -> Evaluation:
+                   device="cpu", progress: bool = False, errors: str = "strict",
+                   log_probs: bool = False) -> Evaluation:
     """Decode ``split`` of the config's data (or ``dataset``) with ``model`` (or an
     :class:`seq2seq.decoding.ensemble.Ensemble`) and score it."""
     split = split or cfg.data.test_split
     srcs, refs = read_split(cfg, split, dataset, errors)
-    return evaluate_lines(model, tok, cfg, srcs, refs, split, decode, device, progress)
+    return evaluate_lines(model, tok, cfg, srcs, refs, split, decode, device, progress,
+                          log_probs)
 
 
 def evaluate_checkpoint(checkpoint, split: Optional[str] = None, dataset=None, decode=None,
                         impl: Optional[str] = None, device="auto", progress: bool = False,
-                        errors: str = "strict") -> Evaluation:
+                        errors: str = "strict", log_probs: bool = False) -> Evaluation:
     """Load a checkpoint (a run folder: its best.pt), several (an ensemble; data and decode
     options of the first) or an exported model (a folder written by ``seq2seq export``), and
     :func:`evaluate_model` it."""
     from seq2seq.load import load_for_decoding
 
     model, tok, cfg, device = load_for_decoding(checkpoint, impl=impl, device=device)
-    return evaluate_model(model, tok, cfg, split, dataset, decode, device, progress, errors)
+    return evaluate_model(model, tok, cfg, split, dataset, decode, device, progress, errors,
+                          log_probs)

@@ -1,0 +1,73 @@
+"""``seq2seq evaluate``'s own options (no torch import): the beam sweep (``--beam-sizes``, with
+several ``--length-penalty`` values, ``--plot``), the hallucination examples, and the checks
+that say a misuse in one line. The decoding options it shares with ``translate`` live in
+:mod:`seq2seq.cli.decode_options` (there ``evaluate``'s ``--length-penalty`` takes a list).
+"""
+
+import argparse
+from typing import Any, Dict
+
+from seq2seq.errors import UserError
+
+from .decode_options import count, decode_overrides
+
+EPILOG_EVALUATE = """examples:
+  seq2seq evaluate --hyp test.hyp --ref test.en                  # score a file
+  seq2seq evaluate --checkpoint runs/my --split test --json      # decode a split and score it
+  seq2seq evaluate --checkpoint runs/my --hallucination-examples halluc.txt
+  seq2seq evaluate --checkpoint runs/my --beam-sizes 1 2 5 10 20 50 --length-penalty 0 1.0 \\
+      --plot sweep.png                                           # the beam sweep
+
+With --checkpoint the scores include the hallucination rate (JSON keys starting with
+"hallucination"): exact on the position-aligned toy tasks (reverse, copy, sort,
+length_generalization; recognized from the data), else a proxy (hallucination_proxy_rate: sentence
+chrF < 15 while the model's per-token log-probability is above the median). The beam sweep
+decodes the split once per (beam size, length penalty; 0: none) and prints per pair BLEU, chrF,
+the length ratio, the share of empty outputs, of outputs cut short by the output limit, and the
+hallucination rate (with --json: a list under "beam_sweep")."""
+
+
+def add_evaluate_options(p: argparse.ArgumentParser) -> None:
+    """``--beam-sizes``, ``--plot`` and ``--hallucination-examples``."""
+    g = p.add_argument_group("beam sweep and hallucination (with --checkpoint)")
+    g.add_argument("--beam-sizes", type=count(1), nargs="+", metavar="K",
+                   help="decode the split once per beam size (1: greedy) and length penalty "
+                        "(--length-penalty A [A ...], default: the config's) and print one row "
+                        "per pair. Example: --beam-sizes 1 5 20 50 --length-penalty 0 1.0")
+    g.add_argument("--plot", metavar="FILE.png",
+                   help="with --beam-sizes: plot BLEU and the length ratio against the beam "
+                        "size, one line per length penalty")
+    g.add_argument("--hallucination-examples", metavar="FILE",
+                   help="write up to 20 outputs of each hallucination kind (source, "
+                        "reference, output) for a human to read")
+
+
+def check_evaluate(args) -> None:
+    """One line for each option given where it means nothing."""
+    sweep = args.beam_sizes is not None
+    if args.hyp or args.ref:
+        for given, name in ((sweep, "--beam-sizes"), (args.plot, "--plot"),
+                            (args.hallucination_examples, "--hallucination-examples")):
+            if given:
+                raise UserError(f"{name} decodes a split: give --checkpoint, not --hyp/--ref")
+    if args.plot and not sweep:
+        raise UserError("--plot draws the beam sweep: give --beam-sizes too")
+    if len(args.length_penalty or ()) > 1 and not sweep:
+        raise UserError("several --length-penalty values are for the beam sweep: give "
+                        "--beam-sizes too")
+    if sweep and args.beam is not None:
+        raise UserError("--beam-sizes replaces --beam: give one of them")
+    if sweep and args.output:
+        raise UserError("--output saves one decoding and --beam-sizes makes several: give one "
+                        "of them")
+    if sweep and args.hallucination_examples:
+        raise UserError("--hallucination-examples writes the examples of one decoding: run it "
+                        "without --beam-sizes")
+
+
+def evaluate_overrides(args) -> Dict[str, Any]:
+    """:func:`~seq2seq.cli.decode_options.decode_overrides` with ``length_penalty`` one value
+    (None with several: the sweep's)."""
+    penalties = args.length_penalty or []
+    return {**decode_overrides(args),
+            "length_penalty": penalties[0] if len(penalties) == 1 else None}
