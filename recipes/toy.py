@@ -9,10 +9,15 @@
     python recipes/toy.py length_generalization --out runs/length_generalization
     python recipes/toy.py commands --out runs/commands     # "hop twice and look left" ->
                                                            # "I_HOP I_HOP I_TURN_LEFT I_LOOK"
+    python recipes/toy.py commands_length --out runs/commands_length   # outputs of <= 22
+                                                           # symbols in training, longer in test
+    python recipes/toy.py reverse_small --out runs/reverse_small   # reverse, 5-25 symbols,
+                                                                   # a 32-unit model
     python recipes/toy.py reverse --set model.cell=gru --out runs/reverse-gru
 
 Each task's data is generated from --data-seed by seq2seq.data.toy (20,000 training, 500
-validation and 1,000 test examples, no example in two splits; commands: 16,000 training); its
+validation and 1,000 test examples, no example in two splits; commands: 16,000 training;
+commands_length: the whole grammar, split by output length); its
 config is recipes/TASK.yaml (copy: reverse.yaml, digits2words: number_words.yaml), whose
 comments describe the task. Then the usual path: sentencepiece, training, greedy decoding of
 the test split, sacreBLEU and exact match, written to OUT/scores.json. length_generalization

@@ -158,3 +158,14 @@ def test_only_position_aligned_toy_tasks_have_an_oracle():
     assert oracle_task(None, "my.yaml", "sort") == "sort"
     assert oracle_task(None, "recipes/commands.yaml", None) is None
     assert oracle_task("text", "recipes/multi30k.yaml", None) is None
+    assert oracle_task(None, "recipes/reverse_small.yaml", None) == "reverse_small"
+    assert oracle_task(None, "recipes/commands_length.yaml", None) is None  # not aligned
+
+
+def test_the_oracle_accepts_the_reverse_small_pairs():
+    from seq2seq.data import toy
+    from seq2seq.decoding.hallucination import oracle_output
+    dd = toy.reverse(seed=2, train_size=50, valid_size=5, test_size=5, **toy.REVERSE_SMALL)
+    for src, tgt in zip(dd["train"]["src"], dd["train"]["tgt"]):  # the reference is the oracle
+        assert oracle_output("reverse_small", src) == tgt.split()
+        assert len(tgt.split()) == len(src.split())  # position-aligned

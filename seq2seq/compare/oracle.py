@@ -3,9 +3,9 @@
 Arora, El Asri, Bahuleyan and Cheung (2022), "Why exposure bias matters: an imitation
 learning perspective of error accumulation in language generation". An oracle says, for any
 source and any prefix, which next tokens still lead to the best reachable output. On the
-position-aligned toy tasks (:data:`ORACLE_TASKS`: reverse, copy, sort and the reverse of the
-length-generalization task) the output's length and every position's token are fixed by the
-source, so the oracle at output position ``l`` is the reference token there, whatever the
+position-aligned toy tasks (:data:`ORACLE_TASKS`: reverse, copy, sort and the reverses of the
+length-generalization and reverse_small tasks) the output's length and every position's
+token are fixed by the source, so the oracle at output position ``l`` is the reference token there, whatever the
 prefix. Per position ``l`` of a scored set:
 
     loss_gold(l)   -log p(oracle_l | gold prefix)             (teacher forcing)
@@ -16,7 +16,8 @@ prefix. Per position ``l`` of a scored set:
 
 with a bootstrap band over sentences, and the greedy error rate at ``l`` when the prefix holds
 no error yet ("clean") and after the first error ("after"). Elsewhere (translation, the
-commands, dates and number tasks) no oracle is claimed: the same free-running quantity scores
+commands, dates and number tasks) no oracle is claimed (commands_length neither: an output is
+not aligned with its source's positions): the same free-running quantity scores
 the *reference* token after the model's own prefix, a divergence from the reference path, and
 is not reported here.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 #: toy tasks whose oracle at output position l is the reference token at l
-ORACLE_TASKS = ("reverse", "copy", "sort", "length_generalization")
+ORACLE_TASKS = ("reverse", "copy", "sort", "length_generalization", "reverse_small")
 #: bootstrap resamples of the sentences for the ExAccErr bands
 RESAMPLES = 200
 

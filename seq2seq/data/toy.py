@@ -28,6 +28,8 @@ import random
 from collections import defaultdict
 from typing import TYPE_CHECKING, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
+from seq2seq.data.toy_headroom import all_commands, length_split
+
 if TYPE_CHECKING:  # imported where data is made: the task names are known without it
     from datasets import DatasetDict
 
@@ -295,6 +297,15 @@ def commands(seed: int = 1, train_size: int = 16000, valid_size: int = 500,
     return make_splits(sample, _sizes(train_size, valid_size, test_size), seed)
 
 
+def commands_length(seed: int = 1, max_train_actions: int = 22, valid_size: int = 500
+                    ) -> DatasetDict:
+    """The whole commands grammar split by output length, as SCAN's length split: training
+    and validation hold every command of at most ``max_train_actions`` symbols (validation
+    ``valid_size`` of them, drawn with ``seed``), test every longer one (24-48 symbols: no
+    command has 23). Not position-aligned: no exact oracle in ``compare/oracle.py``."""
+    return length_split(all_commands(command_phrases()), max_train_actions, valid_size, seed)
+
+
 # -- the tasks of recipes/toy.py ------------------------------------------------------------
 
 LENGTH_GENERALIZATION = {"train": (3, 12), "test": (13, 20)}  # symbols: min, max
@@ -304,6 +315,11 @@ def _length_generalization(seed: int) -> DatasetDict:
     """Reverse, tested on sequences longer than any in training (see LENGTH_GENERALIZATION)."""
     (lo, hi), (test_lo, test_hi) = LENGTH_GENERALIZATION["train"], LENGTH_GENERALIZATION["test"]
     return reverse(seed=seed, min_len=lo, max_len=hi, test_min_len=test_lo, test_max_len=test_hi)
+
+
+#: reverse_small: reverse of longer sequences, trained with a small model
+#: (recipes/reverse_small.yaml), so that full teacher forcing ends well below 100% exact match
+REVERSE_SMALL = {"min_len": 5, "max_len": 25}  # symbols: min, max, in every split
 
 
 #: task name -> (generator of its data from a seed, the recipe config it trains with)
@@ -317,6 +333,8 @@ TASKS: Dict[str, Tuple[Callable[[int], DatasetDict], str]] = {
                      "number_words.yaml"),
     "length_generalization": (_length_generalization, "length_generalization.yaml"),
     "commands": (lambda seed: commands(seed=seed), "commands.yaml"),
+    "commands_length": (lambda seed: commands_length(seed=seed), "commands_length.yaml"),
+    "reverse_small": (lambda seed: reverse(seed=seed, **REVERSE_SMALL), "reverse_small.yaml"),
 }
 
 

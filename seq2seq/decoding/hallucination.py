@@ -58,9 +58,9 @@ KINDS = ("looping", "overlong", "detached")
 
 def oracle_output(task: str, src: str) -> List[str]:
     """The one right output of an aligned toy task: the source's tokens reversed (reverse,
-    length_generalization), copied (copy) or sorted as numbers (sort)."""
+    length_generalization, reverse_small), copied (copy) or sorted as numbers (sort)."""
     tokens = src.split()
-    if task in ("reverse", "length_generalization"):
+    if task in ("reverse", "length_generalization", "reverse_small"):
         return tokens[::-1]
     if task == "copy":
         return tokens
