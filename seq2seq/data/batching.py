@@ -49,6 +49,20 @@ def pad(seqs: Sequence[Sequence[int]], value: int = PAD) -> Tensor:
     return out  # (B, T)
 
 
+def unpad(rows: Sequence[Sequence[int]]) -> List[List[int]]:
+    """Each row's ids before its first EOS or PAD: the inverse of :func:`pad` for outputs
+    and shifted targets."""
+    out = []
+    for row in rows:
+        ids = []
+        for tok in row:
+            if tok in (EOS, PAD):
+                break
+            ids.append(tok)
+        out.append(ids)
+    return out
+
+
 def collate(src: Sequence[Sequence[int]], tgt: Optional[Sequence[Sequence[int]]],
             index: Sequence[int]) -> Batch:
     import torch

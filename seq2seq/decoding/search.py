@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from seq2seq.config import DecodeConfig
-from seq2seq.data.batching import collate
+from seq2seq.data.batching import collate, unpad
 from seq2seq.data.lengths import (
     FALLBACK,
     OutputLimit,
@@ -118,14 +118,7 @@ def greedy(model, src: Tensor, src_len: Tensor, max_len_a: float = FALLBACK.a,
             keep = (~finished).nonzero().squeeze(1)  # (b',)
             rows, y, limit, finished = rows[keep], y[keep], limit[keep], finished[keep]
             state = state.keep(keep)
-    hyps = []
-    for row in out.tolist():
-        hyp = []
-        for tok in row:
-            if tok in (EOS, PAD):
-                break
-            hyp.append(tok)
-        hyps.append(hyp)
+    hyps = unpad(out.tolist())
     lps = None if total is None else total.tolist()
     if att is None:
         return Greedy(hyps, None, lps)

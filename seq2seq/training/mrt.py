@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from sacrebleu.metrics import BLEU, CHRF
 from torch import Tensor, nn
 
-from seq2seq.data.batching import IdPairs, bucket_batches, iterate, pad
+from seq2seq.data.batching import IdPairs, bucket_batches, iterate, pad, unpad
 from seq2seq.data.lengths import OutputLimit
 from seq2seq.data.tokenizer import BOS, EOS, PAD
 from seq2seq.decoding.sampling import Sampler, sample_keys
@@ -46,15 +46,7 @@ def sentence_cost(metric: str) -> Callable[[str, str], float]:
 
 def references(tgt_out: Tensor) -> List[List[int]]:
     """The target ids of each row of ``tgt_out (B, T)`` (target + EOS, padded), without EOS."""
-    refs = []
-    for row in tgt_out.tolist():
-        ref = []
-        for tok in row:
-            if tok in (EOS, PAD):
-                break
-            ref.append(tok)
-        refs.append(ref)
-    return refs
+    return unpad(tgt_out.tolist())
 
 
 def distinct(samples: Sequence[Sequence[int]], reference: Sequence[int],
