@@ -166,6 +166,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(each run until validation BLEU stops improving, train.patience, 5 "
                         "unless set, capped by the config's steps/epochs/minutes); default: "
                         "steps. Example: --budget minutes --set train.max_minutes=10")
+    p.add_argument("--fine-tune", type=int, metavar="STEPS",
+                   help="the fine-tuning design: first train one teacher-forced model per seed "
+                        "(constant:1.0 with the config and --budget, e.g. --budget converge) "
+                        "into OUT/pretrained/seedN, scored like the arms; then every setting "
+                        "starts from its seed's pretrained checkpoint (--checkpoint) with a "
+                        "fresh optimizer and learning-rate schedule and makes STEPS updates "
+                        "(its schedule's horizon). Every arm of a seed then starts from the "
+                        "same weights: 'slows learning' and 'changes what is learned' come "
+                        "apart. Example: --budget converge --fine-tune 2000")
     p.add_argument("--beam-sizes", type=int, nargs="+", default=[1, 2, 5, 10], metavar="K",
                    help="test BLEU at each beam size (Wang and Sennrich, 2020, tie exposure "
                         "bias to the loss of quality at large beams); default: 1 2 5 10. "

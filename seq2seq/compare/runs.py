@@ -121,25 +121,30 @@ def at_beam(beam: int) -> Dict[str, Any]:
 
 
 def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: bool,
-                       fresh: bool) -> Dict[str, Any]:
-    """Train one model, then score it. A finished run with the same config is reused; an
-    interrupted one (or one scored otherwise) is resumed from its last.pt."""
+                       fresh: bool, init_from: Optional[Path] = None) -> Dict[str, Any]:
+    """Train one model, then score it. A finished run with the same config (and the same
+    ``init_from``: the checkpoint a fine-tuning run starts from) is reused; an interrupted one
+    (or one scored otherwise) is resumed from its last.pt."""
     from seq2seq.data.batching import encode_pairs
 
     buckets, checkpoint = scoring.buckets, scoring.checkpoint
+    start = str(Path(init_from).resolve()) if init_from is not None else None
     result_path = run_dir / "result.json"
     if not fresh and result_path.is_file():
         old = json.loads(result_path.read_text(encoding="utf-8"))
         if (same_config(old.get("config"), cfg.to_dict()) and old.get("checkpoint") == checkpoint
+                and old.get("init_from") == start
                 and all(list(old.get(k, {})) == v for k, v in scoring.labels().items())):
             log(f"reusing the finished run in {run_dir} (--fresh trains it again)")
             return {"epochs": float("nan"), "stopped_by": "?", **old}  # older results lack them
     saved = run_dir / "config.yaml"
-    same_run = (not fresh and saved.is_file() and same_config(
-        yaml.safe_load(saved.read_text(encoding="utf-8")), cfg.to_dict()))
+    same_run = (not fresh and saved.is_file() and (run_dir / "last.pt").is_file()
+                and same_config(yaml.safe_load(saved.read_text(encoding="utf-8")),
+                                cfg.to_dict()))
     t0 = time.time()
     summary = train(cfg, run_dir, resume=same_run, overwrite=True, dataset=dataset,
-                    progress=progress, extra_validation={"free_running": True})
+                    progress=progress, extra_validation={"free_running": True},
+                    init_from=None if same_run else start)  # a resumed run keeps its start
     if summary["interrupted"]:
         raise KeyboardInterrupt
     device = pick_device(cfg.train.device)
@@ -191,6 +196,7 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
         "train_seconds": summary["train_seconds"], "wall_seconds": time.time() - t0,
         "position": pos, "eval_split": ev.split, "diag_split": diag_split,
         "signature": s["signature"], "checkpoint": checkpoint, "config": cfg.to_dict(),
+        "init_from": start,
     }
     result_path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return result

@@ -41,6 +41,7 @@ from .pooled import (
     summary_columns,
 )
 from . import injection, oracle
+from .budget import design_text, fine_tune_config, pretrained_text, with_budget
 from .settings import apply_setting, lr_schedule_warning, parse_settings, schedule_summary
 from .stats import holm, paired_bootstrap
 
@@ -98,35 +99,10 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="die-with-study", daemon=True).start()
 
 
-def with_budget(cfg, budget: str):
-    """The base config with what ``--budget`` gives every run (see its ``--help``)."""
-    t = cfg.train
-    if budget == "steps":  # the same updates for every run: nothing may stop one earlier
-        t = dataclasses.replace(t, patience=0, max_minutes=None)
-    elif budget == "minutes":  # the steps stay a cap, and the horizon of the schedules
-        if not t.max_minutes:
-            raise UserError("--budget minutes gives every run train.max_minutes of training: "
-                            "set it, e.g. --set train.max_minutes=10")
-        t = dataclasses.replace(t, patience=0)
-    else:  # converge: validation BLEU decides, within the config's caps
-        t = dataclasses.replace(t, patience=t.patience or 5)
-    return cfg.replace(train=t)
-
-
-def budget_text(cfg, budget: str, total: int) -> str:
-    t = cfg.train
-    if budget == "steps":
-        return f"{total} steps each"
-    if budget == "minutes":
-        return (f"{t.max_minutes:g} minutes of training each (at most {total} steps, the "
-                "schedules' horizon)")
-    caps = [f"{total} steps"] + ([f"{t.max_minutes:g} minutes"] if t.max_minutes else [])
-    return f"each until {t.patience} validations without a BLEU gain, at most {' or '.join(caps)}"
-
-
-def run_all(jobs: List[Tuple[Any, Path]], dataset, scoring, args) -> List[dict]:
-    """Train and score every ``(config, run folder)``, ``args.jobs`` at a time (each process
-    with ``train.threads // jobs`` threads, at least 1); results in the order of ``jobs``."""
+def run_all(jobs: List[Tuple[Any, Path, Optional[Path]]], dataset, scoring, args) -> List[dict]:
+    """Train and score every ``(config, run folder, checkpoint to start from or None)``,
+    ``args.jobs`` at a time (each process with ``train.threads // jobs`` threads, at least 1);
+    results in the order of ``jobs``."""
     from tqdm import tqdm
 
     from .runs import train_and_evaluate
@@ -145,10 +121,10 @@ def run_all(jobs: List[Tuple[Any, Path]], dataset, scoring, args) -> List[dict]:
 
     with bar:
         if n == 1:
-            for i, (run_cfg, d) in enumerate(jobs):
+            for i, (run_cfg, d, init) in enumerate(jobs):
                 d.mkdir(parents=True, exist_ok=True)
                 report(i, train_and_evaluate(run_cfg, d, dataset, scoring,
-                                             not args.no_progress, args.fresh))
+                                             not args.no_progress, args.fresh, init))
             return results
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -156,13 +132,13 @@ def run_all(jobs: List[Tuple[Any, Path]], dataset, scoring, args) -> List[dict]:
         with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             futures = {}
-            for i, (run_cfg, d) in enumerate(jobs):
+            for i, (run_cfg, d, init) in enumerate(jobs):
                 d.mkdir(parents=True, exist_ok=True)
                 threads = max(1, run_cfg.train.threads // n)
                 run_cfg = run_cfg.replace(train=dataclasses.replace(run_cfg.train,
                                                                     threads=threads))
                 futures[pool.submit(train_and_evaluate, run_cfg, d, dataset, scoring, False,
-                                    args.fresh)] = i
+                                    args.fresh, init)] = i
             try:
                 for f in as_completed(futures):
                     report(futures[f], f.result())
@@ -190,6 +166,8 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
             raise UserError(f"{name} must be >= 1, got {value}")
     if not args.margin >= 0:
         raise UserError(f"--margin must be >= 0, got {args.margin}")
+    if args.fine_tune is not None and args.fine_tune < 1:
+        raise UserError(f"--fine-tune must be >= 1 (updates per arm), got {args.fine_tune}")
     cfg = with_budget(config.load(config_path, args.set), args.budget)
     if lr_schedule_warning(cfg):
         log(lr_schedule_warning(cfg))
@@ -213,8 +191,14 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     # to count the steps as the loop does, and to check the data before training
     corpus = InMemoryCorpus(cfg, None, dataset, log=log)
     steps_per_epoch, total = corpus.steps_per_epoch(), corpus.total_steps()
+    pre_total, arm_cfg = total, cfg
+    if args.fine_tune:  # the arms: STEPS updates each, from the seed's pretrained checkpoint
+        arm_cfg = fine_tune_config(cfg, args.fine_tune, steps_per_epoch)
+        plan = [(s, seed, apply_setting(arm_cfg, s, seed)) for s, seed, _ in plan]
+        total = args.fine_tune
+    budget = design_text(cfg, args, pre_total, total)
     sched = {s.label: schedule_summary(c.teacher_forcing, steps_per_epoch, total,
-                                       cfg.train.epochs) for s, _, c in plan}
+                                       arm_cfg.train.epochs) for s, _, c in plan}
     refs = read_split(cfg, cfg.data.test_split or cfg.data.valid_split, dataset)[1]
     buckets = length_buckets([len(r.split()) for r in refs], args.buckets)
     bucket_names = [bucket_label(b) for b in buckets]
@@ -222,12 +206,24 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     scoring = Scoring(buckets, args.checkpoint, sorted(set(args.beam_sizes)), extra, task, tuple(
         dict.fromkeys(x for x in (cfg.data.valid_split, cfg.data.test_split) if x)))
     log(f"comparing {len(settings)} setting(s) x {len(seeds)} seed(s), budget {args.budget} "
-        f"({budget_text(cfg, args.budget, total)}), {args.jobs} at a time, in {out}")
+        f"({budget}), {args.jobs} at a time, in {out}")
 
     slug = {s.label: s.label.replace(":", "-").replace(",", "-").replace("=", "") for s in settings}
     run_dirs = {s.label: [out / "runs" / slug[s.label] / f"seed{seed}" for seed in seeds]
                 for s in settings}
-    jobs = [(run_cfg, run_dirs[s.label][seeds.index(seed)]) for s, seed, run_cfg in plan]
+    pre_dirs = {seed: out / "pretrained" / f"seed{seed}" for seed in seeds}
+    pretrained: List[dict] = []
+    if args.fine_tune:  # stage 1: one teacher-forced model per seed, scored like the arms
+        log(f"stage 1: a teacher-forced model per seed in {out / 'pretrained'}")
+        tf = parse_settings(["constant:1.0"])[0]
+        pretrained = [dict(r, setting="pretrained", seed=seed) for r, seed in zip(run_all(
+            [(apply_setting(cfg, tf, seed), pre_dirs[seed], None) for seed in seeds],
+            dataset, scoring, args), seeds)]
+        log(f"stage 2: every setting, {args.fine_tune} updates from each seed's "
+            f"{args.checkpoint}.pt")
+    jobs = [(run_cfg, run_dirs[s.label][seeds.index(seed)],
+             pre_dirs[seed] / f"{args.checkpoint}.pt" if args.fine_tune else None)
+            for s, seed, run_cfg in plan]
     done = run_all(jobs, dataset, scoring, args)
     results = {s.label: [dict(done[i * len(seeds) + k], setting=s.label, seed=seed)
                          for k, seed in enumerate(seeds)] for i, s in enumerate(settings)}
@@ -258,7 +254,13 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
         write_csv(out / "comparisons.csv", csv_rows(pooled))
     pos_rows = position_rows(settings, results)
     write_csv(out / "position_accuracy.csv", pos_rows)
-    title = (f"{_shown_path(config_path)}, {budget_text(cfg, args.budget, total)}, "
+    if pretrained:  # stage 1 of --fine-tune: the models every arm started from
+        write_csv(out / "pretrained.csv", [
+            {"seed": r["seed"], **{k: r[k] for k, _, _ in METRICS}, **extra_columns(r),
+             **oracle.run_columns(r),
+             **{k: r[k] for k in ("steps", "epochs", "train_seconds", "stopped_by")}}
+            for r in pretrained])
+    title = (f"{_shown_path(config_path)}, {budget}, "
              f"{len(seeds)} seed(s)")
     plot_scores(rows, out / "scores.png", title)
     plot_by_length(rows, bucket_names, out / "bleu_by_length.png", title)
@@ -296,11 +298,11 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     {_command_line(argv)}
 
 - config: {config_text}
-- budget ({args.budget}): {budget_text(cfg, args.budget, total)} ({steps_per_epoch} batches per
+- budget ({args.budget}{", fine-tuning" if args.fine_tune else ""}): {budget} ({steps_per_epoch} batches per
   epoch); {seeds_text}
 - scores: greedy decoding of the {first['eval_split']} split with each run's {args.checkpoint}.pt;
   sacreBLEU {first['signature']}
-- diagnostics: on the {first['diag_split']} split
+- diagnostics: on the {first['diag_split']} split{pretrained_text(pretrained)}
 
 {table}
 
