@@ -65,3 +65,18 @@ def test_fine_tune_steps_must_be_positive(tiny_reverse, capsys):
     assert study.main(ARGS + ["--fine-tune", "0"]) != 0  # the last one counts
     err = capsys.readouterr().err
     assert "--fine-tune must be >= 1" in err and "Traceback" not in err
+
+
+def test_a_stored_run_without_a_later_key_is_the_same_run():
+    """A key added to the config since a run was stored, at its default, keeps the run."""
+    from seq2seq import config
+    from seq2seq.compare.runs import same_config
+
+    new = config.load(None, ["train.max_steps=7"]).to_dict()
+    old = {**new, "mrt": None, "train": {k: v for k, v in new["train"].items()
+                                         if k != "objective"}}
+    old.pop("mrt")
+    assert same_config(old, new)
+    assert not same_config(old, config.load(None, ["train.max_steps=8"]).to_dict())
+    assert not same_config({**old, "train": {**old["train"], "lr": 0.5}}, new)
+    assert not same_config({"train": {"no_such_key": 1}}, new)

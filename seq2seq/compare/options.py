@@ -52,7 +52,10 @@ reuses finished runs and resumes an interrupted one; --fresh trains everything a
 setting and seed: tensorboard --logdir OUT/runs overlays them.
 """
 SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
-SETTING_KEYS = ("ratio", "k", "c", "min", "unit", "feed", "temperature", "scope")
+SETTING_KEYS = ("ratio", "k", "c", "min", "unit", "feed", "temperature", "scope", "passes",
+                "mix", "mix_gradient", "oracle", "objective")
+#: setting keys outside teacher_forcing: the key -> its config section
+OTHER_KEYS = {"objective": "train"}
 #: settings by name: the arms the papers ran, each a schedule and teacher_forcing keys (the
 #: keys not named here, scope among them, come from the config as for any setting)
 PRESETS = {
@@ -66,6 +69,19 @@ PRESETS = {
     # sample from the softmax), its probability decayed per epoch by an inverse sigmoid
     "zhang-word": {"schedule": "inverse_sigmoid", "min": 0.0, "unit": "epoch",
                    "feed": "sample", "temperature": 1.0},
+    # Zhang et al. (2019)'s sentence-level oracle: a length-constrained beam search (with
+    # Gumbel noise; the oracle section: oracle.beam, oracle.noise) picks the candidate of best
+    # sentence BLEU, fed where the coin says "not gold", its probability decayed per epoch
+    "sentence-oracle": {"schedule": "inverse_sigmoid", "min": 0.0, "unit": "epoch",
+                        "oracle": "sentence"},
+    # two-pass (parallel) scheduled sampling (Duckworth et al., 2019; Mihaylova and Martins,
+    # 2019): a teacher-forced pass predicts every position, a second one is fed the mix;
+    # Bengio et al.'s sampled feed and decay
+    "two-pass": {"schedule": "inverse_sigmoid", "min": 0.0, "unit": "step", "passes": 2,
+                 "mix": "sample", "temperature": 1.0},
+    # minimum risk training (Shen et al., 2016): the expected cost of the model's own samples
+    # (the mrt section: mrt.samples, mrt.cost, ...), without teacher forcing's mixing
+    "mrt": {"schedule": "constant", "ratio": 1.0, "objective": "mrt"},
 }
 DEFAULT_SETTINGS = ("constant:1.0", "constant:0.75", "constant:0.5", "constant:0.25",
                     "constant:0.0", "linear", "exponential", "inverse_sigmoid")
@@ -86,6 +102,9 @@ EPILOG = f"""settings (--settings, space-separated; default: {' '.join(DEFAULT_S
   where the coin says "not gold": the noise control, the same corruption rate without the
   model's own errors. Examples: constant:0.5,feed=sample,temperature=0.5  linear:min=0.25
   constant:0.5,scope=sequence  inverse_sigmoid:min=0.75  constant:0.75,feed=uniform
+  Beyond scheduled sampling: passes (1|2: two-pass sampling), mix (argmax|sample|soft, with
+  passes=2), mix_gradient (true|false), oracle (none|sentence), objective (mle|mrt, the
+  train.objective key); their sections (oracle.*, mrt.*) come from the config (--set mrt.samples=4).
   Presets, the arms the papers ran (keys after a colon override theirs, e.g. bengio:k=50):
   bengio                     Bengio et al. (2015): inverse_sigmoid:min=0,feed=sample,temperature=1
   always-sampling            their "always sampling" baseline: constant:0,feed=sample,temperature=1
@@ -93,7 +112,15 @@ EPILOG = f"""settings (--settings, space-separated; default: {' '.join(DEFAULT_S
                              Gumbel noise: a sample at temperature 1), decayed per epoch:
                              inverse_sigmoid:unit=epoch,min=0,feed=sample,temperature=1 (their
                              mu is k: zhang-word:k=12; k unset: crosses 0.5 half-way)
+  sentence-oracle            Zhang et al. (2019)'s sentence-level oracle (length-constrained
+                             beam search with Gumbel noise, best sentence BLEU), decayed per
+                             epoch: inverse_sigmoid:unit=epoch,min=0,oracle=sentence
+  two-pass                   two-pass sampling (Duckworth et al., 2019), Bengio's decay:
+                             inverse_sigmoid:min=0,passes=2,mix=sample,temperature=1 (the
+                             soft feed of Goyal et al., 2017: two-pass:mix=soft,mix_gradient=true)
+  mrt                        minimum risk training (Shen et al., 2016): constant:1,objective=mrt
   Example: --settings constant:1.0 bengio zhang-word bengio:feed=uniform
+  Fine-tuning arms (--fine-tune 2000): constant:1.0 mrt sentence-oracle two-pass bengio
 
 data:
   A toy recipe's config (no data.path) gets its data from seq2seq.data.toy, chosen by --toy or

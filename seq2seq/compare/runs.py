@@ -1,4 +1,5 @@
-"""The comparison's data, and one run: train, decode the test split, score, diagnose."""
+"""The comparison's data, and one run: train, decode the test split, score (with the
+hallucination rate of every scored set, greedy), diagnose."""
 
 import json
 import math
@@ -13,13 +14,14 @@ from seq2seq.data.readers import load_splits
 from seq2seq.data.toy import TASKS
 from seq2seq.data.toy import dataset as toy_dataset
 from seq2seq.decoding.evaluate import evaluate_lines, evaluate_model, read_split, score
+from seq2seq.decoding.hallucination import evaluation_report
 from seq2seq.kernels.device import pick_device
 from seq2seq.errors import UserError
 from seq2seq.load import load_model
 from seq2seq.training.loop import train
 from seq2seq.training.validation import validate
 
-from .injection import probe
+from .injection import POSITIONS, probe
 from .oracle import measure
 from .pooled import hyp_file
 
@@ -94,7 +96,8 @@ class Scoring(NamedTuple):
     beam_sizes: List[int]  # test BLEU at each beam size
     extra: List[Tuple[str, List[str], List[str]]]  # (name, sources, references) of extra tests
     oracle: Optional[str] = None  # the toy task with an exact oracle (compare/oracle.py), if any
-    sets: Tuple[str, ...] = ()  # with oracle: the splits it is measured on (extras added)
+    sets: Tuple[str, ...] = ()  # the splits the oracle is measured on (extras added); the
+    # last is the test split (data.test_split, else data.valid_split): the hallucination's too
 
     def labels(self) -> Dict[str, List[str]]:
         """What a result scored this way holds, to tell whether an old result can be reused."""
@@ -103,14 +106,25 @@ class Scoring(NamedTuple):
                 "extra_bleu": [name for name, _, _ in self.extra],
                 "extra_bleu_by_beam": [name for name, _, _ in self.extra],
                 "exaccerr": ([*self.sets, *(name for name, _, _ in self.extra)]
-                             if self.oracle else [])}
+                             if self.oracle else []),
+                "hallucination": [*self.sets[-1:], *(name for name, _, _ in self.extra)]}
 
 
 def same_config(a: Optional[dict], b: dict) -> bool:
     """Whether two configs (as dicts) describe the same run: torch's thread count (which
-    ``--jobs`` sets) does not change what a run computes with one thread or several."""
-    strip = lambda c: {**c, "train": {k: v for k, v in c["train"].items() if k != "threads"}}
-    return a is not None and "train" in a and strip(a) == strip(b)
+    ``--jobs`` sets) does not change what a run computes with one thread or several. A key
+    that ``a`` (a stored run's) lacks, added to the config since with a default that keeps
+    what runs computed, reads as that default: the run is still the same."""
+    from seq2seq import config
+
+    def complete(c: dict) -> dict:
+        try:
+            c = config.from_dict(c).to_dict()
+        except UserError:  # a stored config this version cannot read: not the same run
+            return {}
+        return {**c, "train": {k: v for k, v in c["train"].items() if k != "threads"}}
+
+    return a is not None and "train" in a and complete(a) == complete(b) != {}
 
 
 def at_beam(beam: int) -> Dict[str, Any]:
@@ -156,7 +170,8 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
     v = validate(model, diag, tok, run_cfg, device, free_running=True)
     pos = position_accuracy(model, diag, run_cfg.decode.batch_size, device)
     ev = evaluate_model(model, tok, run_cfg, d.test_split or d.valid_split, dataset,
-                        decode=at_beam(1), device=device)  # greedy, whatever the config says
+                        decode=at_beam(1), device=device,  # greedy, whatever the config says
+                        log_probs=True)  # the hallucination proxy's confidence
     (run_dir / f"{ev.split}.hyp").write_text("".join(h + "\n" for h in ev.hyps),
                                              encoding="utf-8")
     by_len = {}
@@ -164,15 +179,18 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
         idx = [i for i, r in enumerate(ev.refs) if b[0] <= len(r.split()) <= b[1]]
         by_len[bucket_label(b)] = score([ev.hyps[i] for i in idx],
                                         [ev.refs[i] for i in idx])["bleu"]
-    def bleu(srcs, refs, name, beam):  # with the checkpoint's config: its learned limit
-        e = evaluate_lines(model, tok, run_cfg, srcs, refs, name, at_beam(beam), device)
+    def decoded(srcs, refs, name, beam):  # with the checkpoint's config: its learned limit
+        e = evaluate_lines(model, tok, run_cfg, srcs, refs, name, at_beam(beam), device,
+                           log_probs=beam == 1)
         (run_dir / hyp_file(name, beam)).write_text("".join(h + "\n" for h in e.hyps),
                                                     encoding="utf-8")  # for the pooled tests
-        return e.scores["bleu"]
+        return e
 
+    bleu = lambda srcs, refs, name, beam: decoded(srcs, refs, name, beam).scores["bleu"]
     by_beam = {str(k): ev.scores["bleu"] if k == 1 else bleu(ev.srcs, ev.refs, ev.split, k)
                for k in scoring.beam_sizes}
-    extra = {name: bleu(srcs, refs, name, 1) for name, srcs, refs in scoring.extra}
+    greedy = [ev] + [decoded(srcs, refs, name, 1) for name, srcs, refs in scoring.extra]
+    extra = {e.split: e.scores["bleu"] for e in greedy[1:]}
     extra_by_beam = {name: {str(k): bleu(srcs, refs, name, k) for k in scoring.beam_sizes if k > 1}
                      for name, srcs, refs in scoring.extra}
     s = ev.scores
@@ -188,8 +206,11 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
         "tf_acc": 100.0 * sum(pos["correct_tf"]) / max(1, sum(pos["n"])),
         "bleu_by_length": by_len, "bleu_by_beam": by_beam, "extra_bleu": extra,
         "extra_bleu_by_beam": extra_by_beam,
-        "exaccerr": measure(model, oracle_sets, run_cfg.decode.batch_size, device),
-        "injection": {name: probe(model, data, run_cfg.decode.batch_size, device)
+        "hallucination": {e.split: evaluation_report(e) for e in greedy},  # per scored set
+        "exaccerr": measure(model, oracle_sets, run_cfg.decode.batch_size, device,
+                            task=scoring.oracle, draws=True),
+        "injection": {name: probe(model, data, run_cfg.decode.batch_size, device,
+                                  ts=POSITIONS, task=scoring.oracle)
                       for name, data in oracle_sets.items() if len(data.tgt)},
         "steps": summary["steps"], "epochs": summary["epochs"],
         "stopped_by": summary["stopped_by"],

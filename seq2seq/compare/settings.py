@@ -17,7 +17,7 @@ from seq2seq import config
 from seq2seq.errors import UserError
 from seq2seq.training import teacher_forcing as sched
 
-from .options import PRESETS, SCHEDULES, SETTING_KEYS
+from .options import OTHER_KEYS, PRESETS, SCHEDULES, SETTING_KEYS
 
 
 class Setting(NamedTuple):
@@ -28,7 +28,10 @@ class Setting(NamedTuple):
 
 
 def _value(raw: str):
-    """``"20"`` -> 20, ``"1e-3"`` -> 0.001, anything else stays a string (``"sample"``)."""
+    """``"20"`` -> 20, ``"1e-3"`` -> 0.001, ``"true"`` -> True, anything else stays a string
+    (``"sample"``)."""
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
     for number in (int, float):
         try:
             return number(raw)
@@ -105,12 +108,16 @@ def apply_setting(cfg, setting: Setting, seed: int):
     Schedule parameters ``k`` and ``c`` are not inherited from the base config (they mean
     different things per schedule); ``ratio``, ``min``, ``unit`` and ``feed`` are.
     """
-    tf = {**dataclasses.asdict(cfg.teacher_forcing), "k": None, "c": None, **setting.keys}
-    try:
-        tf_cfg = config.from_dict({"teacher_forcing": tf}).teacher_forcing
+    own = {k: v for k, v in setting.keys.items() if k not in OTHER_KEYS}
+    tf = {**dataclasses.asdict(cfg.teacher_forcing), "k": None, "c": None, **own}
+    train = {**dataclasses.asdict(cfg.train), "seed": seed,
+             **{k: v for k, v in setting.keys.items() if OTHER_KEYS.get(k) == "train"}}
+    try:  # each section checked by its own rules, then the whole config by the cross-checks
+        sections = config.from_dict({"teacher_forcing": tf, "train": train})
+        run = cfg.replace(teacher_forcing=sections.teacher_forcing, train=sections.train)
+        return config.from_dict(run.to_dict())
     except UserError as e:
         raise UserError(f"--settings {setting.label}: {e}") from None
-    return cfg.replace(teacher_forcing=tf_cfg, train=dataclasses.replace(cfg.train, seed=seed))
 
 
 def schedule_summary(tf, steps_per_epoch: int, total_steps: int, epochs: int) -> Dict[str, Any]:
