@@ -20,7 +20,9 @@ validation and 1,000 test examples, no example in two splits; commands: 16,000 t
 commands_length: the whole grammar, split by output length); its
 config is recipes/TASK.yaml (copy: reverse.yaml, digits2words: number_words.yaml), whose
 comments describe the task. Then the usual path: sentencepiece, training, greedy decoding of
-the test split, sacreBLEU and exact match, written to OUT/scores.json. length_generalization
+the test split, sacreBLEU and exact match, written to OUT/scores.json (with the task and the
+data seed, toy_task and data_seed: `seq2seq evaluate --checkpoint OUT` generates the data
+again from them, and on reverse, copy and sort adds the exact-oracle measures). length_generalization
 tests on sequences longer than any seen in training and also reports exact match and output
 length per input length.
 """
@@ -74,6 +76,9 @@ def main(task: str, args) -> None:
     dataset = toy.dataset(task, args.data_seed)
     scores = recipe.run(cfg, args.out, dataset=dataset, resume=args.resume,
                         progress=not args.no_progress, **recipe.decoding(args))
+    scores.update(toy_task=task, data_seed=args.data_seed)  # what seq2seq evaluate regenerates
+    (Path(args.out) / "scores.json").write_text(json.dumps(scores, indent=2) + "\n",
+                                                encoding="utf-8")
     if task == "length_generalization":
         report_lengths(Path(args.out), cfg, scores, dataset)
 

@@ -6,7 +6,8 @@ median and min-max over repeats, with the torch version, thread count and CPU mo
 
     python scripts/bench.py layer            # manual (fast, plain) vs fused LSTM/GRU, fwd+bwd
     python scripts/bench.py train            # training steps: plain vs fast fp32 vs bf16, with
-                                             # the FLOP account and % of the oneDNN fp32 peak
+                                             # the FLOP account and % of the oneDNN fp32 peak;
+                                             # two-pass sampling vs the stepping loop vs tf=1
     python scripts/bench.py train --models joey-gru --threads 1   # one model: a short run
     python scripts/bench.py decode           # greedy: PyTorch vs ONNX Runtime float32 and int8,
                                              # batched and one sentence at a time
@@ -46,6 +47,7 @@ from seq2seq.model.rnn import ManualRNN, make_rnn  # noqa: E402
 from seq2seq.data.tokenizer import PAD, Tokenizer  # noqa: E402
 from seq2seq.training.objective import Objective  # noqa: E402
 from seq2seq.training.optim import make_optimizer  # noqa: E402
+from seq2seq.training.two_pass import TwoPass  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "multi30k"
 
@@ -238,15 +240,31 @@ def joey_shape(mcfg) -> ModelConfig:
                              tie_embeddings=False, attention="bahdanau")
 
 
-def train_model(cfg, tok, fast=True):
+def train_model(cfg, tok, fast=True, two_pass=None):
     """The model of ``cfg`` (seeded) and its training objective, as ``seq2seq train`` builds
     them; ``fast`` False: the plain torch path of the training step, chosen by constructor
     arguments (the unfused loss over (B, T, V) logits, no oneDNN prepacking, the values'
-    attention gradient per step)."""
+    attention gradient per step); ``two_pass``: a :class:`TwoPass` (``teacher_forcing.passes:
+    2``) instead of the stepping decoder below ratio 1."""
     torch.manual_seed(0)
     model = Seq2Seq.from_config(cfg, tok.src_vocab_size, tok.tgt_vocab_size, PAD,
                                 prepack=fast, defer_value_grads=fast)
-    return model, Objective(model, fused=None if fast else False)
+    return model, Objective(model, fused=None if fast else False, two_pass=two_pass)
+
+
+#: the rows of two-pass sampling against the stepping loop and teacher forcing: the recipe's
+#: model without input feeding (which two passes need), fast fp32; label -> train_model's and
+#: train_step_fn's arguments
+TWO_PASS_VARIANTS = [
+    ("no-feed fp32 tf=1.0", dict(input_feeding=False)),
+    ("no-feed fp32 tf=0.5 stepping", dict(input_feeding=False, tf=0.5)),
+    ("no-feed fp32 tf=0.5 two-pass argmax", dict(input_feeding=False, tf=0.5,
+                                                 two_pass=TwoPass("argmax"))),
+    ("no-feed fp32 tf=0.5 two-pass soft", dict(input_feeding=False, tf=0.5,
+                                               two_pass=TwoPass("soft"))),
+    ("no-feed fp32 tf=0.5 two-pass soft+grad", dict(input_feeding=False, tf=0.5,
+                                                    two_pass=TwoPass("soft", True))),
+]
 
 
 def train_step_fn(objective, opt, batches, tf=1.0, amp=False, ntok=None):
@@ -396,15 +414,17 @@ def bench_train(args) -> dict:
         variants = [("plain fp32", dict(fast=False)), ("fast fp32", {}), ("fast bf16", dict(amp=True))]
         if name == "recipe":
             variants += [("fast fp32 tf=0.5", dict(tf=0.5)), ("manual fp32", dict(impl="manual"))]
+            variants += [(label, dict(kw)) for label, kw in TWO_PASS_VARIANTS]
         for label, kw in variants:
-            impl = kw.pop("impl", cfg.impl)
-            model, objective = train_model(dataclass_replace(cfg, impl=impl), tok,
-                                           kw.pop("fast", True))
+            impl, feeding = kw.pop("impl", cfg.impl), kw.pop("input_feeding", cfg.input_feeding)
+            model, objective = train_model(
+                dataclass_replace(cfg, impl=impl, input_feeding=feeding), tok,
+                kw.pop("fast", True), kw.pop("two_pass", None))
             key = f"{name} {label}"
             ntok[key] = []
             sides[key] = train_step_fn(objective, make_optimizer(model, 1e-3), batch_list,
                                        ntok=ntok[key], **kw)
-            setting_model[key] = name
+            setting_model[key] = name if feeding == cfg.input_feeding else f"{name}-no-feed"
     if "recipe" in models:  # the tutorial way, beside the recipe's model
         sides["recipe naive tf=1.0"] = naive_side(tok, s_ids, t_ids, mcfg,
                                                   ntok.setdefault("recipe naive tf=1.0", []))
@@ -417,6 +437,9 @@ def bench_train(args) -> dict:
     if "recipe" in models:
         accounts["naive"] = flops_per_target_token(naive_cfg, tok.tgt_vocab_size,
                                                    src_tok / tgt_tok, src_len)
+        accounts["recipe-no-feed"] = flops_per_target_token(
+            dataclass_replace(mcfg, input_feeding=False), tok.tgt_vocab_size, src_tok / tgt_tok,
+            src_len)  # one pass's: two passes' GFLOP/s counts the useful FLOPs only
     tps = {k: statistics.mean(ntok[k]) / statistics.median(t) for k, t in ts.items()}
     rows = []
     for k, t in ts.items():
@@ -433,7 +456,8 @@ def bench_train(args) -> dict:
           f"{peaks['mkl'] / 1e9:.0f}, oneDNN prepacked fp32 {peaks['onednn'] / 1e9:.0f}, bf16 mm "
           f"{peaks['bf16'] / 1e9:.0f} GFLOP/s")
     for name, acc in accounts.items():
-        cfg = naive_cfg if name == "naive" else models[name]
+        cfg = {"naive": naive_cfg, "recipe-no-feed": dataclass_replace(
+            mcfg, input_feeding=False)}.get(name) or models[name]
         print(f"FLOPs per target token, forward + backward, {name} ({cfg.cell} {cfg.num_layers} x "
               f"{cfg.embedding_dim}/{cfg.hidden_size}, V {tok.tgt_vocab_size}): "
               + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in acc.items()))
@@ -441,6 +465,7 @@ def bench_train(args) -> dict:
           f"random), {args.repeats} interleaved repeats; plain = the unfused loss and no oneDNN "
           "kernels (the reference path), fast = the default; bf16 = train.amp: bf16")
     print(table(rows, list(rows[0])))
+    two_pass = two_pass_table(ts, ntok) if "recipe" in models else []
     split = split_table(models, accounts, tok, batch_list, tgt_tok, src_tok / tgt_tok,
                         peaks["onednn"], args.repeats)
     print("\nwhere the time goes: the fast path's training calls timed part by part (clock "
@@ -449,7 +474,25 @@ def bench_train(args) -> dict:
           "(elementwise work, the softmax and Adam are not counted)")
     print(table(split, list(split[0])))
     return {"rows": rows, "peaks_gflops": {k: v / 1e9 for k, v in peaks.items()},
-            "flops_per_token": accounts, "split": split}
+            "flops_per_token": accounts, "split": split, "two_pass": two_pass}
+
+
+def two_pass_table(ts: dict, ntok: dict) -> list:
+    """Two-pass sampling against the stepping loop and teacher forcing, side by side: updates
+    and target tokens per second, and each against teacher forcing (the rows of
+    :data:`TWO_PASS_VARIANTS`, timed with the others)."""
+    keys = [f"recipe {label}" for label, _ in TWO_PASS_VARIANTS]
+    steps = {k: 4 / statistics.median(ts[k]) for k in keys}  # 4 batches a call
+    forced = keys[0]
+    rows = [{"setting": k.replace("recipe no-feed fp32 ", ""),
+             "updates/s": f"{steps[k]:.2f}",
+             "target tok/s": int(statistics.mean(ntok[k]) / statistics.median(ts[k])),
+             "time vs tf=1.0": f"{steps[forced] / steps[k]:.2f}x"} for k in keys]
+    print("\ntwo-pass sampling (teacher_forcing.passes: 2) against the stepping loop (passes 1) "
+          "and teacher forcing: the recipe's model without input feeding, fast fp32, the same "
+          "calls as above")
+    print(table(rows, list(rows[0])))
+    return rows
 
 
 def dataclass_replace(obj, **kw):

@@ -6,7 +6,7 @@
     tr.translate(["a b", "c d"], beam=5)        # a list in, a list out
     tr.translate("a b", sample=True, seed=1, return_scores=True)   # Translation(text, score)
     tr.score(["a b"], ["b a"])                  # [PairScore(log_prob, tokens)]
-    tr.evaluate(sources, references)            # BLEU, chrF, exact match, signatures
+    tr.evaluate(sources, references)            # BLEU, chrF, exact match, hallucination rate
 
     import seq2seq
     summary = seq2seq.train("recipes/reverse.yaml", "runs/r", overrides=["train.max_steps=200"])
@@ -202,8 +202,12 @@ class Translator:
         """Translate ``sources`` (``decode``: :meth:`translate`'s decoding keywords, ``beam``
         to ``bf16``; not ``prefix`` or the ``return_*`` ones) and score the
         outputs against ``references``: sacreBLEU BLEU and chrF with their signatures, exact
-        match, and the outputs cut short by the output limit; the outputs under ``hyps``."""
+        match, the outputs cut short by the output limit, and the hallucination rate as
+        ``seq2seq evaluate --json`` reports it (keys starting with ``hallucination``: exact,
+        ``hallucination_rate``, where the pairs follow an aligned toy task; else the proxy,
+        ``hallucination_proxy_rate``); the outputs under ``hyps``."""
         from seq2seq.decoding.evaluate import evaluate_lines
+        from seq2seq.decoding.hallucination import evaluation_report
 
         srcs, refs = _as_list(sources, "evaluate sources"), _as_list(references, "references")
         if len(srcs) != len(refs):
@@ -212,8 +216,9 @@ class Translator:
         overrides = {k: getattr(opts, k) for k in _DECODE_KEYS}
         with _quiet(verbose):
             ev = evaluate_lines(self.model, self.tokenizer, self.config, srcs, refs, "api",
-                                overrides, self.device)
-        return {**ev.scores, "hyps": ev.hyps}
+                                overrides, self.device, log_probs=True)
+            report = evaluation_report(ev)
+        return {**ev.scores, **report, "hyps": ev.hyps}
 
 
 _DECODE_KEYS = ("beam", "length_penalty", "n_best", "sample", "temperature", "top_k", "top_p",

@@ -138,20 +138,18 @@ class TeacherForcingConfig:
     feed: Literal["argmax", "sample", "uniform"] = "argmax"  # what the decoder feeds when not forced: its argmax, a sample, or a uniformly random token (the noise control)
     temperature: float = 1.0  # feed sample: softmax(logits / T); 1 is the model's own distribution (Zhang et al. 2019's word-level oracle), 0 the argmax
     scope: Literal["token", "sequence", "batch"] = "token"  # one coin per token per example (Bengio et al. 2015), per example (the old PyTorch tutorial), or per step for the batch (bentrevett's notebooks)
+    passes: int = 1  # 1: below ratio 1 the decoder steps, feeding its previous prediction (feed); 2: two-pass sampling (Duckworth et al. 2019), a teacher-forced pass's predictions mixed into the gold inputs of a second teacher-forced pass, each one call of the recurrent layer (needs model.input_feeding false; feed stays argmax, mix decides; seq2seq/training/two_pass.py)
+    mix: Literal["argmax", "sample", "soft"] = "argmax"  # passes 2: what a position the coin says is not gold is fed: the first pass's argmax, a sample from softmax(logits / temperature), or the softmax-weighted average of the target embedding (soft; Goyal et al. 2017)
+    mix_gradient: bool = False  # passes 2, mix soft: the gradient flows through the first pass into the soft mix (false: the first pass runs without gradient)
+    oracle: Literal["none", "sentence"] = "none"  # none: what feed says is fed where the coin says not gold; sentence: Zhang et al. 2019's sentence-level oracle instead, a length-constrained beam search per batch (the oracle section), fed in one teacher-forced pass (needs feed argmax, passes 1, train.objective mle)
 
     def __post_init__(self):
-        from seq2seq.training.teacher_forcing import (
-            check_schedule,  # the schedule module owns its own rules
-        )
-
+        from seq2seq.training.teacher_forcing import check_schedule  # the module owns its rules
         check_schedule(self)
 
 
 @dataclass(frozen=True)
-class MrtConfig:
-    """Minimum risk training (Shen et al., 2016), with ``train.objective: mrt``
-    (seq2seq/training/mrt.py)."""
-
+class MrtConfig:  # train.objective mrt: minimum risk training (Shen et al. 2016; seq2seq/training/mrt.py)
     samples: int = 8  # candidates drawn per sentence from the model (temperature 1, no dropout, no gradient), then deduplicated
     sharpness: float = 0.005  # alpha of Q(c) = softmax(alpha * log P(c|x)) over a sentence's candidates: Shen et al.'s 5e-3 (their cost -sBLEU in [-1, 0] is ours minus 1: the same gradient)
     cost: Literal["bleu", "chrf"] = "bleu"  # 1 - sentence score / 100 against the reference (detokenized): sacreBLEU's smoothed sentence BLEU (exp smoothing, effective order) or sentence chrF
@@ -162,6 +160,12 @@ class MrtConfig:
         _positive(self, "samples")
         _in_range(self, "sharpness", 0.0, math.inf, low_open=True, high_open=True)
         _in_range(self, "mle_weight", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class OracleConfig:  # teacher_forcing.oracle sentence (Zhang et al. 2019; seq2seq/training/sentence_oracle.py)
+    beam: int = 4  # beams of the search, without gradient or dropout; every candidate has the reference's length; the one with the best sentence BLEU (smoothed, detokenized) against the reference is the oracle
+    noise: float = 1.0  # scale of the Gumbel noise added to the search's log-probabilities at each step (Zhang et al.'s); 1: one beam draws each token from the model's distribution (Gumbel-max); 0: none, the plain scores
 
 
 @dataclass(frozen=True)
@@ -213,7 +217,13 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     teacher_forcing: TeacherForcingConfig = field(default_factory=TeacherForcingConfig)
     mrt: MrtConfig = field(default_factory=MrtConfig)
+    oracle: OracleConfig = field(default_factory=OracleConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def __post_init__(self):  # the rules across sections
+        from seq2seq.training.teacher_forcing import check_oracle, check_passes  # its rules
+        check_passes(self.teacher_forcing, self.model)
+        check_oracle(self.teacher_forcing, self.oracle, self.train)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -371,10 +381,7 @@ def load(path: Optional[Union[str, Path]] = None, overrides: List[str] = ()) -> 
         (section, key), value = parse_override(text)
         if section not in _SECTIONS:
             raise ConfigError(f"--set {text}: unknown section {section!r}{_nearest(section, _SECTIONS)}")
-        d.setdefault(section, {})
-        if d[section] is None:
-            d[section] = {}
-        d[section][key] = value
+        d[section] = {**(d.get(section) or {}), key: value}
     try:
         cfg = from_dict(d)
     except ConfigError as e:
@@ -385,10 +392,7 @@ def load(path: Optional[Union[str, Path]] = None, overrides: List[str] = ()) -> 
         except ConfigError:
             where = str(path) if path else None
         raise ConfigError(f"{where}: {e}" if where else str(e)) from None
-    from seq2seq.data.readers import (
-        absolute_paths,  # relative data files: from this folder, stored resolved
-    )
-
+    from seq2seq.data.readers import absolute_paths  # relative files: from this folder
     return cfg.replace(data=absolute_paths(cfg.data))
 
 

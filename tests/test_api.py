@@ -85,6 +85,21 @@ def test_score_and_evaluate_equal_cli(toy, tr, tmp_path):  # noqa: F811
     assert same["chrf"] == pytest.approx(100.0) and same["exact_match"] == pytest.approx(100.0)
 
 
+def test_evaluate_reports_the_hallucination_keys_of_the_cli(toy, tr):  # noqa: F811
+    """The keys starting with "hallucination" are ``seq2seq evaluate --json``'s on the same
+    lines (here the proxy, on translation); pairs of an aligned toy task get the exact rate."""
+    rows = [json.loads(l) for l in (toy.dir / "valid.jsonl").read_text().splitlines()]
+    cli = json.loads(run_seq2seq("evaluate", "--checkpoint", toy.run, "--split", "test",
+                                 "--device", "cpu", "--json", cwd=toy.dir).stdout)
+    api = tr.evaluate([r["en"] for r in rows], [r["de"] for r in rows])
+    keys = {k for k in cli if k.startswith("hallucination")}
+    assert "hallucination_proxy_rate" in keys and {k for k in api if k.startswith("halluc")} == keys
+    assert {k: api[k] for k in keys} == {k: cli[k] for k in keys}
+    copy = tr.evaluate(["cat", "dog house"], ["cat", "dog house"])  # the copy task's pairs
+    assert copy["hallucination_method"] == "exact: toy task copy"
+    assert 0 <= copy["hallucination_rate"] <= 100 and "hallucination_proxy_rate" not in copy
+
+
 def test_bad_arguments_raise_the_cli_message(toy, tr):  # noqa: F811
     p = run_seq2seq("translate", "--checkpoint", toy.run, "--sample", "--beam", "3",
                     cwd=toy.dir, input="cat\n", check=False)

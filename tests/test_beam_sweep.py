@@ -38,6 +38,8 @@ def test_sweep_rows_json_and_plot(toy):  # noqa: F811
     assert (rows[0]["bleu"], rows[0]["chrf"]) == (plain["bleu"], plain["chrf"])
     assert rows[0]["length_ratio"] == plain["length_ratio"]
     assert plain["hallucination_proxy_rate"] == rows[0]["hallucination_proxy_rate"]
+    # real data: no exact oracle, so no exposure-bias keys (those are a toy run's)
+    assert not [k for k in plain if k.startswith(("exaccerr", "injection"))]
 
 
 def test_sweep_text_table_with_the_config_length_penalty(toy):  # noqa: F811
@@ -64,13 +66,25 @@ def test_single_length_penalty_and_hallucination_examples(toy):  # noqa: F811
 @pytest.mark.parametrize("args, words", [
     (["--hyp", "r.txt", "--ref", "r.txt", "--beam-sizes", "1", "2"], "--beam-sizes"),
     (["--checkpoint", "run", "--length-penalty", "0", "1"], "--beam-sizes too"),
-    (["--checkpoint", "run", "--plot", "x.png"], "--beam-sizes too"),
+    (["--hyp", "r.txt", "--ref", "r.txt", "--toy", "reverse"], "--toy"),
+    (["--checkpoint", "run", "--beam-sizes", "2", "--toy", "reverse"], "beam sweep"),
     (["--checkpoint", "run", "--beam-sizes", "2", "--beam", "3"], "replaces --beam"),
     (["--checkpoint", "run", "--beam-sizes", "2", "--output", "o.txt"], "--output"),
 ])
 def test_misuse_is_one_line(tmp_path, args, words):
     (tmp_path / "r.txt").write_text("a\n", encoding="utf-8")
     p = seq2seq("evaluate", *args, cwd=tmp_path, check=False)
+    assert p.returncode == 2
+    assert len(p.stderr.strip().splitlines()) == 1 and words in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--plot", "x.png"], "--beam-sizes too"),  # no sweep, and no toy run's ExAccErr curve
+    (["--toy", "reverse"], "drop --toy"),  # the run reads data.path
+])
+def test_misuse_on_a_run_on_real_data_is_one_line(toy, args, words):  # noqa: F811
+    p = seq2seq("evaluate", "--checkpoint", toy.run, "--split", "test", *args, cwd=toy.dir,
+                check=False)
     assert p.returncode == 2
     assert len(p.stderr.strip().splitlines()) == 1 and words in p.stderr, p.stderr
 

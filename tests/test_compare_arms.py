@@ -121,12 +121,15 @@ def test_compare_tf_on_a_toy_task_reports_exaccerr_per_arm_and_scored_set(tmp_pa
         if r["position"] == "1":
             assert float(r["exaccerr"]) == pytest.approx(0.0, abs=1e-3)
     probes = list(csv.DictReader(open(out / "injection.csv")))
-    assert {(r["how"], r["k"]) for r in probes} == {
-        (h, k) for h in ("gold", "random", "second") for k in ("1", "2", "4")}
-    assert len(probes) == 2 * 3 * 9  # arms x scored sets x (how, k)
+    assert {(r["how"], r["k"], r["t"]) for r in probes} == {
+        (h, k, t) for h in ("gold", "random", "second") for k in ("1", "2", "4")
+        for t in ("2", "5", "10")}
+    assert len(probes) == 2 * 3 * 27  # arms x scored sets x (how, k, t)
     assert all(0 <= float(r["acc"]) <= 100 and int(r["n"]) >= 0 for r in probes)
     runs_csv = list(csv.DictReader(open(out / "runs.csv")))
     assert all("exaccerr_total_test" in r and "exaccerr_total_pct_x" in r for r in runs_csv)
+    assert all(0 <= float(r[f"hallucination_rate_{x}"]) <= 100 for r in runs_csv
+               for x in ("test", "x"))  # exact on reverse, per scored set
     for slug in ("constant-1.0", "constant-0.5-feeduniform"):
         assert (out / f"exaccerr-{slug}.png").stat().st_size > 1000
     before = (out / "exaccerr.csv").read_text(), (out / "injection.csv").read_text()

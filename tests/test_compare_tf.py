@@ -18,6 +18,7 @@ from seq2seq.compare import study
 from seq2seq.compare.options import DEFAULT_SETTINGS
 from seq2seq.compare.runs import length_buckets
 from seq2seq.compare.settings import apply_setting, parse_setting, parse_settings
+from seq2seq.decoding.hallucination import hallucination_report
 from seq2seq.errors import UserError
 
 from conftest import ROOT
@@ -250,6 +251,18 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     assert all(0 <= float(r[k]) <= 100 for r in runs
                for k in ("bleu_beam_2", "bleu_again", "bleu_again_beam_2"))
     assert (out / "bleu_by_beam.png").stat().st_size > 1000
+    # the hallucination rate per scored set, greedy (exact: the data is the reverse task's),
+    # per run and over seeds; it is the detector's on the run's outputs
+    srcs, refs = (open(f).read().splitlines() for f in files["test"])
+    for r, d in zip(runs, ("constant-1.0", "linear-min0.5")):
+        assert {k for k in r if k.startswith("hallucination")} >= {
+            "hallucination_rate_test", "hallucination_rate_again", "hallucination_looping_test"}
+        hyps = (out / "runs" / d / "seed1" / "test.hyp").read_text().splitlines()
+        rate = hallucination_report(srcs, refs, hyps, [None] * len(hyps), "reverse")
+        assert float(r["hallucination_rate_test"]) == pytest.approx(rate["hallucination_rate"])
+    for row, r in zip(rows, runs):  # one seed: the mean is the run's
+        assert float(row["hallucination_rate_again"]) == pytest.approx(
+            float(r["hallucination_rate_again"]))
     events = {e.parent.relative_to(out / "runs").as_posix()
               for e in (out / "runs").rglob("events.out.tfevents.*")}
     assert events == {"constant-1.0/seed1", "linear-min0.5/seed1"}  # a TensorBoard run per arm
@@ -300,6 +313,11 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     assert best.stat().st_mtime_ns == before
     new = json.loads(result.read_text())
     assert new["extra_bleu_by_beam"] == old["extra_bleu_by_beam"] and new["steps"] == old["steps"]
+    # ... and so is one scored before the hallucination rate was
+    result.write_text(json.dumps({k: v for k, v in old.items() if k != "hallucination"}))
+    assert study.main(args + ["--no-progress"]) == 0
+    assert best.stat().st_mtime_ns == before
+    assert json.loads(result.read_text())["hallucination"] == old["hallucination"]
 
 
 def test_holm_adjusts_a_family_of_p_values_step_down():

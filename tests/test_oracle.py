@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
-from seq2seq.compare.oracle import (accumulation, after_first_error, bootstrap_band,
-                                    csv_rows, measure, oracle_losses, oracle_task)
+from seq2seq.compare.oracle import (EDIT_ORACLE_TASKS, FREE_MARGIN, ORACLE_TASKS,
+                                    accumulation, after_first_error, bootstrap_band, csv_rows,
+                                    measure, oracle_losses, oracle_task, seed_mean)
 from seq2seq.data.batching import IdPairs
 from seq2seq.data.tokenizer import BOS, EOS, PAD
 
@@ -153,13 +154,75 @@ def test_a_real_model_sees_the_same_first_prefix_both_ways():
     assert float(x["loss_free"][x["mask"]].min()) > 0
 
 
-def test_only_position_aligned_toy_tasks_have_an_oracle():
+def test_the_toy_tasks_have_an_oracle_of_their_kind():
     assert oracle_task(None, "recipes/reverse.yaml", None) == "reverse"
     assert oracle_task(None, "my.yaml", "sort") == "sort"
-    assert oracle_task(None, "recipes/commands.yaml", None) is None
-    assert oracle_task("text", "recipes/multi30k.yaml", None) is None
     assert oracle_task(None, "recipes/reverse_small.yaml", None) == "reverse_small"
-    assert oracle_task(None, "recipes/commands_length.yaml", None) is None  # not aligned
+    assert oracle_task(None, "recipes/commands.yaml", None) == "commands"  # the minimal edit
+    assert oracle_task(None, "recipes/commands_length.yaml", None) == "commands_length"
+    assert oracle_task(None, "recipes/number_words.yaml", "digits2words") == "digits2words"
+    assert oracle_task("text", "recipes/multi30k.yaml", None) is None
+    assert oracle_task(None, "recipes/multi30k.yaml", None) is None
+    from seq2seq.data.toy import TASKS
+    assert set(ORACLE_TASKS) | set(EDIT_ORACLE_TASKS) == set(TASKS)  # every toy task, once
+    assert not set(ORACLE_TASKS) & set(EDIT_ORACLE_TASKS)
+
+
+def test_the_mean_over_seeds_and_its_band_over_seeds_then_sentences():
+    """Two seeds with no sentence variance (every draw the seed's own curve): the band runs
+    from one seed's curve to the other's; a shorter curve keeps its cumulative sum."""
+    one = {"n": [4, 4, 2], "loss_gold": [0.1, 0.1, 0.1], "loss_free": [0.1, 1.1, 2.1],
+           "accerr_gold": [0.1, 0.2, 0.3], "accerr_free": [0.1, 1.2, 3.3],
+           "exaccerr": [0.0, 1.0, 3.0], "err_clean": [0.0, 0.5, 1.0], "n_clean": [4, 4, 2],
+           "err_after": [float("nan")] * 3, "n_after": [0, 0, 0],
+           "draws": [[0.0, 1.0, 3.0]] * 7}
+    two = {"n": [4, 4], "loss_gold": [0.1, 0.1], "loss_free": [0.1, 3.1],
+           "accerr_gold": [0.1, 0.2], "accerr_free": [0.1, 3.2], "exaccerr": [0.0, 3.0],
+           "err_clean": [0.0, 0.0], "n_clean": [4, 2], "err_after": [float("nan"), 1.0],
+           "n_after": [0, 2]}  # measured without draws: its own curve only
+    m = seed_mean([one, two])
+    assert m["n"] == [8, 8, 2] and m["n_after"] == [0, 2, 0]
+    assert m["exaccerr"] == pytest.approx([0.0, 2.0, 3.0])
+    assert m["loss_free"] == pytest.approx([0.1, 2.1, 1.05])
+    assert m["exaccerr_pct"] == pytest.approx([0.0, 100 * 2.0 / 2.2, 100 * 3.0 / 3.25])
+    assert m["err_clean"] == pytest.approx([0.0, 2 / 6, 1.0])  # pooled over the counts
+    assert math.isnan(m["err_after"][0]) and m["err_after"][1] == 1.0
+    assert m["exaccerr_lo"] == pytest.approx([0.0, 1.0, 3.0])
+    assert m["exaccerr_hi"] == pytest.approx([0.0, 3.0, 3.0])
+    from types import SimpleNamespace
+    rows = csv_rows([SimpleNamespace(label="a")], {"a": [
+        {"seed": 1, "exaccerr": {"test": one}}, {"seed": 2, "exaccerr": {"test": two}}]})
+    assert [r["seed"] for r in rows] == [1] * 3 + [2] * 2 + ["mean"] * 3
+    assert rows[-2]["exaccerr"] == pytest.approx(2.0) and "draws" not in rows[0]
+
+
+def test_measure_keeps_the_draws_that_the_seed_band_resamples():
+    data = reverse_data([3, 4, 2, 5, 3])
+    res = measure(ReverseOracleModel(err_at=1), {"test": data}, 8, "cpu", draws=True)["test"]
+    assert len(res["draws"]) == 200 and len(res["draws"][0]) == len(res["n"])
+    m = seed_mean([res, res])  # one seed twice: the seeds add no spread, the sentences do
+    assert m["exaccerr"] == pytest.approx(res["exaccerr"])
+    assert m["exaccerr_lo"][-1] < res["exaccerr"][-1] < m["exaccerr_hi"][-1]
+    assert m["exaccerr_hi"][-1] - m["exaccerr_lo"][-1] < res["exaccerr_hi"][-1] - res[
+        "exaccerr_lo"][-1]  # the mean of two independent sentence resamples: narrower
+
+
+def test_a_real_model_against_the_edit_oracle():
+    """The free-running pass over the model's own output: its first position sees BOS as the
+    gold pass does (the same set, the reference's first token); its positions end at its EOS."""
+    from seq2seq.config import ModelConfig
+    from seq2seq.model.seq2seq import Seq2Seq
+
+    torch.manual_seed(0)
+    model = Seq2Seq.from_config(ModelConfig(embedding_dim=8, hidden_size=8), V, V, PAD)
+    data = reverse_data([3, 5, 4, 6])
+    x = oracle_losses(model, data, 2, "cpu", edit=True)
+    torch.testing.assert_close(x["loss_free"][:, 0], x["loss_gold"][:, 0])
+    assert bool((x["loss_free"][~x["mask_free"]] == 0).all())
+    own = x["mask_free"].sum(1)
+    assert bool((own >= 1).all() and (own <= torch.tensor([4, 6, 5, 7]) + FREE_MARGIN).all())
+    c = measure(model, {"v": data}, 2, "cpu", task="commands")["v"]
+    assert c["n"] == x["mask_free"].sum(0).tolist() and c["n_gold"][0] == 4
 
 
 def test_the_oracle_accepts_the_reverse_small_pairs():

@@ -142,6 +142,12 @@ def test_epochs_count_the_last_one_and_a_part_of_one(cfg):
     reports the fraction done (5 batches per epoch)."""
     assert train_mod.train(with_steps(cfg, 10), "whole", progress=False)["epochs"] == 2.0
     assert train_mod.train(cfg, "part", progress=False)["epochs"] == pytest.approx(2.4)
+    # a budget of train.epochs reads the same; and so does the finished run resumed (what
+    # compare-tf does to score an old run again: its summary is computed anew)
+    two = cfg.replace(train=dataclasses.replace(cfg.train, max_steps=None, epochs=2))
+    assert train_mod.train(two, "epochs", progress=False)["epochs"] == 2.0
+    again = train_mod.train(two, "epochs", resume=True, progress=False)
+    assert (again["steps"], again["epochs"]) == (10, 2.0)
 
 
 def test_a_run_resumes_on_the_other_kernels(cfg):

@@ -287,6 +287,7 @@ def test_reverse_recipe_end_to_end(tmp_path):
     assert "again, beam 3 (length penalty 1): BLEU" in p.stdout
     assert scores["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
     assert scores["steps"] == 30 and scores["n"] == 1000
+    assert (scores["toy_task"], scores["data_seed"]) == ("reverse", 1)  # for seq2seq evaluate
     assert "BLEU signature: nrefs:1" in p.stdout
     assert len((out / "test.hyp").read_text().splitlines()) == 1000
     # keep_last: the last two checkpoints are averaged and scored too

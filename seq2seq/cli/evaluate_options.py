@@ -1,5 +1,6 @@
 """``seq2seq evaluate``'s own options (no torch import): the beam sweep (``--beam-sizes``, with
-several ``--length-penalty`` values, ``--plot``), the hallucination examples, and the checks
+several ``--length-penalty`` values, ``--plot``), the hallucination examples, a toy run's task
+(``--toy``, ``--data-seed``), and the checks
 that say a misuse in one line. The decoding options it shares with ``translate`` live in
 :mod:`seq2seq.cli.decode_options` (there ``evaluate``'s ``--length-penalty`` takes a list).
 """
@@ -7,6 +8,7 @@ that say a misuse in one line. The decoding options it shares with ``translate``
 import argparse
 from typing import Any, Dict
 
+from seq2seq.data.toy import TASKS
 from seq2seq.errors import UserError
 
 from .decode_options import count, decode_overrides
@@ -17,6 +19,8 @@ EPILOG_EVALUATE = """examples:
   seq2seq evaluate --checkpoint runs/my --hallucination-examples halluc.txt
   seq2seq evaluate --checkpoint runs/my --beam-sizes 1 2 5 10 20 50 --length-penalty 0 1.0 \\
       --plot sweep.png                                           # the beam sweep
+  seq2seq evaluate --checkpoint runs/reverse --json --plot exaccerr.png   # a toy run
+  seq2seq evaluate --checkpoint runs/ctf/runs/constant-1.0/seed1 --toy reverse  # compare-tf's
 
 With --checkpoint the scores include the hallucination rate (JSON keys starting with
 "hallucination"): exact on the position-aligned toy tasks (reverse, copy, sort,
@@ -24,11 +28,21 @@ length_generalization; recognized from the data), else a proxy (hallucination_pr
 chrF < 15 while the model's per-token log-probability is above the median). The beam sweep
 decodes the split once per (beam size, length penalty; 0: none) and prints per pair BLEU, chrF,
 the length ratio, the share of empty outputs, of outputs cut short by the output limit, and the
-hallucination rate (with --json: a list under "beam_sweep")."""
+hallucination rate (with --json: a list under "beam_sweep").
+
+On a toy run (a config without data.path) the data is generated again: the task recipes/toy.py
+recorded in the run's scores.json, or --toy TASK (compare-tf's runs record none). Where the task
+has an exact oracle (those of compare-tf's ExAccErr: reverse, copy, sort, ...) the scores also
+hold exposure bias against it on the split (Arora et al. 2022; keys starting with "exaccerr":
+exaccerr_total, the excess accumulated loss per output, exaccerr_total_pct,
+exaccerr_error_before_first/_after_first, exaccerr_by_position) and error injection (He et al.
+2021; keys starting with "injection": the suffix's accuracy after k forced wrong tokens);
+--plot without --beam-sizes draws the ExAccErr curve."""
 
 
 def add_evaluate_options(p: argparse.ArgumentParser) -> None:
-    """``--beam-sizes``, ``--plot`` and ``--hallucination-examples``."""
+    """``--beam-sizes``, ``--plot``, ``--hallucination-examples``, ``--toy`` and
+    ``--data-seed``."""
     g = p.add_argument_group("beam sweep and hallucination (with --checkpoint)")
     g.add_argument("--beam-sizes", type=count(1), nargs="+", metavar="K",
                    help="decode the split once per beam size (1: greedy) and length penalty "
@@ -36,10 +50,18 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
                         "per pair. Example: --beam-sizes 1 5 20 50 --length-penalty 0 1.0")
     g.add_argument("--plot", metavar="FILE.png",
                    help="with --beam-sizes: plot BLEU and the length ratio against the beam "
-                        "size, one line per length penalty")
+                        "size, one line per length penalty; without, on a toy run with an "
+                        "exact oracle: the ExAccErr curve. Example: --plot exaccerr.png")
     g.add_argument("--hallucination-examples", metavar="FILE",
                    help="write up to 20 outputs of each hallucination kind (source, "
                         "reference, output) for a human to read")
+    t = p.add_argument_group("toy runs (a config without data.path, with --checkpoint)")
+    t.add_argument("--toy", choices=tuple(TASKS), metavar="TASK",
+                   help="the toy task whose data the run trained on (default: the one "
+                        "recipes/toy.py recorded in the run's scores.json): "
+                        + ", ".join(TASKS) + ". Example: --toy reverse")
+    t.add_argument("--data-seed", type=int, metavar="N",
+                   help="seed of the toy data (default: the recorded one, else 1)")
 
 
 def check_evaluate(args) -> None:
@@ -47,11 +69,13 @@ def check_evaluate(args) -> None:
     sweep = args.beam_sizes is not None
     if args.hyp or args.ref:
         for given, name in ((sweep, "--beam-sizes"), (args.plot, "--plot"),
-                            (args.hallucination_examples, "--hallucination-examples")):
+                            (args.hallucination_examples, "--hallucination-examples"),
+                            (args.toy, "--toy"), (args.data_seed is not None, "--data-seed")):
             if given:
                 raise UserError(f"{name} decodes a split: give --checkpoint, not --hyp/--ref")
-    if args.plot and not sweep:
-        raise UserError("--plot draws the beam sweep: give --beam-sizes too")
+    if sweep and (args.toy or args.data_seed is not None):
+        raise UserError("--toy and --data-seed are for one decoding: the beam sweep reads its "
+                        "split from data.path")
     if len(args.length_penalty or ()) > 1 and not sweep:
         raise UserError("several --length-penalty values are for the beam sweep: give "
                         "--beam-sizes too")

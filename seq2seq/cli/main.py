@@ -154,7 +154,7 @@ def cmd_score(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from seq2seq.decoding import hallucination as hl
-    from seq2seq.decoding.evaluate import evaluate_checkpoint, format_scores, score
+    from seq2seq.decoding.evaluate import evaluate_model, format_scores, score
 
     check_evaluate(args)
     lines = []  # what the text output adds below the scores
@@ -179,16 +179,28 @@ def cmd_evaluate(args) -> int:
         print(json.dumps({"beam_sweep": rows}, indent=2) if args.json else format_sweep(rows))
         return 0
     elif args.checkpoint:
-        ev = evaluate_checkpoint(args.checkpoint, args.split, decode=evaluate_overrides(args),
-                                 impl=args.impl, device=args.device, progress=True,
-                                 errors=args.encoding_errors, log_probs=True)
+        from seq2seq.compare import toy_evaluation as te
+        from seq2seq.load import load_for_decoding
+
+        model, tok, cfg, device = load_for_decoding(args.checkpoint, impl=args.impl,
+                                                    device=args.device)
+        toy = te.toy_data(cfg, args.checkpoint[0], args.toy, args.data_seed)  # None: real data
+        if args.plot and not (toy and te.measurable(model, toy)):
+            raise UserError("--plot draws the beam sweep (give --beam-sizes too) or the ExAccErr "
+                            "curve of a toy run with an exact oracle (reverse, copy, sort, ...)")
+        ev = evaluate_model(model, tok, cfg, args.split, toy and toy.dataset,
+                            evaluate_overrides(args), device, True, args.encoding_errors, True)
+        oracle = te.oracle_keys(model, tok, cfg, ev.split, toy, device) if toy else {}
+        if args.plot:
+            te.plot_oracle(oracle, cfg.train.seed, args.plot, f"{args.checkpoint[0]}")
         if args.output:
             _write_lines(ev.hyps, args.output)
         report = hl.evaluation_report(ev)
         if args.hallucination_examples:
             _write_lines(hl.format_examples(report, ev.srcs, ev.refs, ev.hyps, ev.per_token)
                          .splitlines(), args.hallucination_examples)
-        s, lines = {**ev.scores, **report}, [hl.format_report(report)]
+        s, lines = {**ev.scores, **report, **oracle}, [hl.format_report(report)]
+        lines += [te.format_oracle(oracle)] if oracle else []
     else:
         raise UserError("evaluate needs --checkpoint, or --hyp and --ref")
     print(json.dumps(s, indent=2) if args.json else "\n".join([format_scores(s)] + lines))

@@ -21,6 +21,13 @@ the config's model section must describe the same architecture (model.impl, kern
 manual_backward and dropout may differ).
 train.objective: mrt minimizes the expected cost of the model's own samples (minimum risk
 training; the mrt section: samples, sharpness, cost, mle_weight, include_reference).
+teacher_forcing.passes: 2 is two-pass scheduled sampling: a teacher-forced pass's predictions,
+teacher_forcing.mix argmax | sample | soft (the softmax-weighted embedding; with
+teacher_forcing.mix_gradient: true, trained through the first pass), mixed into the gold inputs
+of a second teacher-forced pass at the schedule's ratio (needs model.input_feeding: false).
+teacher_forcing.oracle: sentence feeds Zhang et al. (2019)'s sentence-level oracle at the
+schedule's ratio: the best-BLEU candidate of a beam search of the reference's length, with
+Gumbel noise (the oracle section: beam, noise); its cost per step is in the validation line.
 The run folder gets last.pt, best.pt, config.yaml, metrics.jsonl and curves.png."""
 
 

@@ -4,30 +4,51 @@ He, Zhang, Jiang, Bao and Ding (2021), "Exposure bias versus self-recovery: are 
 really incremental for autoregressive text generation?". A gold prefix up to output position
 ``t``, then ``k`` wrong tokens forced at positions ``t .. t + k - 1`` (``how``: ``random``, a
 uniformly random token other than the reference one, never padding or BOS; ``second``, the
-model's own best token other than the reference one), then the model runs free (greedy) to
-the reference's length. On the position-aligned toy tasks the reference token at each
-position is the exact oracle (see :mod:`seq2seq.compare.oracle`), so the suffix's token
-accuracy and loss against it say how far the model recovers; ``how="gold"`` (the reference
-tokens forced instead) is the clean run to compare with. On translation the same numbers
-score the reference suffix: a divergence from the reference path, not recovery.
+model's own best token other than the reference one), then the model runs free (greedy).
+``how="gold"`` (the reference tokens forced instead) is the clean run to compare with.
+:func:`probe` injects at each position of ``ts`` (compare-tf: :data:`POSITIONS`).
+
+Against which oracle the suffix (positions ``t + k`` on) is scored
+(:mod:`seq2seq.compare.oracle`):
+
+- aligned toy tasks: the model runs to the reference's length and the reference token at
+  each position is the exact oracle; ``acc`` is the suffix's token accuracy against it,
+  ``exact`` the share of outputs whose suffix is all right, ``loss`` ``-log p`` of the oracle
+  token. On translation the same numbers score the reference suffix: a divergence from the
+  reference path, not recovery.
+- minimal-edit toy tasks (``edit``): the model runs until it says EOS, or for the reference's
+  length plus :data:`seq2seq.compare.oracle.FREE_MARGIN`; the suffix's positions are its own.
+  At each, the oracle's set comes from the Levenshtein row of everything fed so far (gold
+  prefix, injected tokens, own tokens; :mod:`seq2seq.compare.edit_oracle`). ``acc``: the
+  share of own suffix tokens inside the set; ``loss``: ``-log p`` of the set; ``exact``: the
+  share of outputs whose every suffix token is inside the set and that end with EOS, which is
+  exactly ``D(output, r) == min_j D(injected prefix, r[:j])``: the model recovered to the best
+  output still reachable after the injection (a token inside the set keeps that minimum, one
+  outside adds an edit).
 """
 
-from typing import Dict
+from typing import Dict, Optional
 
 HOWS = ("gold", "random", "second")
+#: the injection positions compare-tf probes (0-based; outputs too short for t + k are left out)
+POSITIONS = (2, 5, 10)
 
 
 def inject(model, data, t: int, k: int, how: str, batch_size: int, device,
-           seed: int = 0) -> Dict[str, float]:
+           seed: int = 0, edit: bool = False) -> Dict[str, float]:
     """Over the outputs of ``data`` (``IdPairs``) longer than ``t + k`` tokens (EOS included):
     ``t``; ``n``, the number of outputs; ``acc``, the suffix's token accuracy (percent) against the
     oracle from position ``t + k`` on; ``exact``, the percentage of outputs whose suffix is
-    all right; ``loss``, the mean ``-log p`` of the oracle token per suffix position."""
+    all right; ``loss``, the mean ``-log p`` of the oracle token per suffix position.
+    ``edit``: against the minimal-edit oracle (the module's docstring)."""
     import torch
 
     from seq2seq.data.batching import bucket_batches, iterate
-    from seq2seq.data.tokenizer import PAD
+    from seq2seq.data.tokenizer import EOS, PAD
     from seq2seq.model.decoder import noise_ids
+
+    from . import edit_oracle
+    from .oracle import FREE_MARGIN
 
     if how not in HOWS:
         raise ValueError(f"how must be one of {', '.join(HOWS)}, got {how!r}")
@@ -49,6 +70,13 @@ def inject(model, data, t: int, k: int, how: str, batch_size: int, device,
             state = model.decoder.start(enc)
             y = batch.tgt_in[:, 0]  # BOS
             ok = torch.ones(B, dtype=torch.bool, device=device)  # suffix all right so far
+            if edit:
+                n_ref = mask.sum(1) - 1  # (B,) tokens before EOS
+                row = edit_oracle.start(gold, n_ref)  # (B, T): D(prefix, r[:j])
+                cap = n_ref + 1 + FREE_MARGIN  # (B,)
+                alive = torch.ones(B, dtype=torch.bool, device=device)  # still decoding
+                ended = torch.zeros(B, dtype=torch.bool, device=device)  # said EOS
+                T = int(cap.max())
             for l in range(T):
                 logits, state, _ = model.decoder.step(y, state, enc)  # (B, V)
                 if l < t or (how == "gold" and l < t + k):
@@ -58,15 +86,31 @@ def inject(model, data, t: int, k: int, how: str, batch_size: int, device,
                          _random_other(noise, gold[:, l], g))
                 else:
                     pred = logits.argmax(-1)  # (B,)
-                    m = mask[:, l]
-                    hit = (pred == gold[:, l]) & m
+                    if edit:
+                        m = alive & (l < cap)
+                        sets = edit_oracle.oracle_sets(row, gold, logits.size(-1))  # (B, V)
+                        hit = sets.gather(1, pred.unsqueeze(1)).squeeze(1) & m
+                        nll = edit_oracle.set_nll(logits, sets)  # (B,)
+                        nll = torch.where(m, nll, torch.zeros_like(nll))
+                    else:
+                        m = mask[:, l]
+                        hit = (pred == gold[:, l]) & m
+                        nll = -torch.log_softmax(logits.float(), -1).gather(
+                            1, gold[:, l:l + 1]).squeeze(1)  # (B,)
                     right += int(hit.sum())
                     tokens += int(m.sum())
                     ok &= hit | ~m
-                    nll = -torch.log_softmax(logits.float(), -1).gather(
-                        1, gold[:, l:l + 1]).squeeze(1)  # (B,)
                     loss += float((nll * m).sum())
                     y = pred
+                    if edit:
+                        ended |= m & (pred == EOS)
+                        alive = m & (pred != EOS)
+                        if not bool(alive.any()):
+                            break
+                if edit:
+                    row = edit_oracle.advance(row, gold, n_ref, y)
+            if edit:
+                ok &= ended  # and said EOS inside the cap
             exact += int(ok.sum())
     n = len(keep)
     return {"t": t, "n": n, "acc": 100.0 * right / max(1, tokens),
@@ -94,26 +138,34 @@ def _random_other(noise, gold, g):
     return noise[r + (present & (r >= pos)).long()]  # gold's slot skipped
 
 
-def probe(model, data, batch_size: int, device, ks=(1, 2, 4), t: int = 2,
-          hows=("random", "second"), seed: int = 0) -> Dict[str, Dict[str, float]]:
-    """:func:`inject` at position ``t`` for each ``k`` and ``how``, and the clean run for
-    each ``k`` (``gold_k``): ``{"HOW_K": result}``."""
+def probe(model, data, batch_size: int, device, ks=(1, 2, 4), ts=(2,),
+          hows=("random", "second"), seed: int = 0, task: Optional[str] = None
+          ) -> Dict[str, Dict[str, float]]:
+    """:func:`inject` at each position of ``ts`` for each ``k`` and ``how``, and the clean run
+    for each ``k`` (``gold``), against the oracle of ``task``'s kind (a task of
+    :data:`seq2seq.compare.oracle.EDIT_ORACLE_TASKS`: the minimal edit; else aligned):
+    ``{"HOW_K": result}`` with one position, ``{"HOW_K_tT": result}`` with several."""
+    from .oracle import EDIT_ORACLE_TASKS
+
     out = {}
-    for k in ks:
-        for how in ("gold", *hows):
-            out[f"{how}_{k}"] = inject(model, data, t, k, how, batch_size, device, seed)
+    for t in ts:
+        for k in ks:
+            for how in ("gold", *hows):
+                key = f"{how}_{k}" if len(ts) == 1 else f"{how}_{k}_t{t}"
+                out[key] = inject(model, data, t, k, how, batch_size, device, seed,
+                                  edit=task in EDIT_ORACLE_TASKS)
     return out
 
 
 def csv_rows(settings, results) -> list:
-    """One row per setting, seed, scored set, ``how`` and ``k`` of every run that probed it
-    (``result["injection"]``), the clean run (``how`` gold) beside each."""
+    """One row per setting, seed, scored set, position ``t``, ``how`` and ``k`` of every run
+    that probed it (``result["injection"]``), the clean run (``how`` gold) beside each."""
     rows = []
     for s in settings:
         for r in results[s.label]:
             for name, res in (r.get("injection") or {}).items():
                 for key, v in res.items():
-                    how, _, k = key.rpartition("_")
+                    how, k = key.split("_")[:2]
                     rows.append({"setting": s.label, "seed": r.get("seed"), "set": name,
                                  "how": how, "k": int(k), **v})
     return rows

@@ -24,16 +24,23 @@ Per setting it reports:
                             where that token is still right (the position-aligned toy tasks);
                             on translation it is the divergence from the reference path (what
                             mixing arms are trained on)
-  ExAccErr                  position-aligned toy tasks (reverse, copy, sort,
-                            length_generalization), every scored set: the excess accumulated
-                            error against the exact oracle (Arora et al., 2022) by output
-                            position, with bootstrap bands, and the error rate after the
-                            first error (exaccerr.csv, exaccerr-SETTING.png; totals per run in
-                            runs.csv as exaccerr_total_SET)
+  ExAccErr                  toy tasks, every scored set: the excess accumulated error
+                            against the exact oracle (Arora et al., 2022; the reference token
+                            on reverse, copy, sort, length_generalization, reverse_small; the
+                            minimal edit from the prefix on commands, dates, number words) by
+                            output position, with bootstrap bands (seed = mean: over seeds,
+                            then sentences), and the error rate after the first error
+                            (exaccerr.csv, exaccerr-SETTING.png; totals per run in runs.csv as
+                            exaccerr_total_SET)
   error injection           the same tasks and sets: k = 1, 2, 4 wrong tokens (random, or the
-                            model's second choice; gold: the clean run) forced at position 2
-                            of a gold prefix, then greedy: the suffix's accuracy, exact match
-                            and loss against the oracle (He et al., 2021; injection.csv)
+                            model's second choice; gold: the clean run) forced at positions
+                            t = 2, 5, 10 of a gold prefix, then greedy: the suffix's
+                            accuracy, exact match and loss against the oracle (He et al.,
+                            2021; injection.csv)
+  hallucination             every scored set, greedy: seq2seq evaluate's rate (exact on the
+                            aligned toy tasks; elsewhere a proxy, low chrF at high model
+                            confidence), in runs.csv as hallucination_rate_SET or
+                            hallucination_proxy_rate_SET, its mean over seeds in results.csv
   free acc                  token accuracy under free-running greedy decoding, over the
                             reference's positions (by position in position_accuracy.csv/.png)
   BLEU by length            test BLEU per reference-length bucket (words, near-equal buckets)

@@ -3,6 +3,7 @@ CSV files, the markdown table, and the plots."""
 
 import csv
 import json
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -30,6 +31,18 @@ def extra_columns(result: Dict[str, Any]) -> Dict[str, float]:
     return out
 
 
+def hallucination_columns(result: Dict[str, Any], rates_only: bool = False
+                          ) -> Dict[str, float]:
+    """A run's hallucination figures (percent, greedy) per scored set ``SET`` (the test split
+    and each extra one; :mod:`seq2seq.decoding.hallucination`): ``hallucination_rate_SET`` and
+    ``hallucination_KIND_SET`` (exact, on the aligned toy tasks) or
+    ``hallucination_proxy_rate_SET`` (the proxy, elsewhere); ``rates_only``: the rates."""
+    keep = lambda k: (k in ("hallucination_rate", "hallucination_proxy_rate") if rates_only
+                      else k != "hallucination_proxy_chrf")
+    return {f"{k}_{name}": v for name, rep in (result.get("hallucination") or {}).items()
+            for k, v in rep.items() if isinstance(v, (int, float)) and keep(k)}
+
+
 def column_title(key: str) -> str:
     """``bleu_beam_5`` -> "BLEU beam 5", ``bleu_x`` -> "BLEU x", ``bleu_x_beam_5`` -> "BLEU x
     beam 5"."""
@@ -41,8 +54,10 @@ def column_title(key: str) -> str:
 def aggregate(settings, sched: Dict[str, dict], results: Dict[str, List[dict]], bucket_names
               ) -> List[Dict[str, Any]]:
     """One row per setting: mean, standard deviation and (``_ci95``) the half-width of the
-    95% confidence interval over its seeds; the paired-bootstrap difference against the first
-    setting (``bleu_diff``, mean over seeds) and in how many seeds it is significant at 0.05
+    95% confidence interval over its seeds (also of the hallucination rate on each scored set,
+    ``hallucination_rate_SET`` or ``hallucination_proxy_rate_SET``); the paired-bootstrap
+    difference against the first setting (``bleu_diff``, mean over seeds) and in how many
+    seeds it is significant at 0.05
     and its direction (``significantly_better``, ``significantly_worse``: seeds; ``_holm``: after
     Holm's correction over the settings of a seed); the budget the runs got and why they
     stopped."""
@@ -54,6 +69,8 @@ def aggregate(settings, sched: Dict[str, dict], results: Dict[str, List[dict]], 
         cols = [(k, [r[k] for r in rs]) for k, _, _ in METRICS]
         cols += [(f"bleu_len_{b}", [r["bleu_by_length"][b] for r in rs]) for b in bucket_names]
         cols += [(k, [extra_columns(r)[k] for r in rs]) for k in extra_columns(rs[0])]
+        cols += [(k, [hallucination_columns(r, True).get(k, math.nan) for r in rs])
+                 for k in hallucination_columns(rs[0], True)]
         cols += [(k, [r[k] for r in rs]) for k in ("steps", "epochs", "train_seconds",
                                                    "bleu_diff")]
         for k, xs in cols:

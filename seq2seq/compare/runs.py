@@ -107,7 +107,13 @@ class Scoring(NamedTuple):
                 "extra_bleu_by_beam": [name for name, _, _ in self.extra],
                 "exaccerr": ([*self.sets, *(name for name, _, _ in self.extra)]
                              if self.oracle else []),
-                "hallucination": [*self.sets[-1:], *(name for name, _, _ in self.extra)]}
+                "hallucination": [*self.sets[-1:], *(name for name, _, _ in self.extra)],
+                "oracle_measures": self.oracle_measures()}
+
+    def oracle_measures(self) -> List[str]:
+        """How the oracle measures were taken (their bootstrap draws kept, the injection
+        positions): a result measured otherwise is measured again."""
+        return ["draws", *(f"t{t}" for t in POSITIONS)] if self.oracle else []
 
 
 def same_config(a: Optional[dict], b: dict) -> bool:
@@ -217,7 +223,7 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
         "train_seconds": summary["train_seconds"], "wall_seconds": time.time() - t0,
         "position": pos, "eval_split": ev.split, "diag_split": diag_split,
         "signature": s["signature"], "checkpoint": checkpoint, "config": cfg.to_dict(),
-        "init_from": start,
+        "init_from": start, "oracle_measures": scoring.oracle_measures(),
     }
     result_path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return result

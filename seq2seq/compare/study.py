@@ -21,6 +21,7 @@ from .report import (
     METRICS,
     aggregate,
     extra_columns,
+    hallucination_columns,
     markdown_table,
     plot_by_beam,
     plot_by_length,
@@ -247,7 +248,7 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
                               "p_holm", "mcnemar_b", "mcnemar_c", "mcnemar_p",
                               "mcnemar_p_holm")},
          **{f"bleu_len_{b}": r["bleu_by_length"][b] for b in bucket_names},
-         **extra_columns(r), **oracle.run_columns(r),
+         **extra_columns(r), **oracle.run_columns(r), **hallucination_columns(r),
          **{k: r[k] for k in ("steps", "epochs", "train_seconds", "stopped_by")}}
         for s in settings for r in results[s.label]])
     if pooled:
@@ -257,7 +258,7 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     if pretrained:  # stage 1 of --fine-tune: the models every arm started from
         write_csv(out / "pretrained.csv", [
             {"seed": r["seed"], **{k: r[k] for k, _, _ in METRICS}, **extra_columns(r),
-             **oracle.run_columns(r),
+             **oracle.run_columns(r), **hallucination_columns(r),
              **{k: r[k] for k in ("steps", "epochs", "train_seconds", "stopped_by")}}
             for r in pretrained])
     title = (f"{_shown_path(config_path)}, {budget}, "

@@ -184,6 +184,20 @@ class Decoder(nn.Module):
         output projection of :meth:`features`, which takes the same arguments."""
         return self.out(self.features(enc, tgt_in, tf_ratio, feed, scope, temperature))
 
+    def forced(self, enc: Encoded, x: Tensor, state: Optional[DecoderState] = None) -> Tensor:
+        """The teacher-forced pass over given inputs ``x (B, T, E)`` (the embeddings of the
+        previous tokens, dropped out): the recurrent layer over the whole target in one call,
+        then the attention; ``dropout(o) (B, T, O)``, what :meth:`features` returns at
+        ``tf_ratio`` 1. ``state``: :meth:`start`'s, where the caller has it. Without input
+        feeding only (``o_{t-1}`` needs the steps). Two-pass sampling
+        (:mod:`seq2seq.training.two_pass`) feeds it mixed inputs."""
+        if self.input_feeding:
+            raise ValueError("forced: a decoder with input feeding steps; it has no "
+                             "teacher-forced pass in one call")
+        state = self.start(enc) if state is None else state
+        h, _ = self.rnn(x, None, state.rnn)  # (B, T, H)
+        return self.dropout(self.attend(h, enc, state.keys)[0])  # (B, T, O)
+
     def features(self, enc: Encoded, tgt_in: Tensor, tf_ratio: float = 1.0,
                  feed: str = "argmax", scope: str = "token", temperature: float = 1.0) -> Tensor:
         """What the output projection takes, ``dropout(o) (B, T, O)``, for ``tgt_in (B, T)``.
@@ -200,8 +214,7 @@ class Decoder(nn.Module):
         state = self.start(enc)
         emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
         if tf_ratio >= 1.0 and not self.input_feeding:  # one call over the whole target
-            h, _ = self.rnn(emb, None, state.rnn)  # (B, T, H)
-            return self.dropout(self.attend(h, enc, state.keys)[0])  # (B, T, O)
+            return self.forced(enc, emb, state)  # (B, T, O)
         B, T = tgt_in.shape
         gold = gold_mask(B, T, tf_ratio, scope, tgt_in.device) if tf_ratio < 1.0 else None  # (B, T)
         noise = (noise_ids(self.out.out_features, (self.embedding.padding_idx,

@@ -25,7 +25,7 @@ from seq2seq.kernels.device import mixed_precision, pick_device, resolve_amp, se
 from seq2seq.errors import UserError
 from seq2seq.model.seq2seq import Seq2Seq
 
-from . import distributed, model_card, teacher_forcing
+from . import distributed, model_card, sentence_oracle, teacher_forcing
 from .ema import WeightAverage
 from .loop_state import LoopState, StopReason
 from .loss import TokenLosses
@@ -184,7 +184,8 @@ class Trainer:
                "train_objective": st.window_objective / n,
                **({"train_mrt_risk": st.window_risk / n} if t.objective == "mrt" else {}),
                "tokens_per_s": st.window_tokens / max(1e-9, st.window_seconds),
-               "train_seconds": round(st.train_seconds, 1)}
+               "train_seconds": round(st.train_seconds, 1),
+               **sentence_oracle.oracle_cost(self.objective, st.window_seconds)}
         st.clear_window()
         improved = True
         if self.corpus.valid is not None:
@@ -204,7 +205,8 @@ class Trainer:
                     st.plateau_factor *= t.lr_decay
             self.log(f"step {st.step}: valid loss {rec['valid_loss']:.3f} ppl "
                      f"{rec['valid_ppl']:.2f} BLEU {rec['valid_bleu']:.2f} chrF "
-                     f"{rec['valid_chrf']:.2f} (tf {tf_ratio:.2f})"
+                     f"{rec['valid_chrf']:.2f} (tf {tf_ratio:.2f}"
+                     f"{sentence_oracle.oracle_note(rec)})"
                      + (f"\n{rec['valid_warning']}" if "valid_warning" in rec else ""))
         self.records.append(rec)
         self.folder.append(rec, rec.pop("examples", None))

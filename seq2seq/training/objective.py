@@ -29,6 +29,8 @@ from torch import Tensor, nn
 
 from .loss import TokenLosses, projected_losses
 from .mrt import MinimumRisk
+from .sentence_oracle import SentenceOracle
+from .two_pass import TwoPass
 
 
 class Objective(nn.Module):
@@ -41,6 +43,14 @@ class Objective(nn.Module):
             it runs on the CPU; False: the plain path, ``F.linear`` then cross-entropy.
         risk: minimum risk training (:class:`seq2seq.training.mrt.MinimumRisk`); None: the
             token losses alone.
+        two_pass: two-pass sampling (:class:`seq2seq.training.two_pass.TwoPass`,
+            ``teacher_forcing.passes: 2``): the features of its second pass, fed by its ``mix``
+            where the coin says not gold (``feed`` is not used); None: the model's own
+            (the stepping decoder below ratio 1).
+        oracle: Zhang et al.'s sentence-level oracle
+            (:class:`seq2seq.training.sentence_oracle.SentenceOracle`,
+            ``teacher_forcing.oracle: sentence``): below ratio 1, its tokens are fed where the
+            coin says not gold, in one teacher-forced pass (``feed`` is not used).
 
     Inputs: ``src (B, S)``, ``src_len (B,)``, ``tgt_in (B, T)``, ``tgt_out (B, T)`` (target +
     EOS, padded), and the teacher forcing of :meth:`seq2seq.model.seq2seq.Seq2Seq.forward`
@@ -51,23 +61,35 @@ class Objective(nn.Module):
     """
 
     def __init__(self, model: nn.Module, label_smoothing: float = 0.0,
-                 fused: Optional[bool] = None, risk: Optional[MinimumRisk] = None) -> None:
+                 fused: Optional[bool] = None, risk: Optional[MinimumRisk] = None,
+                 two_pass: Optional[TwoPass] = None,
+                 oracle: Optional[SentenceOracle] = None) -> None:
         super().__init__()
         self.model = model
         self.label_smoothing = label_smoothing
         self.fused = fused
         self.risk = risk
+        self.two_pass = two_pass
+        self.oracle = oracle
 
     @classmethod
     def of(cls, cfg, model: nn.Module, tok, limit) -> "Objective":
         """The objective of a run's config: ``train.objective`` (``mrt``: with the ``mrt``
-        section, the tokenizer and the output limit ``limit`` the samples stop at)."""
+        section, the tokenizer and the output limit ``limit`` the samples stop at) and
+        ``teacher_forcing.passes`` (2: :class:`TwoPass` with its ``mix``), ``.oracle``
+        (``sentence``: :class:`SentenceOracle` with the ``oracle`` section)."""
         risk = MinimumRisk(cfg.mrt, tok, limit) if cfg.train.objective == "mrt" else None
-        return cls(model, cfg.train.label_smoothing, risk=risk)
+        return cls(model, cfg.train.label_smoothing, risk=risk,
+                   two_pass=TwoPass.of(cfg.teacher_forcing),
+                   oracle=(SentenceOracle(cfg.oracle, tok)
+                           if cfg.teacher_forcing.oracle == "sentence" else None))
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor, tgt_out: Tensor,
                 tf_ratio: float = 1.0, feed: str = "argmax", scope: str = "token",
                 temperature: float = 1.0) -> TokenLosses:
+        if self.oracle is not None and tf_ratio < 1.0:  # the oracle where the coins say so
+            tgt_in, tf_ratio = self.oracle.feed(self.model, src, src_len, tgt_in, tgt_out,
+                                                tf_ratio, scope), 1.0
         if self.risk is None:
             return self.token_losses(src, src_len, tgt_in, tgt_out, tf_ratio, feed, scope,
                                      temperature)
@@ -86,8 +108,12 @@ class Objective(nn.Module):
                      tf_ratio: float = 1.0, feed: str = "argmax", scope: str = "token",
                      temperature: float = 1.0) -> TokenLosses:
         """The token losses (cross-entropy with label smoothing); the arguments of forward."""
-        features = self.model.features(src, src_len, tgt_in, tf_ratio, feed, scope,
-                                       temperature)  # (B, T, O)
+        if self.two_pass is not None:
+            features = self.two_pass.features(self.model, src, src_len, tgt_in, tf_ratio,
+                                              scope, temperature)  # (B, T, O)
+        else:
+            features = self.model.features(src, src_len, tgt_in, tf_ratio, feed, scope,
+                                           temperature)  # (B, T, O)
         fused = self.fused
         if fused is None:
             fused = self.model.kernels == "fast" and features.device.type == "cpu"

@@ -97,6 +97,40 @@ def check_schedule(cfg) -> None:
         bad(f"temperature must be >= 0 (0: the argmax), got {cfg.temperature}")
     if cfg.schedule == "inverse_sigmoid" and cfg.c is not None and cfg.c <= 0:
         bad(f"c must be > 0 for the inverse_sigmoid schedule (its speed), got {cfg.c}")
+    if cfg.passes not in (1, 2):
+        bad(f"passes must be 1 (the stepping decoder) or 2 (two-pass sampling), got {cfg.passes}")
+    if cfg.passes == 2 and cfg.feed != "argmax":
+        bad(f"feed is what the stepping decoder (passes 1) feeds; with passes 2, mix decides: "
+            f"set teacher_forcing.mix instead of feed {cfg.feed}")
+    if cfg.passes == 1 and cfg.mix != "argmax":
+        bad(f"mix is what two-pass sampling (passes 2) feeds; with passes 1, feed decides: "
+            f"set teacher_forcing.feed instead of mix {cfg.mix}")
+    if cfg.mix_gradient and (cfg.passes != 2 or cfg.mix != "soft"):
+        bad(f"mix_gradient needs passes 2 and mix soft (a chosen token has no gradient), got "
+            f"passes {cfg.passes}, mix {cfg.mix}")
+    if cfg.oracle == "sentence" and (cfg.feed != "argmax" or cfg.passes != 1):
+        bad(f"oracle sentence feeds the oracle where the coin says not gold: it needs feed "
+            f"argmax and passes 1 (the defaults), got feed {cfg.feed}, passes {cfg.passes}")
+
+
+def check_passes(tf, model) -> None:
+    """The rule across sections: two-pass sampling (``tf.passes`` 2) needs a decoder without
+    input feeding (``model.input_feeding`` false), whose teacher-forced pass is one call."""
+    if tf.passes == 2 and model.input_feeding:
+        raise ConfigError("teacher_forcing.passes 2 (two-pass sampling) needs a decoder without "
+                          "input feeding: set model.input_feeding false or passes 1")
+
+
+def check_oracle(tf, oracle, train) -> None:
+    """The ``oracle`` section's values, and the rule across sections: the sentence-level oracle
+    (``tf.oracle`` sentence) feeds the token loss, so ``train.objective`` must be mle."""
+    if oracle.beam < 1:
+        raise ConfigError(f"oracle.beam must be >= 1, got {oracle.beam}")
+    if oracle.noise < 0:
+        raise ConfigError(f"oracle.noise must be >= 0 (0: no noise), got {oracle.noise}")
+    if tf.oracle == "sentence" and train.objective != "mle":
+        raise ConfigError(f"teacher_forcing.oracle sentence feeds the token loss of "
+                          f"train.objective mle, got train.objective {train.objective}")
 
 
 def params(cfg, total: Optional[int] = None) -> dict:
