@@ -136,7 +136,7 @@ class TeacherForcingConfig:
     min: float = 0.0  # floor for linear and exponential
     unit: Literal["step", "epoch"] = "step"  # what i counts in the schedule
     feed: Literal["argmax", "sample", "uniform"] = "argmax"  # what the decoder feeds when not forced: its argmax, a sample, or a uniformly random token (the noise control)
-    temperature: float = 1.0  # feed sample: softmax(logits / T); 1 is the model's own distribution (Zhang et al. 2019's word-level oracle), 0 the argmax
+    temperature: float = 1.0  # feed sample (and passes 2, mix sample or soft): softmax(logits / T); 1 is the model's own distribution (Zhang et al. 2019's word-level oracle), 0 the argmax
     scope: Literal["token", "sequence", "batch"] = "token"  # one coin per token per example (Bengio et al. 2015), per example (the old PyTorch tutorial), or per step for the batch (bentrevett's notebooks)
     passes: int = 1  # 1: below ratio 1 the decoder steps, feeding its previous prediction (feed); 2: two-pass sampling (Duckworth et al. 2019), a teacher-forced pass's predictions mixed into the gold inputs of a second teacher-forced pass, each one call of the recurrent layer (needs model.input_feeding false; feed stays argmax, mix decides; seq2seq/training/two_pass.py)
     mix: Literal["argmax", "sample", "soft"] = "argmax"  # passes 2: what a position the coin says is not gold is fed: the first pass's argmax, a sample from softmax(logits / temperature), or the softmax-weighted average of the target embedding (soft; Goyal et al. 2017)
@@ -165,7 +165,7 @@ class MrtConfig:  # train.objective mrt: minimum risk training (Shen et al. 2016
 @dataclass(frozen=True)
 class OracleConfig:  # teacher_forcing.oracle sentence (Zhang et al. 2019; seq2seq/training/sentence_oracle.py)
     beam: int = 4  # beams of the search, without gradient or dropout; every candidate has the reference's length; the one with the best sentence BLEU (smoothed, detokenized) against the reference is the oracle
-    noise: float = 1.0  # scale of the Gumbel noise added to the search's log-probabilities at each step (Zhang et al.'s); 1: one beam draws each token from the model's distribution (Gumbel-max); 0: none, the plain scores
+    noise: float = 1.0  # scale of the Gumbel noise added to the search's log-probabilities at each step (Zhang et al.'s); 1: one beam draws each token from the model's distribution renormalized without PAD, BOS and EOS (Gumbel-max); 0: none, the plain scores
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,20 @@ def at_beam(beam: int) -> Dict[str, Any]:
     return {"beam": beam, "sample": False}
 
 
+def start_of(init_from: Optional[Path]) -> Optional[str]:
+    """What a fine-tuning run starts from, to tell whether its result still holds: the
+    checkpoint's resolved path and a hash of its bytes (a stage 1 trained again writes a new
+    checkpoint at the same path)."""
+    if init_from is None:
+        return None
+    import hashlib
+
+    path = Path(init_from).resolve()
+    if not path.is_file():
+        raise UserError(f"the fine-tuning runs start from {path}, which is not there")
+    return f"{path}@sha256:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
+
+
 def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: bool,
                        fresh: bool, init_from: Optional[Path] = None) -> Dict[str, Any]:
     """Train one model, then score it. A finished run with the same config (and the same
@@ -148,7 +162,7 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
     from seq2seq.data.batching import encode_pairs
 
     buckets, checkpoint = scoring.buckets, scoring.checkpoint
-    start = str(Path(init_from).resolve()) if init_from is not None else None
+    start = start_of(init_from)
     result_path = run_dir / "result.json"
     if not fresh and result_path.is_file():
         old = json.loads(result_path.read_text(encoding="utf-8"))
@@ -157,14 +171,20 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
                 and all(list(old.get(k, {})) == v for k, v in scoring.labels().items())):
             log(f"reusing the finished run in {run_dir} (--fresh trains it again)")
             return {"epochs": float("nan"), "stopped_by": "?", **old}  # older results lack them
-    saved = run_dir / "config.yaml"
+    saved, started = run_dir / "config.yaml", run_dir / "init_from.txt"
     same_run = (not fresh and saved.is_file() and (run_dir / "last.pt").is_file()
                 and same_config(yaml.safe_load(saved.read_text(encoding="utf-8")),
-                                cfg.to_dict()))
+                                cfg.to_dict())
+                and (started.read_text(encoding="utf-8") if started.is_file() else None) == start)
+    if start is not None and not same_run:  # what an interrupted run must resume from
+        run_dir.mkdir(parents=True, exist_ok=True)
+        started.write_text(start, encoding="utf-8")
+    elif start is None:
+        started.unlink(missing_ok=True)
     t0 = time.time()
     summary = train(cfg, run_dir, resume=same_run, overwrite=True, dataset=dataset,
                     progress=progress, extra_validation={"free_running": True},
-                    init_from=None if same_run else start)  # a resumed run keeps its start
+                    init_from=None if same_run else init_from)  # a resumed run keeps its start
     if summary["interrupted"]:
         raise KeyboardInterrupt
     device = pick_device(cfg.train.device)
