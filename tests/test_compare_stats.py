@@ -121,3 +121,15 @@ def test_pooled_comparison_over_run_folders_holm_across_arms(tmp_path):
         assert results["same"][j]["mcnemar_p"] == 1.0  # the same outputs
         assert results["up"][j]["mcnemar_c"] > results["up"][j]["mcnemar_b"]
         assert results["up"][j]["mcnemar_p_holm"] < 0.05
+
+
+def test_the_mcnemar_cell_says_which_way_each_significant_seed_went():
+    """An arm better in two seeds and worse in three is not "significant in 5 of 5"."""
+    from seq2seq.compare.pooled import mcnemar_cell
+
+    run = lambda b, c, p: {"mcnemar_b": b, "mcnemar_c": c, "mcnemar_p_holm": p}
+    runs = [run(113, 14, 0.0), run(51, 25, 0.007), run(97, 167, 0.0), run(94, 129, 0.02),
+            run(10, 12, 0.8)]
+    assert mcnemar_cell(runs) == "2 better, 2 worse of 5 seeds"
+    assert mcnemar_cell(runs[:2]) == "2 worse of 2 seeds"
+    assert mcnemar_cell(runs[4:]) == "0 of 1 seeds"

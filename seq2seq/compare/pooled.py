@@ -179,11 +179,19 @@ def comparisons_table(pooled: List[Dict[str, Any]], results: Dict[str, List[dict
                      == (set_label, setting, metric))
             unit = "points" if metric == "exact_match" else title
             cells.append(f"{_diff_cell(r)}, {_sig_cell(r)}: {_verdict_cell(r, unit)}")
-        runs = results.get(setting, [])
-        n = sum(1 for x in runs if x.get("mcnemar_p_holm", 1.0) < 0.05)
-        cells.append(f"{n} of {len(runs)} seeds")
+        cells.append(mcnemar_cell(results.get(setting, [])))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def mcnemar_cell(runs: List[dict]) -> str:
+    """In how many seeds McNemar's test (Holm-corrected) finds the arm's exact match better or
+    worse than the reference's (``mcnemar_c`` > ``mcnemar_b``: better): "2 better, 3 worse of
+    5 seeds", "0 of 5 seeds"."""
+    sig = [x for x in runs if x.get("mcnemar_p_holm", 1.0) < 0.05]
+    better = sum(1 for x in sig if x["mcnemar_c"] > x["mcnemar_b"])
+    words = [f"{n} {w}" for n, w in ((better, "better"), (len(sig) - better, "worse")) if n]
+    return f"{', '.join(words) or '0'} of {len(runs)} seeds"
 
 
 def report_sections(pooled: List[Dict[str, Any]], results: Dict[str, List[dict]],
