@@ -132,6 +132,7 @@ def test_compare_tf_on_a_toy_task_reports_exaccerr_per_arm_and_scored_set(tmp_pa
                for x in ("test", "x"))  # exact on reverse, per scored set
     for slug in ("constant-1.0", "constant-0.5-feeduniform"):
         assert (out / f"exaccerr-{slug}.png").stat().st_size > 1000
+    assert (out / "exaccerr.png").stat().st_size > 1000  # every arm, a panel per scored set
     before = (out / "exaccerr.csv").read_text(), (out / "injection.csv").read_text()
     assert study.main(args) == 0  # again: every run reused, the same curves from result.json
     assert capsys.readouterr().err.count("reusing the finished run") == 2

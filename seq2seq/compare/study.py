@@ -41,7 +41,7 @@ from .pooled import (
     scored_sets,
     summary_columns,
 )
-from . import injection, oracle
+from . import injection, oracle, oracle_plots
 from .budget import design_text, fine_tune_config, pretrained_text, with_budget
 from .settings import apply_setting, lr_schedule_warning, parse_settings, schedule_summary
 from .stats import holm, paired_bootstrap
@@ -268,12 +268,13 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     plot_curves(settings, run_dirs, sched, out / "training_curves.png", title)
     plot_positions(settings, pos_rows, out / "position_accuracy.png", title)
     ex_rows = oracle.csv_rows(settings, results) if task else []  # compare/oracle.py
-    if ex_rows:  # exaccerr.csv, exaccerr-SETTING.png, injection.csv
+    if ex_rows:  # exaccerr.csv, exaccerr.png, exaccerr-SETTING.png, injection.csv
         write_csv(out / "exaccerr.csv", ex_rows)
         write_csv(out / "injection.csv", injection.csv_rows(settings, results))
+        oracle_plots.plot_arms(ex_rows, out / "exaccerr.png", title)
         for s in settings:
-            oracle.plot(s.label, [r for r in ex_rows if r["setting"] == s.label],
-                        out / f"exaccerr-{slug[s.label]}.png", title)
+            oracle_plots.plot(s.label, [r for r in ex_rows if r["setting"] == s.label],
+                              out / f"exaccerr-{slug[s.label]}.png", title)
     for s in sets:
         if any(r["slug"] == s.slug for r in pooled):
             plot_forest([r for r in pooled if r["slug"] == s.slug], settings[0].label,

@@ -166,8 +166,8 @@ def format_oracle(keys: Dict[str, Any]) -> str:
 
 
 def plot_oracle(keys: Dict[str, Any], seed, path, title: str) -> None:
-    """:func:`seq2seq.compare.oracle.plot` of the keys' curves (one set, one run)."""
-    from .oracle import plot
+    """:func:`seq2seq.compare.oracle_plots.plot` of the keys' curves (one set, one run)."""
+    from .oracle_plots import plot
 
     c = keys["exaccerr_by_position"]
     nan = lambda x: float("nan") if x is None else x
