@@ -207,10 +207,12 @@ def plot_by_beam(rows, beam_sizes: List[int], path: Path, title: str,
 def plot_curves(settings, run_dirs: Dict[str, List[Path]], sched: Dict[str, dict], path: Path,
                 title: str) -> None:
     """From each run's metrics.jsonl: training loss, validation loss (teacher-forced solid,
-    free-running dashed) and validation BLEU against the step; and each schedule's ratio."""
+    free-running dashed) and validation BLEU against the step; and each schedule's ratio,
+    with the learning rate (dotted, the first seed's run) on a second axis."""
     plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    lr_ax = None  # the learning rate's axis, on the ratio's panel
     for n, s in enumerate(settings):
         color = colors[n % len(colors)]
         for k, d in enumerate(run_dirs[s.label]):
@@ -227,6 +229,14 @@ def plot_curves(settings, run_dirs: Dict[str, List[Path]], sched: Dict[str, dict
             axes[0, 1].plot(steps, [r["valid_loss_free"] for r in recs], color=color, ls="--")
             axes[1, 0].plot(steps, [r["valid_bleu"] for r in recs], color=color)
         axes[1, 1].plot(sched[s.label]["ratio_steps"], sched[s.label]["ratios"], color=color)
+        f = run_dirs[s.label][0] / "metrics.jsonl"  # the learning rate, of the first seed
+        recs = [json.loads(l) for l in f.read_text().splitlines()] if f.is_file() else []
+        recs = [r for r in recs if "lr" in r]
+        if recs:
+            lr_ax = lr_ax or axes[1, 1].twinx()
+            lr_ax.plot([r["step"] for r in recs], [r["lr"] for r in recs], color=color, ls=":",
+                       lw=1)
+            lr_ax.set_ylabel("learning rate (dotted)")
     axes[0, 0].set_ylabel("training loss (as trained)")
     axes[0, 1].set_ylabel("validation loss: TF solid, free dashed")
     axes[1, 0].set_ylabel("validation BLEU (greedy)")
@@ -255,24 +265,33 @@ def position_rows(settings, results) -> List[Dict[str, Any]]:
     return rows
 
 
-def plot_positions(settings, rows, path: Path, title: str) -> None:
-    """Token accuracy against target position: free-running solid, teacher-forced dashed.
+#: error rates below this (percent) are drawn at it on the log axis of position_accuracy.png
+ERROR_FLOOR = 0.01
 
-    Positions that fewer than 5% of the references (or 10) reach are left out."""
+
+def plot_positions(settings, rows, path: Path, title: str) -> None:
+    """Token error rate (100 - accuracy) against target position on a log axis, free-running
+    solid, teacher-forced dashed, and underneath the number of references that reach each
+    position. Positions that fewer than 5% of the references (or 10) reach are left out; a rate
+    of 0 is drawn at :data:`ERROR_FLOOR`."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    fig, (ax, below) = plt.subplots(2, 1, figsize=(7.5, 5.6), sharex=True,
+                                    gridspec_kw={"height_ratios": [3, 1]})
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    err = lambda rs, key: [max(ERROR_FLOOR, 100.0 - r[key]) for r in rs]
     for n, s in enumerate(settings):
         rs = [r for r in rows if r["setting"] == s.label]
         floor = max(10, 0.05 * max(r["n"] for r in rs))
         rs = [r for r in rs if r["n"] >= floor]
-        color = colors[n % len(colors)]
-        ax.plot([r["position"] for r in rs], [r["acc_free"] for r in rs], color=color,
-                label=s.label)
-        ax.plot([r["position"] for r in rs], [r["acc_tf"] for r in rs], color=color, ls="--",
-                alpha=0.6)
-    ax.set_xlabel("target position (pieces, EOS included)")
-    ax.set_ylabel("token accuracy % (free solid, TF dashed)")
+        color, pos = colors[n % len(colors)], [r["position"] for r in rs]
+        ax.plot(pos, err(rs, "acc_free"), color=color, label=s.label)
+        ax.plot(pos, err(rs, "acc_tf"), color=color, ls="--", alpha=0.6)
+        if n == 0:  # every arm scores the same references
+            below.bar(pos, [r["n"] for r in rs], color="grey", width=0.8)
+    ax.set_yscale("log")
+    ax.set_ylabel(f"token error rate % (log; free solid,\nTF dashed; 0 drawn at {ERROR_FLOOR})")
+    below.set_ylabel("n (all seeds)")
+    below.set_xlabel("target position (pieces, EOS included)")
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=10)
     save(plt, fig, path)
