@@ -85,6 +85,8 @@ def plot_arms(rows: Sequence[dict], path: Path, title: str) -> None:
         ax.set_xlabel("output position l")
     axes[0][0].set_ylabel("ExAccErr(<=l), nats (mean over seeds, 95% band)")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"excess accumulated error against the exact oracle, every arm\n{title}",
-                 fontsize=9)
+    import textwrap
+
+    fig.suptitle("excess accumulated error against the exact oracle, every arm\n"
+                 + textwrap.fill(title, 60 * len(sets)), fontsize=9)
     save(plt, fig, path)
