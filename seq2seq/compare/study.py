@@ -8,6 +8,7 @@ import os
 import shlex
 import signal
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -261,8 +262,8 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
              **oracle.run_columns(r), **hallucination_columns(r),
              **{k: r[k] for k in ("steps", "epochs", "train_seconds", "stopped_by")}}
             for r in pretrained])
-    title = (f"{_shown_path(config_path)}, {budget}, "
-             f"{len(seeds)} seed(s)")
+    title = textwrap.fill(f"{_shown_path(config_path)}, {budget}, {len(seeds)} seed(s)",
+                          90)  # the plots' titles: lines that fit the narrowest figure
     plot_scores(rows, out / "scores.png", title)
     plot_by_length(rows, bucket_names, out / "bleu_by_length.png", title)
     plot_curves(settings, run_dirs, sched, out / "training_curves.png", title)
