@@ -142,3 +142,40 @@ def test_fast_and_plain_train_alike_on_noise():
     assert loss_f == pytest.approx(loss_p, rel=1e-5)
     for g_f, g_p in zip(grads_f, grads_p):
         torch.testing.assert_close(g_f, g_p, rtol=1e-4, atol=1e-6)
+
+
+def test_the_models_own_feed_never_predicts_padding():
+    """A model whose largest logit is padding's (as minimum risk training can leave it, PAD
+    never being sampled) is fed its best other token, as greedy search would output, in the
+    stepping feed and in two-pass mixing: the free run is the greedy output."""
+    import torch
+
+    from seq2seq import config
+    from seq2seq.model.seq2seq import Seq2Seq
+    from seq2seq.training.two_pass import TwoPass
+
+    cfg = config.load(None, ["model.embedding_dim=8", "model.hidden_size=8",
+                             "model.dropout=0", "model.input_feeding=false"]).model
+    for kernels in ("plain", "fast"):
+        torch.manual_seed(0)
+        model = Seq2Seq.from_config(cfg.__class__(**{**cfg.__dict__, "kernels": kernels}),
+                                    12, 12, 0).eval()
+        with torch.no_grad():
+            model.decoder.out.bias[0] = 100.0  # padding (id 0) dominates every step
+        src = torch.randint(4, 12, (3, 5))
+        tgt_in = torch.cat([torch.full((3, 1), 2), torch.randint(4, 12, (3, 4))], 1)
+        fed = []
+        hook = model.decoder.embedding.register_forward_hook(
+            lambda m, i, o: fed.append(i[0].clone()))
+        with torch.no_grad():
+            model(src, torch.full((3,), 5), tgt_in, 0.0)
+        hook.remove()
+        ids = torch.cat([f.reshape(3, -1) for f in fed[1:]], 1)  # the steps' fed ids
+        assert (ids != 0).all(), kernels
+        for mix in ("argmax", "sample"):
+            first = torch.zeros(3, 5, 12)
+            first[..., 0] = 100.0  # padding first everywhere, token 7 second
+            first[..., 7] = 50.0
+            gold = torch.zeros(3, 5, dtype=torch.bool)
+            _, ids = TwoPass(mix).mixed_inputs(model.decoder, first, tgt_in, gold, 1.0)
+            assert (ids[:, 1:] == 7).all() and (first[..., 0] == 100.0).all(), (kernels, mix)

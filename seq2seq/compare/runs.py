@@ -112,8 +112,9 @@ class Scoring(NamedTuple):
 
     def oracle_measures(self) -> List[str]:
         """How the oracle measures were taken (their bootstrap draws kept, the injection
-        positions): a result measured otherwise is measured again."""
-        return ["draws", *(f"t{t}" for t in POSITIONS)] if self.oracle else []
+        positions, free runs that never predict padding): a result measured otherwise is
+        measured again."""
+        return ["draws", *(f"t{t}" for t in POSITIONS), "no-pad"] if self.oracle else []
 
 
 def same_config(a: Optional[dict], b: dict) -> bool:

@@ -204,7 +204,8 @@ class Decoder(nn.Module):
 
         ``tf_ratio``, ``scope``: which previous tokens are gold (see :func:`gold_mask`);
         ``feed``, ``temperature``: what is fed otherwise, the argmax of the previous logits, a
-        sample from ``softmax(logits / temperature)`` (``temperature`` 0: the argmax), or
+        sample from ``softmax(logits / temperature)`` (``temperature`` 0: the argmax; padding
+        is never predicted, as in the searches: a model's free run is its greedy output), or
         (``"uniform"``) a token drawn uniformly from the vocabulary less padding and BOS
         (``tgt_in[:, 0]``). Those logits are computed without a gradient; the loss projects
         all steps at once (:class:`seq2seq.training.objective.Objective`).
@@ -230,6 +231,7 @@ class Decoder(nn.Module):
                         pred = noise[torch.randint(len(noise), (B,), device=tgt_in.device)]
                     else:
                         logits = self.out(outs[-1].detach())  # (B, V)
+                        logits[:, self.embedding.padding_idx] = float("-inf")  # as the searches
                         if feed == "sample" and temperature > 0:
                             probs = F.softmax(logits.float() / temperature, -1)  # (B, V)
                             pred = torch.multinomial(probs, 1).squeeze(1)

@@ -103,7 +103,8 @@ class TwoPass:
             soft = torch.cat([gold_x[:, :1], soft.to(gold_x.dtype)], 1)  # (B, T, E)
             return torch.where(keep.unsqueeze(-1), gold_x, soft), None
         with torch.no_grad():
-            flat = prev.reshape(B * (T - 1), V)  # (B*(T-1), V)
+            flat = prev.reshape(B * (T - 1), V).clone()  # (B*(T-1), V)
+            flat[:, decoder.embedding.padding_idx] = float("-inf")  # never predicted (searches)
             if self.mix == "sample" and temperature > 0:
                 probs = F.softmax(flat.float() / temperature, -1)  # (B*(T-1), V)
                 pred = torch.multinomial(probs, 1).squeeze(1)  # (B*(T-1),)
