@@ -114,3 +114,20 @@ def test_the_clean_run_from_the_start_is_free_running_greedy():
     assert res["n"] == len(LENGTHS)
     assert res["acc"] == pytest.approx(100 * (1 - float(x["wrong_free"][m].float().mean())))
     assert res["loss"] == pytest.approx(float(x["loss_free"][m].mean()), rel=1e-4)
+
+
+def test_the_probe_decodes_as_greedy_search_never_picking_padding():
+    """A model that puts padding first everywhere (and the reference token second) is probed
+    on its best other tokens, as greedy search outputs them: no search ever emits padding."""
+    model = ReverseStepModel(recovers=True)
+    step = model.step
+
+    def pad_first(y, state, ref):
+        logp, state, w = step(y, state, ref)
+        return logp.index_fill(1, torch.tensor([PAD]), 10.0), state, w
+
+    model.decoder.step = pad_first
+    data = reverse_data(LENGTHS)
+    for how in ("gold", "second"):
+        r = inject(model, data, 1, 1, how, 3, "cpu")
+        assert r["acc"] == r["exact"] == 100.0, how
