@@ -78,6 +78,23 @@ def write_text_split(folder, name: str, pairs) -> list:
     return [f"{name}.src", f"{name}.tgt"]
 
 
+#: a tiny reverse corpus for command-line runs: 12 training pairs, 4 validation pairs
+TINY_PAIRS = [("a b c", "c b a"), ("d e", "e d"), ("f g h", "h g f"), ("b d", "d b")] * 3
+
+
+def tiny_text_run(folder) -> list:
+    """``seq2seq train`` options for a few-second run on :data:`TINY_PAIRS` written to
+    ``folder`` as text files (no test split, an 8-unit model, batches of 4, validation every 3
+    steps); add ``train.max_steps`` and the options under test."""
+    files = {s: write_text_split(folder, s, TINY_PAIRS if s == "train" else TINY_PAIRS[:4])
+             for s in ("train", "valid")}
+    return ["--set", "data.path=text", "--set", "data.test_split=null",
+            "--set", f"data.data_files={{train: {files['train']}, "
+                     f"validation: {files['valid']}}}",
+            "--set", "model.embedding_dim=8", "--set", "model.hidden_size=8",
+            "--set", "train.batch_size=4", "--set", "train.eval_every=3"]
+
+
 def half_trained(cell: str = "gru", impl: str = "fused", attention: str = "bahdanau",
                  input_feeding: bool = True, seed: int = 3, steps: int = 30, n: int = 32):
     """A small model trained ``steps`` steps to reverse sequences of 8 symbols (ids 4..11), and

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import seq2seq, write_text_split
+from conftest import TINY_PAIRS, seq2seq, tiny_text_run
 from seq2seq import config
 from seq2seq.config import ModelConfig, MrtConfig
 from seq2seq.data.batching import collate
@@ -179,20 +179,11 @@ def test_a_misuse_is_one_line_naming_the_key(override, key):
     assert key in str(e.value) and "\n" not in str(e.value)
 
 
-PAIRS = [("a b c", "c b a"), ("d e", "e d"), ("f g h", "h g f"), ("b d", "d b")] * 3
-
-
 def test_a_toy_run_with_mrt_logs_the_expected_cost(tmp_path):
     """seq2seq train with train.objective=mrt, fine-tuning a teacher-forced run
     (--init-from): it finishes, metrics.jsonl holds the expected cost of training and
     validation, in [0, 1], and a run stopped half-way and resumed ends with the same weights."""
-    files = {s: write_text_split(tmp_path, s, PAIRS if s == "train" else PAIRS[:4])
-             for s in ("train", "valid")}
-    common = ["--set", "data.path=text", "--set", "data.test_split=null",
-              "--set", f"data.data_files={{train: {files['train']}, "
-                       f"validation: {files['valid']}}}",
-              "--set", "model.embedding_dim=8", "--set", "model.hidden_size=8",
-              "--set", "train.batch_size=4", "--set", "train.eval_every=3", "--no-progress"]
+    common = [*tiny_text_run(tmp_path), "--no-progress"]
     seq2seq("train", *common, "--set", "train.max_steps=3", "--out", "mle", cwd=tmp_path)
     seq2seq("train", *common, "--set", "train.max_steps=6", "--set", "train.objective=mrt",
             "--set", "mrt.samples=3", "--init-from", "mle", "--out", "mrt", cwd=tmp_path)
@@ -224,7 +215,7 @@ def test_mrt_under_ddp_runs_and_logs_the_expected_cost(tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     if not torchrun.exists():
         pytest.skip("torchrun is not installed")
-    rows = [{"src": s, "tgt": " ".join(reversed(s.split()))} for s, _ in PAIRS[:9]]
+    rows = [{"src": s, "tgt": " ".join(reversed(s.split()))} for s, _ in TINY_PAIRS[:9]]
     for split in ("train", "valid"):
         (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     p = subprocess.run(

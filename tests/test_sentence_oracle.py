@@ -11,7 +11,7 @@ import pytest
 import torch
 from sacrebleu.metrics import BLEU
 
-from conftest import seq2seq, write_text_split
+from conftest import seq2seq, tiny_text_run
 from seq2seq import config
 from seq2seq.config import ModelConfig, OracleConfig
 from seq2seq.data.batching import collate
@@ -192,18 +192,9 @@ def test_a_misuse_is_one_line_naming_the_key(override, key):
     assert config.load(None, ["teacher_forcing.oracle=sentence"]).oracle == OracleConfig()
 
 
-PAIRS = [("a b c", "c b a"), ("d e", "e d"), ("f g h", "h g f"), ("b d", "d b")] * 3
-
-
 def test_a_toy_run_logs_the_oracle_search_cost_and_a_misuse_stops_in_one_line(tmp_path):
-    files = {s: write_text_split(tmp_path, s, PAIRS if s == "train" else PAIRS[:4])
-             for s in ("train", "valid")}
-    common = ["--set", "data.path=text", "--set", "data.test_split=null",
-              "--set", f"data.data_files={{train: {files['train']}, "
-                       f"validation: {files['valid']}}}",
-              "--set", "model.embedding_dim=8", "--set", "model.hidden_size=8",
-              "--set", "train.batch_size=4", "--set", "train.max_steps=3",
-              "--set", "train.eval_every=3", "--set", "teacher_forcing.oracle=sentence",
+    common = [*tiny_text_run(tmp_path), "--set", "train.max_steps=3",
+              "--set", "teacher_forcing.oracle=sentence",
               "--set", "oracle.beam=2", "--no-progress"]
     p = seq2seq("train", *common, "--set", "teacher_forcing.ratio=0.5", "--out", "run",
                 cwd=tmp_path)

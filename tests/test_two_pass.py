@@ -15,7 +15,7 @@ from seq2seq.model.seq2seq import Seq2Seq
 from seq2seq.training.objective import Objective
 from seq2seq.training.two_pass import TwoPass
 
-from conftest import seq2seq, write_text_split
+from conftest import seq2seq, tiny_text_run
 
 V = 12
 
@@ -202,20 +202,11 @@ def test_input_feeding_from_a_config_file_is_one_line(tmp_path):
     assert Objective.of(config.load(None), build("plain"), None, None).two_pass is None
 
 
-PAIRS = [("a b c", "c b a"), ("d e", "e d"), ("f g h", "h g f"), ("b d", "d b")] * 3
-
-
 def test_the_cli_documents_two_passes_and_trains_with_them(tmp_path):
     """``seq2seq train --help`` names the keys; a run with two passes and the soft mix
     finishes; with input feeding it stops with one line naming the key, no traceback."""
     assert "teacher_forcing.passes" in seq2seq("train", "--help", cwd=tmp_path).stdout
-    files = {s: write_text_split(tmp_path, s, PAIRS if s == "train" else PAIRS[:4])
-             for s in ("train", "valid")}
-    common = ["--set", "data.path=text", "--set", "data.test_split=null",
-              "--set", f"data.data_files={{train: {files['train']}, "
-                       f"validation: {files['valid']}}}",
-              "--set", "model.embedding_dim=8", "--set", "model.hidden_size=8",
-              "--set", "train.batch_size=4", "--set", "train.max_steps=3", "--no-progress",
+    common = [*tiny_text_run(tmp_path), "--set", "train.max_steps=3", "--no-progress",
               "--set", "teacher_forcing.passes=2", "--set", "teacher_forcing.ratio=0.5",
               "--set", "teacher_forcing.mix=soft", "--set", "teacher_forcing.mix_gradient=true"]
     seq2seq("train", *common, "--out", "run", cwd=tmp_path)
