@@ -232,3 +232,19 @@ def test_the_oracle_accepts_the_reverse_small_pairs():
     for src, tgt in zip(dd["train"]["src"], dd["train"]["tgt"]):  # the reference is the oracle
         assert oracle_output("reverse_small", src) == tgt.split()
         assert len(tgt.split()) == len(src.split())  # position-aligned
+
+
+def test_the_free_runs_errors_are_counted_on_the_tokens_greedy_picks():
+    """A perfect model whose padding logit is the largest everywhere (the oracle token second):
+    greedy search never picks padding, so its free run makes no error."""
+    from seq2seq.compare.oracle import greedy_pick
+
+    class PadFirst(ReverseOracleModel):
+        def __call__(self, src, src_len, tgt_in, ratio):
+            logits = super().__call__(src, src_len, tgt_in, ratio)
+            return logits.index_fill(-1, torch.tensor([PAD]), 1e3)
+
+    data = reverse_data([3, 5, 2, 4])
+    x = oracle_losses(PadFirst(), data, batch_size=2, device="cpu")
+    assert not x["wrong_free"].any()
+    assert (greedy_pick(torch.tensor([[9.0, 1.0, 5.0]])) == 2).all()  # PAD is id 0

@@ -61,6 +61,17 @@ def oracle_task(data_path: Optional[str], config_path: str, toy: Optional[str]) 
     return task if task in ORACLE_TASKS + EDIT_ORACLE_TASKS else None
 
 
+def greedy_pick(logits):
+    """The tokens a free run picks from ``logits (..., V)``: the argmax without padding, as
+    greedy search and the model's own feed pick them."""
+    import torch
+
+    from seq2seq.data.tokenizer import PAD
+
+    pad = torch.tensor([PAD], device=logits.device)
+    return logits.index_fill(-1, pad, float("-inf")).argmax(-1)
+
+
 def oracle_losses(model, data, batch_size: int, device, edit: bool = False
                   ) -> Dict[str, "Tensor"]:
     """Per sentence of ``data`` (``IdPairs``) and output position (EOS included), ``(N, T)``
@@ -103,7 +114,8 @@ def oracle_losses(model, data, batch_size: int, device, edit: bool = False
                 nll = -logp.gather(-1, gold.unsqueeze(-1)).squeeze(-1)  # (B, T_b)
                 out[f"loss_{key}"][rows, :L] = (nll * mask).cpu()
                 if key == "free":
-                    out["wrong_free"][rows, :L] = ((logits.argmax(-1) != gold) & mask).cpu()
+                    own = greedy_pick(logits)  # (B, T_b) what the model fed itself
+                    out["wrong_free"][rows, :L] = ((own != gold) & mask).cpu()
     return out
 
 
@@ -124,7 +136,7 @@ def free_edit(model, batch, gold, n) -> Dict[str, "Tensor"]:
     tgt_in = batch.tgt_in.new_full((B, W), PAD)  # (B, W): only BOS is read at ratio 0
     tgt_in[:, 0] = batch.tgt_in[:, 0]
     logits = model(batch.src, batch.src_len, tgt_in, 0.0)  # (B, W, V): after each own prefix
-    own = logits.argmax(-1)  # (B, W): the greedy tokens
+    own = greedy_pick(logits)  # (B, W): the greedy tokens, as the model fed them
     row = edit_oracle.start(gold, n)  # (B, T_b)
     alive = torch.ones(B, dtype=torch.bool, device=gold.device)  # (B,) still in its output
     losses, wrongs, masks = [], [], []

@@ -114,7 +114,7 @@ class Scoring(NamedTuple):
         """How the oracle measures were taken (their bootstrap draws kept, the injection
         positions, free runs that never predict padding): a result measured otherwise is
         measured again."""
-        return ["draws", *(f"t{t}" for t in POSITIONS), "no-pad-2"] if self.oracle else []
+        return ["draws", *(f"t{t}" for t in POSITIONS), "no-pad-3"] if self.oracle else []
 
 
 def same_config(a: Optional[dict], b: dict) -> bool:
