@@ -48,6 +48,7 @@ def inject(model, data, t: int, k: int, how: str, batch_size: int, device,
     from seq2seq.model.decoder import noise_ids
 
     from . import edit_oracle
+    from .oracle import greedy_pick
     from .oracle import FREE_MARGIN
 
     if how not in HOWS:
@@ -57,7 +58,7 @@ def inject(model, data, t: int, k: int, how: str, batch_size: int, device,
     loss = 0.0
     g = torch.Generator().manual_seed(seed)
     model.eval()
-    no_pad = torch.tensor([PAD], device=device)  # the column greedy search never picks
+    no_pad = torch.tensor([PAD], device=device)  # never a second choice either
     with torch.no_grad():
         for batch in iterate(data, [[keep[i] for i in b] for b in bucket_batches(
                 [len(data.src[i]) for i in keep], [len(data.tgt[i]) for i in keep],
@@ -80,14 +81,14 @@ def inject(model, data, t: int, k: int, how: str, batch_size: int, device,
                 T = int(cap.max())
             for l in range(T):
                 logits, state, _ = model.decoder.step(y, state, enc)  # (B, V)
-                picks = logits.index_fill(-1, no_pad, float("-inf"))  # as greedy search: never PAD
                 if l < t or (how == "gold" and l < t + k):
                     y = gold[:, l]
                 elif l < t + k:
-                    y = (_second(picks, gold[:, l]) if how == "second" else
+                    y = (_second(logits.index_fill(-1, no_pad, float("-inf")), gold[:, l])
+                         if how == "second" else
                          _random_other(noise, gold[:, l], g))
                 else:
-                    pred = picks.argmax(-1)  # (B,)
+                    pred = greedy_pick(logits)  # (B,) as greedy search: never PAD
                     if edit:
                         m = alive & (l < cap)
                         sets = edit_oracle.oracle_sets(row, gold, logits.size(-1))  # (B, V)
