@@ -71,6 +71,30 @@ def test_every_arm_starts_from_its_seeds_pretrained_model(tiny_reverse, capsys):
             out / "pretrained" / f"seed{seed}" / "best.pt") < 0.035
 
 
+def test_fine_tune_set_changes_the_arms_only(tiny_reverse, capsys):
+    # the arms at a learning rate of 1e-9: Adam moves no weight by more than about 3e-9, while
+    # stage 1 still trains at the config's 0.01 (12 steps)
+    args = ARGS + ["--settings", "constant:1.0", "--seeds", "1",
+                   "--fine-tune-set", "train.lr=1e-9"]
+    assert study.main(args) == 0
+    out = tiny_reverse / "cmp"
+    start = out / "pretrained" / "seed1" / "best.pt"
+    run = out / "runs" / "constant-1.0" / "seed1"
+    assert json.loads((run / "result.json").read_text())["steps"] == 3
+    assert _max_weight_change(run / "last.pt", start) < 1e-7
+    assert [r["steps"] for r in csv.DictReader(open(out / "pretrained.csv"))] == ["12"]
+    # a warm-up as long as the fine-tuning is named
+    capsys.readouterr()
+    assert study.main(ARGS + ["--fine-tune-set", "train.warmup_steps=5", "--seeds", "1",
+                              "--settings", "constant:1.0"]) == 0
+    assert "warm-up (train.warmup_steps=5) is not shorter than their 3 updates" in \
+        capsys.readouterr().err
+    assert study.main(ARGS[:-14] + ["--fine-tune-set", "train.lr=0.1"]) != 0
+    err = capsys.readouterr().err
+    assert "--fine-tune-set changes the fine-tuning arms' config: it needs --fine-tune" in err
+    assert "Traceback" not in err
+
+
 def test_fine_tune_steps_must_be_positive(tiny_reverse, capsys):
     assert study.main(ARGS + ["--fine-tune", "0"]) != 0  # the last one counts
     err = capsys.readouterr().err

@@ -209,6 +209,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(its schedule's horizon). Every arm of a seed then starts from the "
                         "same weights: 'slows learning' and 'changes what is learned' come "
                         "apart. Example: --budget converge --fine-tune 2000")
+    p.add_argument("--fine-tune-set", action="append", default=[], metavar="a.b=c",
+                   help="override a config key for the fine-tuning arms only, after --set "
+                        "(repeatable; stage 1 keeps the config): their own learning rate and "
+                        "schedule. Example: --fine-tune 300 --fine-tune-set "
+                        "train.lr_schedule=constant --fine-tune-set train.warmup_steps=0 "
+                        "--fine-tune-set train.lr=0.0002")
     p.add_argument("--beam-sizes", type=int, nargs="+", default=[1, 2, 5, 10], metavar="K",
                    help="test BLEU at each beam size (Wang and Sennrich, 2020, tie exposure "
                         "bias to the loss of quality at large beams); default: 1 2 5 10. "

@@ -170,6 +170,9 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
         raise UserError(f"--margin must be >= 0, got {args.margin}")
     if args.fine_tune is not None and args.fine_tune < 1:
         raise UserError(f"--fine-tune must be >= 1 (updates per arm), got {args.fine_tune}")
+    if args.fine_tune_set and not args.fine_tune:
+        raise UserError("--fine-tune-set changes the fine-tuning arms' config: it needs "
+                        "--fine-tune STEPS")
     cfg = with_budget(config.load(config_path, args.set), args.budget)
     if lr_schedule_warning(cfg):
         log(lr_schedule_warning(cfg))
@@ -195,7 +198,16 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     steps_per_epoch, total = corpus.steps_per_epoch(), corpus.total_steps()
     pre_total, arm_cfg = total, cfg
     if args.fine_tune:  # the arms: STEPS updates each, from the seed's pretrained checkpoint
-        arm_cfg = fine_tune_config(cfg, args.fine_tune, steps_per_epoch)
+        arm_base = cfg if not args.fine_tune_set else with_budget(
+            config.load(config_path, list(args.set) + list(args.fine_tune_set)), args.budget)
+        if arm_base is not cfg and lr_schedule_warning(arm_base):
+            log(lr_schedule_warning(arm_base))
+        arm_cfg = fine_tune_config(arm_base, args.fine_tune, steps_per_epoch)
+        if arm_cfg.train.warmup_steps >= args.fine_tune:
+            log(f"warning: the arms' learning-rate warm-up (train.warmup_steps="
+                f"{arm_cfg.train.warmup_steps}) is not shorter than their {args.fine_tune} "
+                "updates: set the arms' own schedule with --fine-tune-set, e.g. "
+                "--fine-tune-set train.warmup_steps=0")
         plan = [(s, seed, apply_setting(arm_cfg, s, seed)) for s, seed, _ in plan]
         total = args.fine_tune
     budget = design_text(cfg, args, pre_total, total)
