@@ -1,5 +1,6 @@
 """``seq2seq evaluate``'s own options (no torch import): the beam sweep (``--beam-sizes``, with
-several ``--length-penalty`` values, ``--plot``), the hallucination examples, a toy run's task
+several ``--length-penalty`` values, ``--plot``), the extra test sets (``--extra-test``, as
+compare-tf's and the recipes'), the hallucination examples, a toy run's task
 (``--toy``, ``--data-seed``), and the checks
 that say a misuse in one line. The decoding options it shares with ``translate`` live in
 :mod:`seq2seq.cli.decode_options` (there ``evaluate``'s ``--length-penalty`` takes a list).
@@ -8,6 +9,7 @@ that say a misuse in one line. The decoding options it shares with ``translate``
 import argparse
 from typing import Any, Dict
 
+from seq2seq.data.readers import add_extra_test_option
 from seq2seq.data.toy import TASKS
 from seq2seq.errors import UserError
 
@@ -19,6 +21,8 @@ EPILOG_EVALUATE = """examples:
   seq2seq evaluate --checkpoint runs/my --hallucination-examples halluc.txt
   seq2seq evaluate --checkpoint runs/my --beam-sizes 1 2 5 10 20 50 --length-penalty 0 1.0 \\
       --plot sweep.png                                           # the beam sweep
+  seq2seq evaluate --checkpoint runs/my --beam-sizes 1 5 20 50 --length-penalty 0 1.0 \\
+      --extra-test coco=test_2017_mscoco.de,test_2017_mscoco.en --plot sweep.png  # + coco
   seq2seq evaluate --checkpoint runs/reverse --json --plot exaccerr.png   # a toy run
   seq2seq evaluate --checkpoint runs/ctf/runs/constant-1.0/seed1 --toy reverse  # compare-tf's
 
@@ -29,6 +33,14 @@ chrF < 15 while the model's per-token log-probability is above the median). The 
 decodes the split once per (beam size, length penalty; 0: none) and prints per pair BLEU, chrF,
 the length ratio, the share of empty outputs, of outputs cut short by the output limit, and the
 hallucination rate (with --json: a list under "beam_sweep").
+
+--extra-test NAME=SRC,REF (repeatable; the syntax of compare-tf and the recipes) decodes and
+scores another set the same way, e.g. an out-of-domain one: the plain scores and hallucination
+rate, or with --beam-sizes the whole sweep, per set. With --json the split's keys stay as they
+are and each set's go under "extra": {"NAME": {...}} (the sweep: {"NAME": {"beam_sweep":
+[...]}}); --plot draws one column of panels per set, side by side with the split's, each row
+on one y axis. --output, --hallucination-examples and a toy run's exposure-bias keys stay the
+split's. scripts/beam_sweep.py runs the sweep over every run of a compare-tf study.
 
 On a toy run (a config without data.path) the data is generated again: the task recipes/toy.py
 recorded in the run's scores.json, or --toy TASK (compare-tf's runs record none). Where the task
@@ -41,8 +53,8 @@ exaccerr_error_before_first/_after_first, exaccerr_by_position) and error inject
 
 
 def add_evaluate_options(p: argparse.ArgumentParser) -> None:
-    """``--beam-sizes``, ``--plot``, ``--hallucination-examples``, ``--toy`` and
-    ``--data-seed``."""
+    """``--beam-sizes``, ``--plot``, ``--extra-test``, ``--hallucination-examples``, ``--toy``
+    and ``--data-seed``."""
     g = p.add_argument_group("beam sweep and hallucination (with --checkpoint)")
     g.add_argument("--beam-sizes", type=count(1), nargs="+", metavar="K",
                    help="decode the split once per beam size (1: greedy) and length penalty "
@@ -50,8 +62,11 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
                         "per pair. Example: --beam-sizes 1 5 20 50 --length-penalty 0 1.0")
     g.add_argument("--plot", metavar="FILE.png",
                    help="with --beam-sizes: plot BLEU and the length ratio against the beam "
-                        "size, one line per length penalty; without, on a toy run with an "
+                        "size, one line per length penalty (one column of panels per set with "
+                        "--extra-test); without, on a toy run with an "
                         "exact oracle: the ExAccErr curve. Example: --plot exaccerr.png")
+    add_extra_test_option(g, "decoded and scored like the split; with --beam-sizes swept "
+                             "and plotted beside it")
     g.add_argument("--hallucination-examples", metavar="FILE",
                    help="write up to 20 outputs of each hallucination kind (source, "
                         "reference, output) for a human to read")
@@ -69,6 +84,7 @@ def check_evaluate(args) -> None:
     sweep = args.beam_sizes is not None
     if args.hyp or args.ref:
         for given, name in ((sweep, "--beam-sizes"), (args.plot, "--plot"),
+                            (args.extra_test, "--extra-test"),
                             (args.hallucination_examples, "--hallucination-examples"),
                             (args.toy, "--toy"), (args.data_seed is not None, "--data-seed")):
             if given:

@@ -154,7 +154,8 @@ def cmd_score(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from seq2seq.decoding import hallucination as hl
-    from seq2seq.decoding.evaluate import evaluate_model, format_scores, score
+    from seq2seq.decoding.evaluate import evaluate_model, evaluate_sets, format_scores, score
+    from seq2seq.decoding.evaluate import read_test_sets
 
     check_evaluate(args)
     lines = []  # what the text output adds below the scores
@@ -169,19 +170,21 @@ def cmd_evaluate(args) -> int:
             raise UserError(f"{args.hyp} and {args.ref} are empty: nothing to score")
         s = score(hyps, refs)
     elif args.checkpoint and args.beam_sizes:
-        from seq2seq.decoding.beam_sweep import format_sweep, plot_sweep, sweep_checkpoint
+        from seq2seq.decoding import beam_sweep as bs
 
-        rows = sweep_checkpoint(args.checkpoint, args.split, args.beam_sizes,
-                                args.length_penalty, evaluate_overrides(args), args.impl,
-                                args.device, progress=True, errors=args.encoding_errors)
+        sets = bs.sweep_checkpoint(args.checkpoint, args.split, args.beam_sizes,
+                                   args.length_penalty, evaluate_overrides(args), args.impl,
+                                   args.device, True, args.encoding_errors,
+                                   read_test_sets(args.extra_test))
         if args.plot:
-            plot_sweep(rows, args.plot, f"beam sweep: {args.checkpoint[0]}")
-        print(json.dumps({"beam_sweep": rows}, indent=2) if args.json else format_sweep(rows))
+            bs.plot_sweep(sets, args.plot, f"beam sweep: {args.checkpoint[0]}")
+        print(json.dumps(bs.sweep_json(sets), indent=2) if args.json else bs.format_sets(sets))
         return 0
     elif args.checkpoint:
         from seq2seq.compare import toy_evaluation as te
         from seq2seq.load import load_for_decoding
 
+        extra = read_test_sets(args.extra_test)  # before the slow load
         model, tok, cfg, device = load_for_decoding(args.checkpoint, impl=args.impl,
                                                     device=args.device)
         toy = te.toy_data(cfg, args.checkpoint[0], args.toy, args.data_seed)  # None: real data
@@ -201,6 +204,10 @@ def cmd_evaluate(args) -> int:
                          .splitlines(), args.hallucination_examples)
         s, lines = {**ev.scores, **report, **oracle}, [hl.format_report(report)]
         lines += [te.format_oracle(oracle)] if oracle else []
+        if extra:  # scored like the split, each under its name
+            s["extra"] = evaluate_sets(model, tok, cfg, extra, evaluate_overrides(args), device)
+            lines += [f"{n}: {format_scores(x)}\n{hl.format_report(x)}"
+                      for n, x in s["extra"].items()]
     else:
         raise UserError("evaluate needs --checkpoint, or --hyp and --ref")
     print(json.dumps(s, indent=2) if args.json else "\n".join([format_scores(s)] + lines))

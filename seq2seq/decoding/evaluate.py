@@ -8,12 +8,12 @@
 second. The training loop's validation: :mod:`seq2seq.training.validation`.
 """
 
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import sacrebleu
 
 from seq2seq.data.lengths import truncation_warning
-from seq2seq.data.readers import Pairs, load_splits
+from seq2seq.data.readers import Pairs, load_splits, read_test_set
 from seq2seq.errors import ConfigError, UserError
 
 from .settings import decode_settings
@@ -63,6 +63,18 @@ def read_split(cfg, split: Optional[str] = None, dataset=None, errors: str = "st
     if not split:
         raise UserError("no split to evaluate: give --split or set data.test_split")
     return load_splits(cfg.data, [split], dataset, errors)[split]
+
+
+def read_test_sets(texts: Sequence[str]) -> List[Tuple[str, List[str], List[str]]]:
+    """The ``--extra-test NAME=SRC,REF`` sets (``texts``), read (one line for a bad file or
+    value; UTF-8, strictly, as compare-tf reads them), as (name, sources, references); a name
+    given twice is refused."""
+    sets = [read_test_set(text) for text in texts]
+    names = [name for name, _, _ in sets]
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice:
+        raise UserError(f"--extra-test {twice}=...: given twice; give each set its own name")
+    return sets
 
 
 def decode_config(cfg, overrides: Optional[Dict[str, Any]] = None, model=None):
@@ -118,6 +130,20 @@ def evaluate_model(model, tok, cfg, split: Optional[str] = None, dataset=None, d
     srcs, refs = read_split(cfg, split, dataset, errors)
     return evaluate_lines(model, tok, cfg, srcs, refs, split, decode, device, progress,
                           log_probs)
+
+
+def evaluate_sets(model, tok, cfg, sets: Sequence[Tuple[str, List[str], List[str]]],
+                  decode=None, device="cpu", progress: bool = False) -> Dict[str, Dict]:
+    """Each set of ``sets`` (name, sources, references: :func:`read_test_sets`) decoded as
+    :func:`evaluate_lines` does, with its log-probabilities: per name its scores and its
+    hallucination keys (:func:`seq2seq.decoding.hallucination.evaluation_report`)."""
+    from .hallucination import evaluation_report
+
+    out = {}
+    for name, srcs, refs in sets:
+        ev = evaluate_lines(model, tok, cfg, srcs, refs, name, decode, device, progress, True)
+        out[name] = {**ev.scores, **evaluation_report(ev)}
+    return out
 
 
 def evaluate_checkpoint(checkpoint, split: Optional[str] = None, dataset=None, decode=None,
