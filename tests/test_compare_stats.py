@@ -133,3 +133,47 @@ def test_the_mcnemar_cell_says_which_way_each_significant_seed_went():
     assert mcnemar_cell(runs) == "2 better, 2 worse of 5 seeds"
     assert mcnemar_cell(runs[:2]) == "2 worse of 2 seeds"
     assert mcnemar_cell(runs[4:]) == "0 of 1 seeds"
+
+
+def test_a_lower_hallucination_rate_is_better_and_runs_without_flags_are_skipped(tmp_path):
+    """The reference flags 80 of 400 sentences per seed, "fewer" 20, "more" 140: differences
+    of -15 and +15 points, verdicts better and worse (lower is better); a set where one run
+    kept no flags (an older run) and a beam search get no hallucination rows."""
+    labels = ["ref", "fewer", "more"]
+    flagged = {"ref": 80, "fewer": 20, "more": 140}
+    run_dirs = {a: [tmp_path / a / f"seed{j}" for j in range(2)] for a in labels}
+    results = {}
+    for a in labels:
+        results[a] = []
+        for j, d in enumerate(run_dirs[a]):
+            d.mkdir(parents=True)
+            for name in ("test", "old"):
+                (d / hyp_file(name, 1)).write_text("".join(r + "\n" for r in REFS))
+            (d / hyp_file("test", 4)).write_text("".join(r + "\n" for r in REFS))
+            flags = sorted(random.Random(10 * j + len(a)).sample(range(len(REFS)), flagged[a]))
+            old = {} if (a, j) == ("more", 1) else {"hallucination_flagged": flags}
+            results[a].append({"hallucination": {"test": {"hallucination_rate": 1.0,
+                                                          "hallucination_flagged": flags},
+                                                 "old": {"hallucination_rate": 1.0, **old}}})
+    settings = [SimpleNamespace(label=a) for a in labels]
+    sets = [ScoredSet("test", 1, REFS), ScoredSet("test", 4, REFS), ScoredSet("old", 1, REFS)]
+    rows = compare_sets(settings, run_dirs, sets, margin=1.0, n_samples=400, results=results)
+    hall = [r for r in rows if r["metric"] == "hallucination"]
+    assert {r["set"] for r in hall} == {"test"}  # not beam 4, not the set with an old run
+    assert [r["setting"] for r in hall] == ["fewer", "more"]
+    assert [r["diff"] for r in hall] == pytest.approx([-15.0, 15.0])
+    assert [r["verdict"] for r in hall] == ["better", "worse"]
+    assert hall[0]["hi"] < 0 < hall[1]["lo"]
+    assert [r["p_holm"] for r in hall] == holm([r["p_value"] for r in hall])
+    # without results (or on identical outputs) the text metrics are unchanged
+    assert [r for r in rows if r["metric"] != "hallucination"] == compare_sets(
+        settings, run_dirs, sets, margin=1.0, n_samples=400)
+    from seq2seq.compare.pooled import comparisons_table
+    table = comparisons_table(rows, {}, sets[0])
+    assert "Δhallucination %" in table.splitlines()[0]
+    assert all(line.count("|") == table.splitlines()[0].count("|") for line in table.splitlines())
+
+
+@pytest.mark.parametrize("lo, hi, word", [(-3.0, -1.0, "better"), (1.0, 3.0, "worse")])
+def test_lower_better_verdict_words(lo, hi, word):
+    assert verdict(lo, hi, 0.01, margin=1.0, lower_better=True) == word

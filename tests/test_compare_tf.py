@@ -272,7 +272,14 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
         assert (out / f"forest-{name}.png").stat().st_size > 1000
     comparisons = list(csv.DictReader(open(out / "comparisons.csv")))
     assert {(r["set"], r["metric"]) for r in comparisons} == {
-        (s, m) for s in sets for m in ("bleu", "chrf", "exact_match")}
+        (s, m) for s in sets for m in ("bleu", "chrf", "exact_match")} | {
+        (s, "hallucination") for s in ("test", "again")}  # greedy only
+    run_dir = out / "runs" / "linear-min0.5" / "seed1"
+    kept = json.loads((run_dir / "result.json").read_text())
+    for name, rep in kept["hallucination"].items():  # the flags: the sentences the rate counts
+        n = len((run_dir / f"{name}.hyp").read_text().splitlines())
+        assert rep["hallucination_rate"] == pytest.approx(
+            round(100.0 * len(rep["hallucination_flagged"]) / n, 2))
     for r in comparisons:
         assert float(r["lo"]) <= float(r["hi"]) and r["setting"] == "linear:min=0.5"
         assert r["verdict"] in ("better", "worse", "equivalent", "undetermined")

@@ -8,17 +8,18 @@ from typing import Any, Dict, List
 
 from seq2seq.training.plots import pyplot, save
 
-from .pooled import METRICS
+from .pooled import metrics_of
 
 
 def plot_forest(rows: List[Dict[str, Any]], reference: str, path: Path, title: str) -> None:
     """``rows``: :func:`~.pooled.compare_sets`'s rows of one scored set (every metric)."""
     plt = pyplot()
     arms = list(dict.fromkeys(r["setting"] for r in rows))
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.0 * len(METRICS) + 2.0,
+    metrics = metrics_of(rows)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.0 * len(metrics) + 2.0,
                                                        1.0 + 0.55 * len(arms)),
                              sharey=True, squeeze=False)
-    for ax, (metric, name) in zip(axes[0], METRICS):
+    for ax, (metric, name) in zip(axes[0], metrics):
         for y, arm in enumerate(arms):
             r = next((r for r in rows if r["setting"] == arm and r["metric"] == metric), None)
             if r is None:

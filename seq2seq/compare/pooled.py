@@ -1,5 +1,6 @@
 """Each arm against the reference arm, pooled over seeds: on every scored set (the test split
-and the extra ones, greedy and at each beam size) and for BLEU, chrF and exact match, one
+and the extra ones, greedy and at each beam size) and for BLEU, chrF and exact match (and the
+greedy hallucination rate, lower better, where the runs kept their flags), one
 interval that carries the seed and the test-set variance (a hierarchical bootstrap), Holm's
 correction across arms, the minimum detectable effect and a verdict; McNemar's test of exact
 match per run; their tables."""
@@ -8,9 +9,23 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
-from .stats import hierarchical_bootstrap, holm, mcnemar, min_detectable_effect, verdict
+import numpy as np
+
+from .stats import (
+    bootstrap_stats,
+    flag_stats,
+    hierarchical_bootstrap,
+    holm,
+    mcnemar,
+    min_detectable_effect,
+    verdict,
+)
 
 METRICS = (("bleu", "BLEU"), ("chrf", "chrF"), ("exact_match", "exact %"))
+#: the greedy hallucination rate (points; lower is better), where every run kept its flags
+HALLUCINATION = ("hallucination", "hallucination %")
+#: the metrics where a lower score is better
+LOWER_BETTER = {"hallucination"}
 
 
 def hyp_file(name: str, beam: int) -> str:
@@ -73,13 +88,38 @@ def mcnemar_runs(settings, results: Dict[str, List[dict]], run_dirs: Dict[str, L
             results[k][j]["mcnemar_p_holm"] = p
 
 
+def _flags(runs: Optional[List[dict]], s: ScoredSet) -> Optional[List[List[int]]]:
+    """Each seed's hallucination flags on greedy set ``s`` (0-based sentence indices, the
+    result's ``hallucination`` -> set -> ``hallucination_flagged``), or None where a run lacks
+    them (an older run, or a beam search)."""
+    if s.beam != 1 or not runs:
+        return None
+    flags = [((r.get("hallucination") or {}).get(s.name) or {}).get("hallucination_flagged")
+             for r in runs]
+    return None if any(f is None for f in flags) else flags
+
+
+def _family(s: ScoredSet, metric: str, arms, margin: float) -> List[Dict[str, Any]]:
+    """``arms``: (label, bootstrap result) of each arm but the reference: their rows, Holm's
+    correction across them, the minimum detectable effect and the verdict."""
+    family = [{"set": s.label, "slug": s.slug, "setting": label, "metric": metric, **r}
+              for label, r in arms]
+    for r, p in zip(family, holm([r["p_value"] for r in family])):
+        r.update(p_holm=p, mde=min_detectable_effect(r["se"]), margin=margin,
+                 verdict=verdict(r["lo"], r["hi"], p, margin, metric in LOWER_BETTER))
+    return family
+
+
 def compare_sets(settings, run_dirs: Dict[str, List[Path]], sets: Sequence[ScoredSet],
-                 margin: float, n_samples: int = 1000) -> List[Dict[str, Any]]:
+                 margin: float, n_samples: int = 1000,
+                 results: Optional[Dict[str, List[dict]]] = None) -> List[Dict[str, Any]]:
     """One row per scored set, metric and arm but the reference: the hierarchical bootstrap's
     difference, 95% interval and p-value (:func:`~.stats.hierarchical_bootstrap`), the
     p-value after Holm's correction across the arms of that set and metric, the minimum
     detectable effect and the verdict at ``margin``. Sets a run folder lacks outputs for are
-    left out."""
+    left out. With ``results`` (each arm's runs, seed by seed as in ``run_dirs``), also the
+    greedy hallucination rate (metric ``hallucination``, points, lower is better) on each
+    greedy set where every run of the reference and of every arm kept its flags."""
     base = settings[0].label
     rows = []
     for s in sets:
@@ -88,13 +128,15 @@ def compare_sets(settings, run_dirs: Dict[str, List[Path]], sets: Sequence[Score
         if ref_hyps is None or any(h is None for _, h in arms):
             continue
         for metric, _ in METRICS:
-            family = [{"set": s.label, "slug": s.slug, "setting": label, "metric": metric,
-                       **hierarchical_bootstrap(ref_hyps, h, s.refs, metric, n_samples)}
-                      for label, h in arms]
-            for r, p in zip(family, holm([r["p_value"] for r in family])):
-                r.update(p_holm=p, mde=min_detectable_effect(r["se"]), margin=margin,
-                         verdict=verdict(r["lo"], r["hi"], p, margin))
-            rows += family
+            rows += _family(s, metric, [(label, hierarchical_bootstrap(
+                ref_hyps, h, s.refs, metric, n_samples)) for label, h in arms], margin)
+        flags = {a.label: _flags((results or {}).get(a.label), s) for a in settings}
+        if all(f is not None for f in flags.values()):
+            stats = lambda fs: np.stack([flag_stats(f, len(s.refs)) for f in fs])  # (S, n, 2)
+            ref_stats = stats(flags[base])
+            rows += _family(s, HALLUCINATION[0], [
+                (a.label, bootstrap_stats(ref_stats, stats(flags[a.label]), HALLUCINATION[0],
+                                          n_samples)) for a in settings[1:]], margin)
     return rows
 
 
@@ -167,21 +209,31 @@ def comparisons_table(pooled: List[Dict[str, Any]], results: Dict[str, List[dict
     """Every scored set and arm: per metric the pooled difference [95% CI], the corrected
     p-value and the verdict (with the minimum detectable effect where it is not better or
     worse); and the runs whose McNemar test on ``main`` (Holm within the seed) finds exact
-    match different."""
+    match different. A hallucination column where any set has that comparison ("-" where a
+    set has not: older runs, beam search)."""
     keys = list(dict.fromkeys((r["set"], r["setting"]) for r in pooled))
-    head = ["set", "setting"] + [f"Δ{t} [95% CI], significance: verdict" for _, t in METRICS]
+    metrics = list(metrics_of(pooled))
+    head = ["set", "setting"] + [f"Δ{t} [95% CI], significance: verdict" for _, t in metrics]
     head.append(f"McNemar p_Holm < 0.05 ({main.label})")
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * 4) + "|"]
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join(["---"] * 2 + ["---:"] * (len(metrics) + 1)) + "|"]
     for set_label, setting in keys:
         cells = [set_label, setting]
-        for metric, title in METRICS:
-            r = next(r for r in pooled if (r["set"], r["setting"], r["metric"])
-                     == (set_label, setting, metric))
-            unit = "points" if metric == "exact_match" else title
-            cells.append(f"{_diff_cell(r)}, {_sig_cell(r)}: {_verdict_cell(r, unit)}")
+        for metric, title in metrics:
+            r = next((r for r in pooled if (r["set"], r["setting"], r["metric"])
+                      == (set_label, setting, metric)), None)
+            unit = "points" if metric in ("exact_match", "hallucination") else title
+            cells.append("-" if r is None else
+                         f"{_diff_cell(r)}, {_sig_cell(r)}: {_verdict_cell(r, unit)}")
         cells.append(mcnemar_cell(results.get(setting, [])))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def metrics_of(rows: List[Dict[str, Any]]):
+    """:data:`METRICS`, and :data:`HALLUCINATION` where ``rows`` compare it."""
+    return METRICS + ((HALLUCINATION,) if any(r["metric"] == HALLUCINATION[0] for r in rows)
+                      else ())
 
 
 def mcnemar_cell(runs: List[dict]) -> str:
@@ -221,7 +273,9 @@ results.csv (the supplementary table, below as "All columns"; the pooled columns
 The same hierarchical bootstrap, Holm's correction across the settings of each set and metric,
 and the verdict (with the minimum detectable effect next to every verdict that is not better or
 worse) for BLEU, chrF and exact match (in points), on each scored set, greedy and at each beam
-size (every row in comparisons.csv, with each seed's difference; forest-SET.png plots them:
+size, and for the greedy hallucination rate (in points; lower is better, so a negative
+difference is "better"; only on the sets where every run kept which sentences it flags)
+(every row in comparisons.csv, with each seed's difference; forest-SET.png plots them:
 each seed's difference a dot, the pooled interval a bar, the ±margin band shaded). "McNemar": the
 seeds in which McNemar's exact test of exact match on the {main.label} set (the sentences
 only one of the two runs gets right) is significant after Holm's correction across the

@@ -14,7 +14,7 @@ from seq2seq.data.readers import load_splits
 from seq2seq.data.toy import TASKS
 from seq2seq.data.toy import dataset as toy_dataset
 from seq2seq.decoding.evaluate import evaluate_lines, evaluate_model, read_split, score
-from seq2seq.decoding.hallucination import evaluation_report
+from seq2seq.decoding.hallucination import evaluation_flagged, evaluation_report
 from seq2seq.kernels.device import pick_device
 from seq2seq.errors import UserError
 from seq2seq.load import load_model
@@ -233,7 +233,9 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
         "tf_acc": 100.0 * sum(pos["correct_tf"]) / max(1, sum(pos["n"])),
         "bleu_by_length": by_len, "bleu_by_beam": by_beam, "extra_bleu": extra,
         "extra_bleu_by_beam": extra_by_beam,
-        "hallucination": {e.split: evaluation_report(e) for e in greedy},  # per scored set
+        "hallucination": {e.split: {**evaluation_report(e),  # per scored set; the pooled
+                                    "hallucination_flagged": evaluation_flagged(e)}  # test's
+                          for e in greedy},
         "exaccerr": measure(model, oracle_sets, run_cfg.decode.batch_size, device,
                             task=scoring.oracle, draws=True),
         "injection": {name: probe(model, data, run_cfg.decode.batch_size, device,

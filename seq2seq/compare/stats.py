@@ -89,7 +89,7 @@ def sentence_stats(metric: str, hyps: Sequence[str], refs: Sequence[str]) -> np.
 
 def corpus_scores(metric: str, stats: np.ndarray) -> np.ndarray:
     """``(B, D)`` summed statistics -> ``(B,)`` corpus scores (0-100)."""
-    if metric == "exact_match":
+    if metric in ("exact_match", "hallucination"):  # rates: [counted, sentences]
         return 100.0 * stats[:, 0] / np.maximum(stats[:, 1], 1.0)
     m = {"bleu": sacrebleu.BLEU, "chrf": sacrebleu.CHRF}[metric]()
     return np.array([m._compute_score_from_stats(s.tolist()).score for s in stats])
@@ -110,9 +110,25 @@ def hierarchical_bootstrap(baseline: Sequence[Sequence[str]], system: Sequence[S
     :func:`paired_bootstrap`: the interval excludes 0 exactly when ``p < 0.05``. ``se`` is
     the standard deviation of the resampled differences; ``per_seed``, each seed's difference.
     """
-    n, S = len(refs), len(baseline)
     base = np.stack([sentence_stats(metric, h, refs) for h in baseline])  # (S, n, D)
     sys_ = np.stack([sentence_stats(metric, h, refs) for h in system])  # (S, n, D)
+    return bootstrap_stats(base, sys_, metric, n_samples, seed)
+
+
+def flag_stats(flagged: Sequence[int], n: int) -> np.ndarray:
+    """``(n, 2)`` per-sentence statistics of a rate (``hallucination``): ``[flagged, 1]`` per
+    sentence, for ``flagged`` the 0-based indices of the sentences counted."""
+    out = np.zeros((n, 2))
+    out[:, 1] = 1.0
+    out[list(flagged), 0] = 1.0
+    return out
+
+
+def bootstrap_stats(base: np.ndarray, sys_: np.ndarray, metric: str, n_samples: int = 1000,
+                    seed: int = 12345) -> Dict[str, Any]:
+    """:func:`hierarchical_bootstrap` from the per-sentence statistics of each seed's two runs,
+    ``base`` and ``sys_``: ``(S, n, D)`` (:func:`sentence_stats`, :func:`flag_stats`)."""
+    S, n = base.shape[:2]
     per_seed = corpus_scores(metric, sys_.sum(1)) - corpus_scores(metric, base.sum(1))  # (S,)
     rng = np.random.default_rng(seed)
     seeds = rng.integers(S, size=(n_samples, S))  # (B, S): the seeds drawn by each resample
@@ -142,13 +158,15 @@ def min_detectable_effect(se: float) -> float:
     return Z_POWER * se
 
 
-def verdict(lo: float, hi: float, p_holm: float, margin: float) -> str:
+def verdict(lo: float, hi: float, p_holm: float, margin: float,
+            lower_better: bool = False) -> str:
     """One word for a difference with 95% interval ``[lo, hi]`` and Holm-adjusted p-value:
-    ``better`` / ``worse`` (the interval excludes 0 and ``p_holm < 0.05``), ``equivalent``
+    ``better`` / ``worse`` (the interval excludes 0 and ``p_holm < 0.05``; above 0 is better,
+    below 0 where ``lower_better``, as for a hallucination rate), ``equivalent``
     (the interval lies within ``±margin``, the user's equivalence margin), else
     ``undetermined`` (the data cannot tell; see the minimum detectable effect)."""
     if p_holm < 0.05 and (lo > 0 or hi < 0):
-        return "better" if lo > 0 else "worse"
+        return "better" if (lo > 0) != lower_better else "worse"
     if -margin <= lo and hi <= margin:
         return "equivalent"
     return "undetermined"

@@ -245,7 +245,7 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     sets = scored_sets(results[settings[0].label][0]["eval_split"], refs, scoring.beam_sizes,
                        scoring.extra)
     mcnemar_runs(settings, results, run_dirs, sets[0])
-    pooled = compare_sets(settings, run_dirs, sets, args.margin)
+    pooled = compare_sets(settings, run_dirs, sets, args.margin, results=results)
     compared = {r["slug"] for r in pooled}
     missing = [s.label for s in sets if len(settings) > 1 and s.slug not in compared]
     if missing:  # runs scored before their outputs on every set were kept

@@ -217,6 +217,16 @@ def evaluation_report(ev) -> Dict[str, object]:
                                 oracle_task(ev.srcs, ev.refs))
 
 
+def evaluation_flagged(ev) -> List[int]:
+    """The 0-based indices of the outputs of ``ev`` (as :func:`evaluation_report` takes it)
+    that its rate counts: exact on an aligned toy task, else the proxy's flags."""
+    task = oracle_task(ev.srcs, ev.refs)
+    if task is not None:
+        return [i for i, (s, h) in enumerate(zip(ev.srcs, ev.hyps)) if toy_kinds(task, s, h)]
+    flags = proxy_flags(sentence_chrf(ev.hyps, ev.refs), ev.per_token)
+    return [i for i, f in enumerate(flags) if f]
+
+
 def format_report(report: Dict[str, object]) -> str:
     """One line for people: the rate, and the kinds (exact) or the threshold (proxy)."""
     if "hallucination_rate" in report:
