@@ -98,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def slug(setting: str) -> str:
     """compare-tf's folder name of a setting's label (``constant:1.0`` -> ``constant-1.0``)."""
-    return setting.replace(":", "-").replace(",", "-").replace("=", "")
+    from seq2seq.compare.settings import run_slug
+
+    return run_slug(setting)
 
 
 def plan(out: Path, settings: Sequence[str], seeds: Optional[Sequence[int]],

@@ -48,8 +48,7 @@ def inject(model, data, t: int, k: int, how: str, batch_size: int, device,
     from seq2seq.model.decoder import noise_ids
 
     from . import edit_oracle
-    from .oracle import greedy_pick
-    from .oracle import FREE_MARGIN
+    from .oracle import FREE_MARGIN, greedy_pick
 
     if how not in HOWS:
         raise ValueError(f"how must be one of {', '.join(HOWS)}, got {how!r}")

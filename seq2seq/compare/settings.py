@@ -89,6 +89,12 @@ def parse_setting(text: str) -> Setting:
     return Setting(label, keys)
 
 
+def run_slug(label: str) -> str:
+    """The folder name of a setting's runs, OUT/runs/SLUG (``constant:1.0`` -> ``constant-1.0``,
+    ``bengio:feed=uniform`` -> ``bengio-feeduniform``)."""
+    return label.replace(":", "-").replace(",", "-").replace("=", "")
+
+
 def parse_settings(texts: Sequence[str]) -> List[Setting]:
     """Parse every setting (a list item may hold several, space-separated); no duplicates."""
     out: List[Setting] = []

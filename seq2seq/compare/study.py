@@ -44,7 +44,13 @@ from .pooled import (
 )
 from . import injection, oracle, oracle_plots
 from .budget import design_text, fine_tune_config, pretrained_text, with_budget
-from .settings import apply_setting, lr_schedule_warning, parse_settings, schedule_summary
+from .settings import (
+    apply_setting,
+    lr_schedule_warning,
+    parse_settings,
+    run_slug,
+    schedule_summary,
+)
 from .stats import holm, paired_bootstrap
 
 
@@ -222,7 +228,7 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     log(f"comparing {len(settings)} setting(s) x {len(seeds)} seed(s), budget {args.budget} "
         f"({budget}), {args.jobs} at a time, in {out}")
 
-    slug = {s.label: s.label.replace(":", "-").replace(",", "-").replace("=", "") for s in settings}
+    slug = {s.label: run_slug(s.label) for s in settings}
     run_dirs = {s.label: [out / "runs" / slug[s.label] / f"seed{seed}" for seed in seeds]
                 for s in settings}
     pre_dirs = {seed: out / "pretrained" / f"seed{seed}" for seed in seeds}
