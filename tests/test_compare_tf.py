@@ -124,6 +124,8 @@ def _script(*args, cwd, timeout=120):
     (["--extra-test", "x=a.de"], "NAME=SRC_FILE,REF_FILE"),
     (["--extra-test", "x=missing.de,missing.en"], "does not exist"),
     (["--jobs", "0"], "--jobs must be >= 1"),
+    (["--injection-sentences", "-1"], "--injection-sentences must be >= 0"),
+    (["--injection-sentences", "5"], "the reverse task probes every output against its exact"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, words):
     p = _script(*args, "--out", tmp_path / "out", cwd=tmp_path)
@@ -325,6 +327,41 @@ def test_end_to_end_two_settings(tmp_path, monkeypatch, capsys):
     assert study.main(args + ["--no-progress"]) == 0
     assert best.stat().st_mtime_ns == before
     assert json.loads(result.read_text())["hallucination"] == old["hallucination"]
+    assert not (out / "injection.csv").exists()  # translation: the probe only on request
+
+    # error injection on translation, asked of finished runs: probed without training or
+    # scoring again, against the reference suffix and labelled so; what the probe gives
+    old = json.loads(result.read_text())
+    assert study.main(args + ["--no-progress", "--injection-sentences", "20"]) == 0
+    assert best.stat().st_mtime_ns == before
+    new = json.loads(result.read_text())
+    assert {k: v for k, v in new.items() if not k.startswith("injection")} == {
+        k: v for k, v in old.items() if not k.startswith("injection")}
+    assert new["injection_against"] == "reference suffix" and new["injection_sentences"] == 20
+    probes = list(csv.DictReader(open(out / "injection.csv")))
+    assert {(r["setting"], r["set"], r["against"]) for r in probes} == {
+        (s, name, "reference suffix") for s in ("constant:1.0", "linear:min=0.5")
+        for name in ("test", "again")}
+    assert {(r["how"], r["k"], r["t"]) for r in probes} == {
+        (h, str(k), str(t)) for h in ("gold", "random", "second") for k in (1, 2, 4)
+        for t in (2, 5, 10)}
+    assert all(0 < int(r["n"]) <= 20 for r in probes if r["t"] == "2")
+    from seq2seq.compare.injection import inject
+    from seq2seq.data.batching import encode_pairs
+    from seq2seq.load import load_model
+    model, tok, _ = load_model(best, device="cpu")
+    pairs = encode_pairs(tok, [open(f).read().splitlines()[:20] for f in files["test"]])
+    want = inject(model, pairs, 5, 2, "second", 64, "cpu")
+    got = next(r for r in probes if (r["setting"], r["set"], r["how"], r["k"], r["t"]) == (
+        "constant:1.0", "test", "second", "2", "5"))
+    assert float(got["acc"]) == pytest.approx(want["acc"]) and int(got["n"]) == want["n"]
+    md = (out / "results.md").read_text()
+    assert "## Error injection" in md and "(against the reference suffix)" in md
+    assert "| constant:1.0 |" in md.split("## Error injection")[1]
+    assert (out / "injection.png").stat().st_size > 1000
+    mtime = result.stat().st_mtime_ns  # probed once: the same command reuses it as it is
+    assert study.main(args + ["--no-progress", "--injection-sentences", "20"]) == 0
+    assert result.stat().st_mtime_ns == mtime
 
 
 def test_holm_adjusts_a_family_of_p_values_step_down():

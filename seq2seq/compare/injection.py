@@ -27,7 +27,7 @@ Against which oracle the suffix (positions ``t + k`` on) is scored
   outside adds an edit).
 """
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence
 
 HOWS = ("gold", "random", "second")
 #: the injection positions compare-tf probes (0-based; outputs too short for t + k are left out)
@@ -159,9 +159,24 @@ def probe(model, data, batch_size: int, device, ks=(1, 2, 4), ts=(2,),
     return out
 
 
+#: what a translation probe scores against (``result["injection_against"]``; toy tasks: oracle)
+REFERENCE = "reference suffix"
+
+
+def reference_probe(model, sets, n: int, batch_size: int, device) -> Dict[str, dict]:
+    """Error injection on translation (compare-tf ``--injection-sentences``): :func:`probe` at
+    :data:`POSITIONS` on the first ``n`` pairs of each of ``sets`` (``{name: IdPairs}``),
+    scored against the reference suffix: the divergence from the reference path after k
+    forced wrong pieces, not recovery (a right paraphrase counts as wrong)."""
+    return {name: probe(model, data._replace(**{f: getattr(data, f)[:n] for f in data._fields}),
+                        batch_size, device, ts=POSITIONS)
+            for name, data in sets.items() if len(data.tgt)}
+
+
 def csv_rows(settings, results) -> list:
     """One row per setting, seed, scored set, position ``t``, ``how`` and ``k`` of every run
-    that probed it (``result["injection"]``), the clean run (``how`` gold) beside each."""
+    that probed it (``result["injection"]``), the clean run (``how`` gold) beside each;
+    ``against``: the exact oracle (toy tasks) or the :data:`REFERENCE` (translation)."""
     rows = []
     for s in settings:
         for r in results[s.label]:
@@ -169,5 +184,110 @@ def csv_rows(settings, results) -> list:
                 for key, v in res.items():
                     how, k = key.split("_")[:2]
                     rows.append({"setting": s.label, "seed": r.get("seed"), "set": name,
+                                 "against": r.get("injection_against", "oracle"),
                                  "how": how, "k": int(k), **v})
     return rows
+
+
+def drops(rows: Sequence[dict], stat: str = "acc") -> Dict[tuple, List[float]]:
+    """``{(set, setting, how, k): [per seed]}``: each seed's ``stat`` of the clean run (``how``
+    gold) minus that after the injection, averaged over the positions ``t`` (the clean run's
+    own value under ``how`` gold); positions probed on no output (``n`` 0) left out."""
+    by = {}
+    for r in rows:
+        if int(r["n"]):
+            by.setdefault((r["set"], r["setting"], r["seed"], r["k"], r["t"]), {})[r["how"]] = \
+                float(r[stat])
+    out: Dict[tuple, Dict[object, List[float]]] = {}
+    for (name, arm, seed, k, _), v in by.items():
+        for how, x in v.items():
+            d = v["gold"] if how == "gold" else v["gold"] - x
+            out.setdefault((name, arm, how, k), {}).setdefault(seed, []).append(d)
+    return {key: [sum(xs) / len(xs) for xs in seeds.values()] for key, seeds in out.items()}
+
+
+def markdown(rows: Sequence[dict]) -> str:
+    """A table per scored set: every arm's clean suffix accuracy and its drop after k = 1, 2, 4
+    forced tokens (random, the model's second choice), mean ± sd over seeds, averaged over
+    the positions ``t``."""
+    from .stats import mean_std_ci
+
+    d = drops(rows)
+    ks = sorted({key[3] for key in d})
+    hows = [h for h in HOWS[1:] if any(key[2] == h for key in d)]
+    cell = lambda xs: "{:.1f} ± {:.1f}".format(*mean_std_ci(xs)[:2]) if xs else ""
+    against = {r["set"]: r["against"] for r in rows}
+    parts = []
+    for name in dict.fromkeys(r["set"] for r in rows):
+        head = ["arm", "clean suffix acc %"] + [f"{h} k={k}" for h in hows for k in ks]
+        lines = [f"{name} (against the {against[name]}):", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for arm in dict.fromkeys(r["setting"] for r in rows):
+            clean = [x for k in ks[:1] for x in d.get((name, arm, "gold", k), [])]
+            lines.append("| " + " | ".join([arm, cell(clean)] + [
+                cell(d.get((name, arm, h, k), [])) for h in hows for k in ks]) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def section(rows: Sequence[dict]) -> str:
+    """results.md's error-injection section (empty without probes): :func:`markdown` and what
+    its numbers are against."""
+    if not rows:
+        return ""
+    note = ("On translation the suffix is scored against the reference suffix: the numbers "
+            "measure the divergence from the reference path after the injection, not recovery "
+            "(a right paraphrase counts as wrong)." if any(r["against"] == REFERENCE
+                                                           for r in rows) else
+            "The suffix is scored against the task's exact oracle.")
+    return f"""
+## Error injection (He et al., 2021)
+
+k wrong tokens forced into the gold prefix at positions {", ".join(map(str, POSITIONS))}, then
+greedy: the clean run's suffix token accuracy (gold tokens forced instead) and its drop in points
+after the injection, mean ± sd over seeds, averaged over the positions (injection.csv,
+injection.png). {note}
+
+{markdown(rows)}
+"""
+
+
+def plot(rows: Sequence[dict], path, title: str) -> None:
+    """``injection.png``: a column per scored set; the drop in suffix accuracy (top) and the
+    rise in suffix loss (bottom) against k, a color per arm (solid: random tokens, dashed: the
+    model's second choice), mean over seeds with their range as a band."""
+    from seq2seq.training.plots import pyplot, save
+
+    plt = pyplot()
+    sets = list(dict.fromkeys(r["set"] for r in rows))
+    arms = list(dict.fromkeys(r["setting"] for r in rows))
+    fig, axes = plt.subplots(2, len(sets), figsize=(5 * len(sets), 6.5), squeeze=False,
+                             sharex=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for row, (stat, sign) in enumerate((("acc", 1), ("loss", -1))):
+        d = drops(rows, stat)
+        for col, name in enumerate(sets):
+            ax = axes[row][col]
+            for a, arm in enumerate(arms):
+                for how, ls in (("random", "-"), ("second", "--")):
+                    ks = sorted(k for (s, m, h, k) in d if (s, m, h) == (name, arm, how))
+                    if not ks:
+                        continue
+                    ys = [[sign * x for x in d[(name, arm, how, k)]] for k in ks]
+                    ax.plot(ks, [sum(y) / len(y) for y in ys], ls=ls, marker="o", ms=3,
+                            color=colors[a % len(colors)],
+                            label=f"{arm} ({how})" if col == 0 and row == 0 else None)
+                    ax.fill_between(ks, [min(y) for y in ys], [max(y) for y in ys],
+                                    color=colors[a % len(colors)], alpha=0.12, lw=0)
+            ax.axhline(0, color="grey", lw=0.8)
+            if row == 0:
+                ax.set_title(f"{name} (against the {rows[0]['against']})", fontsize=9)
+            else:
+                ax.set_xlabel("k, tokens forced wrong")
+            ax.set_xticks(sorted({r["k"] for r in rows}))
+    axes[0][0].set_ylabel("suffix accuracy drop, points\n(clean run minus injected)")
+    axes[1][0].set_ylabel("suffix loss rise, nats per token")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"error injection (He et al., 2021), mean over seeds and t, band: seed range\n"
+                 f"{title}", fontsize=9)
+    save(plt, fig, path)

@@ -36,7 +36,8 @@ Per setting it reports:
                             model's second choice; gold: the clean run) forced at positions
                             t = 2, 5, 10 of a gold prefix, then greedy: the suffix's
                             accuracy, exact match and loss against the oracle (He et al.,
-                            2021; injection.csv)
+                            2021; injection.csv). On translation with --injection-sentences:
+                            against the reference suffix, labelled so (injection.png)
   hallucination             every scored set, greedy: seq2seq evaluate's rate (exact on the
                             aligned toy tasks; elsewhere a proxy, low chrF at high model
                             confidence), in runs.csv as hallucination_rate_SET or
@@ -221,6 +222,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "Example: --beam-sizes 1 5")
     add_extra_test_option(p, "e.g. an out-of-domain one, scored like the test split, greedy "
                              "and at every --beam-sizes size")
+    p.add_argument("--injection-sentences", type=int, default=0, metavar="N",
+                   help="error injection on translation (He et al., 2021): on the first N "
+                        "pairs of every scored set, k = 1, 2, 4 wrong pieces (random, or the "
+                        "model's second choice) forced at positions 2, 5, 10 of the gold "
+                        "prefix, then greedy; the suffix's accuracy and loss against the "
+                        "reference suffix, beside the clean run (injection.csv, .png, a table "
+                        "in results.md). On translation this is the divergence from the "
+                        "reference path, not recovery: a right paraphrase counts as wrong. "
+                        "27 greedy passes over N pairs per set; finished runs are probed "
+                        "without training or scoring again. Default 0: none (toy tasks with an "
+                        "exact oracle always probe every output against it). Example: "
+                        "--injection-sentences 300")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train N runs at once, splitting train.threads between them (2 jobs "
                         "of 1 thread on a 2-core machine: about half the wall time); results "

@@ -21,7 +21,7 @@ from seq2seq.load import load_model
 from seq2seq.training.loop import train
 from seq2seq.training.validation import validate
 
-from .injection import POSITIONS, probe
+from .injection import POSITIONS, REFERENCE, probe, reference_probe
 from .oracle import measure
 from .pooled import hyp_file
 
@@ -98,6 +98,7 @@ class Scoring(NamedTuple):
     oracle: Optional[str] = None  # the toy task with an exact oracle (compare/oracle.py), if any
     sets: Tuple[str, ...] = ()  # the splits the oracle is measured on (extras added); the
     # last is the test split (data.test_split, else data.valid_split): the hallucination's too
+    injection_n: int = 0  # translation: the pairs of each scored set the injection probes
 
     def labels(self) -> Dict[str, List[str]]:
         """What a result scored this way holds, to tell whether an old result can be reused."""
@@ -115,6 +116,27 @@ class Scoring(NamedTuple):
         positions, free runs that never predict padding): a result measured otherwise is
         measured again."""
         return ["draws", *(f"t{t}" for t in POSITIONS), "no-pad-3"] if self.oracle else []
+
+
+def wants_injection(scoring: Scoring) -> bool:
+    """Whether the runs get the error-injection probe on translation (``--injection-sentences``;
+    toy tasks with an oracle always probe against it)."""
+    return bool(scoring.injection_n) and not scoring.oracle
+
+
+def reference_injection(model, tok, run_cfg, dataset, scoring: Scoring) -> Dict[str, Any]:
+    """A translation run's error injection (:func:`seq2seq.compare.injection.reference_probe`)
+    on the first ``scoring.injection_n`` pairs of the test split and of each extra test set,
+    as the keys of its result, labelled with what it scores against."""
+    from seq2seq.data.batching import encode_pairs
+
+    split = run_cfg.data.test_split or run_cfg.data.valid_split
+    sets = {split: encode_pairs(tok, read_split(run_cfg, split, dataset)),
+            **{name: encode_pairs(tok, (srcs, refs)) for name, srcs, refs in scoring.extra}}
+    device = next(model.parameters()).device
+    return {"injection": reference_probe(model, sets, scoring.injection_n,
+                                         run_cfg.decode.batch_size, device),
+            "injection_against": REFERENCE, "injection_sentences": scoring.injection_n}
 
 
 def same_config(a: Optional[dict], b: dict) -> bool:
@@ -171,6 +193,11 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
                 and old.get("init_from") == start
                 and all(list(old.get(k, {})) == v for k, v in scoring.labels().items())):
             log(f"reusing the finished run in {run_dir} (--fresh trains it again)")
+            if wants_injection(scoring) and old.get("injection_sentences") != scoring.injection_n:
+                model, tok, run_cfg = load_model(run_dir / f"{checkpoint}.pt",
+                                                 device=pick_device(cfg.train.device))
+                old.update(reference_injection(model, tok, run_cfg, dataset, scoring))
+                result_path.write_text(json.dumps(old, indent=1) + "\n", encoding="utf-8")
             return {"epochs": float("nan"), "stopped_by": "?", **old}  # older results lack them
     saved, started = run_dir / "config.yaml", run_dir / "init_from.txt"
     same_run = (not fresh and saved.is_file() and (run_dir / "last.pt").is_file()
@@ -247,6 +274,8 @@ def train_and_evaluate(cfg, run_dir: Path, dataset, scoring: Scoring, progress: 
         "position": pos, "eval_split": ev.split, "diag_split": diag_split,
         "signature": s["signature"], "checkpoint": checkpoint, "config": cfg.to_dict(),
         "init_from": start, "oracle_measures": scoring.oracle_measures(),
+        **(reference_injection(model, tok, run_cfg, dataset, scoring)
+           if wants_injection(scoring) else {}),
     }
     result_path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return result

@@ -176,12 +176,18 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
         raise UserError(f"--margin must be >= 0, got {args.margin}")
     if args.fine_tune is not None and args.fine_tune < 1:
         raise UserError(f"--fine-tune must be >= 1 (updates per arm), got {args.fine_tune}")
+    if args.injection_sentences < 0:
+        raise UserError(f"--injection-sentences must be >= 0, got {args.injection_sentences}")
     if args.fine_tune_set and not args.fine_tune:
         raise UserError("--fine-tune-set changes the fine-tuning arms' config: it needs "
                         "--fine-tune STEPS")
     cfg = with_budget(config.load(config_path, args.set), args.budget)
     if lr_schedule_warning(cfg):
         log(lr_schedule_warning(cfg))
+    task = oracle.oracle_task(cfg.data.path, config_path, args.toy)  # exact oracle: ExAccErr
+    if task and args.injection_sentences:
+        raise UserError(f"--injection-sentences probes translation; the {task} task probes "
+                        "every output against its exact oracle: drop --injection-sentences")
     seeds = [cfg.train.seed + k for k in range(args.seeds)]
     plan = [(s, seed, apply_setting(cfg, s, seed)) for s in settings for seed in seeds]
     if not (cfg.data.test_split or cfg.data.valid_split):
@@ -222,9 +228,9 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     refs = read_split(cfg, cfg.data.test_split or cfg.data.valid_split, dataset)[1]
     buckets = length_buckets([len(r.split()) for r in refs], args.buckets)
     bucket_names = [bucket_label(b) for b in buckets]
-    task = oracle.oracle_task(cfg.data.path, config_path, args.toy)  # exact oracle: ExAccErr
     scoring = Scoring(buckets, args.checkpoint, sorted(set(args.beam_sizes)), extra, task, tuple(
-        dict.fromkeys(x for x in (cfg.data.valid_split, cfg.data.test_split) if x)))
+        dict.fromkeys(x for x in (cfg.data.valid_split, cfg.data.test_split) if x)),
+        args.injection_sentences)
     log(f"comparing {len(settings)} setting(s) x {len(seeds)} seed(s), budget {args.budget} "
         f"({budget}), {args.jobs} at a time, in {out}")
 
@@ -287,9 +293,12 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     plot_curves(settings, run_dirs, sched, out / "training_curves.png", title)
     plot_positions(settings, pos_rows, out / "position_accuracy.png", title)
     ex_rows = oracle.csv_rows(settings, results) if task else []  # compare/oracle.py
-    if ex_rows:  # exaccerr.csv, exaccerr.png, exaccerr-SETTING.png, injection.csv
+    inj_rows = injection.csv_rows(settings, results)  # toy tasks; translation on request
+    if inj_rows:
+        write_csv(out / "injection.csv", inj_rows)
+        injection.plot(inj_rows, out / "injection.png", title)
+    if ex_rows:  # exaccerr.csv, exaccerr.png, exaccerr-SETTING.png
         write_csv(out / "exaccerr.csv", ex_rows)
-        write_csv(out / "injection.csv", injection.csv_rows(settings, results))
         oracle_plots.plot_arms(ex_rows, out / "exaccerr.png", title)
         for s in settings:
             oracle_plots.plot(s.label, [r for r in ex_rows if r["setting"] == s.label],
@@ -330,7 +339,7 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
 {text['headline_note']}
 
 {text['sets']}
-
+{injection.section(inj_rows)}
 ## All columns
 
 {full_table}
