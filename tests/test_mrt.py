@@ -179,6 +179,25 @@ def test_a_misuse_is_one_line_naming_the_key(override, key):
     assert key in str(e.value) and "\n" not in str(e.value)
 
 
+def test_mrt_from_an_untrained_model_is_one_line_naming_the_key(tmp_path):
+    """MRT alone (mrt.mle_weight 0) needs a model that can already translate: a new run without
+    --init-from is refused before it starts, as is compare-tf's mrt arm without --fine-tune;
+    with some token loss, or as fine-tuning, it runs."""
+    common = [*tiny_text_run(tmp_path), "--no-progress", "--set", "train.max_steps=2",
+              "--set", "train.objective=mrt", "--set", "mrt.samples=2"]
+    p = seq2seq("train", *common, "--out", "scratch", cwd=tmp_path, check=False)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "train.objective" in lines[0]
+    assert "--init-from" in lines[0] and not (tmp_path / "scratch" / "last.pt").exists()
+    seq2seq("train", *common, "--set", "mrt.mle_weight=0.5", "--out", "mixed", cwd=tmp_path)
+    assert (tmp_path / "mixed" / "last.pt").is_file()
+    p = seq2seq("compare-tf", "--settings", "constant:1.0", "mrt", "--out", "cmp",
+                cwd=tmp_path, check=False)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "setting mrt" in lines[0]
+    assert "--fine-tune" in lines[0] and not (tmp_path / "cmp").exists()
+
+
 def test_a_toy_run_with_mrt_logs_the_expected_cost(tmp_path):
     """seq2seq train with train.objective=mrt, fine-tuning a teacher-forced run
     (--init-from): it finishes, metrics.jsonl holds the expected cost of training and

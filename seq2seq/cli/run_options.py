@@ -20,7 +20,8 @@ tokenizer of a finished one, with a fresh optimizer, learning-rate schedule and 
 the config's model section must describe the same architecture (model.impl, kernels,
 manual_backward and dropout may differ).
 train.objective: mrt minimizes the expected cost of the model's own samples (minimum risk
-training; the mrt section: samples, sharpness, cost, mle_weight, include_reference).
+training; the mrt section: samples, sharpness, cost, mle_weight, include_reference), as
+fine-tuning of a trained run (--init-from); a new run needs mrt.mle_weight > 0.
 teacher_forcing.passes: 2 is two-pass scheduled sampling: a teacher-forced pass's predictions,
 teacher_forcing.mix argmax | sample | soft (the softmax-weighted embedding; with
 teacher_forcing.mix_gradient: true, trained through the first pass), mixed into the gold inputs

@@ -190,6 +190,12 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
                         "every output against its exact oracle: drop --injection-sentences")
     seeds = [cfg.train.seed + k for k in range(args.seeds)]
     plan = [(s, seed, apply_setting(cfg, s, seed)) for s in settings for seed in seeds]
+    untrained = [s.label for s, _, c in plan if c.train.objective == "mrt" and not args.fine_tune
+                 and c.mrt.mle_weight == 0]
+    if untrained:
+        raise UserError(f"setting {untrained[0]}: train.objective mrt learns from the model's own "
+                        "samples, which an untrained model cannot give: run it as fine-tuning "
+                        "(--fine-tune STEPS), or --set mrt.mle_weight=0.5")
     if not (cfg.data.test_split or cfg.data.valid_split):
         raise UserError("the config has neither data.test_split nor data.valid_split to score")
     extra = [read_test_set(text) for text in args.extra_test]
