@@ -215,16 +215,18 @@ def markdown(rows: Sequence[dict]) -> str:
     d = drops(rows)
     ks = sorted({key[3] for key in d})
     hows = [h for h in HOWS[1:] if any(key[2] == h for key in d)]
-    cell = lambda xs: "{:.1f} ± {:.1f}".format(*mean_std_ci(xs)[:2]) if xs else ""
+    cell = lambda xs: ("" if not xs else f"{mean_std_ci(xs)[0]:+.1f}" if len(xs) == 1 else
+                       "{:+.1f} ± {:.1f}".format(*mean_std_ci(xs)[:2]))
     against = {r["set"]: r["against"] for r in rows}
     parts = []
     for name in dict.fromkeys(r["set"] for r in rows):
-        head = ["arm", "clean suffix acc %"] + [f"{h} k={k}" for h in hows for k in ks]
+        head = ["arm", f"clean suffix acc % (k={ks[0]})"] + [f"drop, {h} k={k}" for h in hows
+                                                              for k in ks]
         lines = [f"{name} (against the {against[name]}):", "",
-                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                 "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
         for arm in dict.fromkeys(r["setting"] for r in rows):
             clean = [x for k in ks[:1] for x in d.get((name, arm, "gold", k), [])]
-            lines.append("| " + " | ".join([arm, cell(clean)] + [
+            lines.append("| " + " | ".join([arm, cell(clean).lstrip("+")] + [
                 cell(d.get((name, arm, h, k), [])) for h in hows for k in ks]) + " |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
@@ -245,8 +247,8 @@ def section(rows: Sequence[dict]) -> str:
 
 k wrong tokens forced into the gold prefix at positions {", ".join(map(str, POSITIONS))}, then
 greedy: the clean run's suffix token accuracy (gold tokens forced instead) and its drop in points
-after the injection, mean ± sd over seeds, averaged over the positions (injection.csv,
-injection.png). {note}
+after the injection (clean minus injected: positive, the injection hurts), mean ± sd over seeds,
+averaged over the positions (injection.csv, injection.png). {note}
 
 {markdown(rows)}
 """
@@ -287,7 +289,7 @@ def plot(rows: Sequence[dict], path, title: str) -> None:
             ax.set_xticks(sorted({r["k"] for r in rows}))
     axes[0][0].set_ylabel("suffix accuracy drop, points\n(clean run minus injected)")
     axes[1][0].set_ylabel("suffix loss rise, nats per token")
-    axes[0][0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=7, handlelength=3.5)
     fig.suptitle(f"error injection (He et al., 2021), mean over seeds and t, band: seed range\n"
                  f"{title}", fontsize=9)
     save(plt, fig, path)
