@@ -131,3 +131,42 @@ def test_the_probe_decodes_as_greedy_search_never_picking_padding():
     for how in ("gold", "second"):
         r = inject(model, data, 1, 1, how, 3, "cpu")
         assert r["acc"] == r["exact"] == 100.0, how
+
+
+def test_the_table_averages_drops_over_positions_then_seeds():
+    """drops: clean minus injected per seed, averaged over the positions probed on some output
+    (n 0 left out), then listed per seed; the table and section show it, labelled with what it
+    is against; a translation probe of another size than asked is left out of the rows."""
+    from types import SimpleNamespace
+
+    from seq2seq.compare.injection import REFERENCE, csv_rows, drops, markdown, section
+
+    def res(gold, rnd, n=10):
+        return {"t": 0, "n": n, "acc": gold, "exact": 0.0, "loss": 1.0}, \
+               {"t": 0, "n": n, "acc": rnd, "exact": 0.0, "loss": 2.0}
+
+    def probe_of(values):  # {t: (gold acc, random acc, n)} at k = 1
+        out = {}
+        for t, (g, r, n) in values.items():
+            out[f"gold_1_t{t}"], out[f"random_1_t{t}"] = (dict(v, t=t) for v in res(g, r, n))
+        return {"test": out}
+
+    results = {"a": [
+        {"seed": 1, "injection": probe_of({2: (50, 40, 10), 5: (60, 40, 10), 10: (0, 0, 0)}),
+         "injection_against": REFERENCE, "injection_sentences": 10},
+        {"seed": 2, "injection": probe_of({2: (50, 30, 10), 5: (50, 30, 10)}),
+         "injection_against": REFERENCE, "injection_sentences": 10},
+        {"seed": 3, "injection": probe_of({2: (0, 0, 10)}),  # probed at another size
+         "injection_against": REFERENCE, "injection_sentences": 99}]}
+    rows = csv_rows([SimpleNamespace(label="a")], results, 10)
+    assert {r["seed"] for r in rows} == {1, 2} and {r["against"] for r in rows} == {REFERENCE}
+    d = drops(rows)
+    assert d[("test", "a", "random", 1)] == [15.0, 20.0]  # (10 + 20) / 2; (20 + 20) / 2
+    assert d[("test", "a", "gold", 1)] == [55.0, 50.0]
+    assert drops(rows, "loss")[("test", "a", "random", 1)] == [-1.0, -1.0]
+    table = markdown(rows)
+    assert "| a | 52.5 ± 3.5 | +17.5 ± 3.5 |" in table and "reference suffix" in table
+    assert "first 10 pairs" in section(rows, 10) and section([], 10) == ""
+    assert not csv_rows([SimpleNamespace(label="a")], results, 0)  # not asked: none shown
+    empty = [dict(r, n=0) for r in rows]
+    assert "no output is long enough" in markdown(empty)

@@ -189,6 +189,8 @@ def test_mrt_from_an_untrained_model_is_one_line_naming_the_key(tmp_path):
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and "train.objective" in lines[0]
     assert "--init-from" in lines[0] and not (tmp_path / "scratch" / "last.pt").exists()
+    p = seq2seq("train", *common, "--resume", "--out", "scratch", cwd=tmp_path, check=False)
+    assert p.returncode == 2 and "train.objective" in p.stderr  # --resume with nothing there
     seq2seq("train", *common, "--set", "mrt.mle_weight=0.5", "--out", "mixed", cwd=tmp_path)
     assert (tmp_path / "mixed" / "last.pt").is_file()
     p = seq2seq("compare-tf", "--settings", "constant:1.0", "mrt", "--out", "cmp",
@@ -196,6 +198,10 @@ def test_mrt_from_an_untrained_model_is_one_line_naming_the_key(tmp_path):
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and "setting mrt" in lines[0]
     assert "--fine-tune" in lines[0] and not (tmp_path / "cmp").exists()
+    p = seq2seq("compare-tf", "--set", "train.objective=mrt", "--fine-tune", "5", "--out", "cmp",
+                cwd=tmp_path, check=False)  # stage 1 would train MRT alone from scratch
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "stage 1" in lines[0]
 
 
 def test_a_toy_run_with_mrt_logs_the_expected_cost(tmp_path):

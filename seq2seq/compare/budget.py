@@ -59,3 +59,22 @@ def pretrained_text(pretrained: List[dict]) -> str:
     return (f"\n- pretrained (stage 1, teacher forcing; pretrained.csv): BLEU {mean('bleu'):.2f}, "
             f"exact match {mean('exact_match'):.1f}%, {mean('steps'):.0f} steps on average over "
             f"{len(pretrained)} seed(s); every arm of a seed starts from its checkpoint")
+
+
+def refuse_untrained_mrt(cfg, plan, fine_tune) -> None:
+    """Minimum risk training alone (``mrt.mle_weight`` 0) learns from the model's own samples,
+    which an untrained model cannot give: a run of ``plan`` (``(setting, seed, config)``) that
+    would train so from scratch is refused with one line, as is a ``--fine-tune`` stage 1 with
+    the config's ``train.objective`` mrt (``seq2seq train`` refuses the same without
+    ``--init-from``)."""
+    alone = lambda c: c.train.objective == "mrt" and c.mrt.mle_weight == 0
+    if fine_tune and alone(cfg):
+        raise UserError("train.objective mrt: stage 1 of --fine-tune trains from scratch with "
+                        "the config's objective, and MRT learns from the model's own samples, "
+                        "which an untrained model cannot give: make MRT an arm (--settings mrt, "
+                        "or --fine-tune-set train.objective=mrt)")
+    untrained = [s.label for s, _, c in plan if alone(c) and not fine_tune]
+    if untrained:
+        raise UserError(f"setting {untrained[0]}: train.objective mrt learns from the model's own "
+                        "samples, which an untrained model cannot give: run it as fine-tuning "
+                        "(--fine-tune STEPS), or --set mrt.mle_weight=0.5")

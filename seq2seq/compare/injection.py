@@ -173,13 +173,18 @@ def reference_probe(model, sets, n: int, batch_size: int, device) -> Dict[str, d
             for name, data in sets.items() if len(data.tgt)}
 
 
-def csv_rows(settings, results) -> list:
+def csv_rows(settings, results, sentences: int = 0) -> list:
     """One row per setting, seed, scored set, position ``t``, ``how`` and ``k`` of every run
     that probed it (``result["injection"]``), the clean run (``how`` gold) beside each;
-    ``against``: the exact oracle (toy tasks) or the :data:`REFERENCE` (translation)."""
+    ``against``: the exact oracle (toy tasks) or the :data:`REFERENCE` (translation), whose
+    probes count only where they cover ``sentences`` pairs (compare-tf's
+    ``--injection-sentences``; 0: none), so an earlier probe of another size is left out."""
     rows = []
     for s in settings:
         for r in results[s.label]:
+            if (r.get("injection_against") == REFERENCE
+                    and r.get("injection_sentences") != sentences):
+                continue
             for name, res in (r.get("injection") or {}).items():
                 for key, v in res.items():
                     how, k = key.split("_")[:2]
@@ -214,6 +219,8 @@ def markdown(rows: Sequence[dict]) -> str:
 
     d = drops(rows)
     ks = sorted({key[3] for key in d})
+    if not ks:
+        return "(no output is long enough for any injection position)"
     hows = [h for h in HOWS[1:] if any(key[2] == h for key in d)]
     cell = lambda xs: ("" if not xs else f"{mean_std_ci(xs)[0]:+.1f}" if len(xs) == 1 else
                        "{:+.1f} ± {:.1f}".format(*mean_std_ci(xs)[:2]))
@@ -232,15 +239,15 @@ def markdown(rows: Sequence[dict]) -> str:
     return "\n\n".join(parts)
 
 
-def section(rows: Sequence[dict]) -> str:
+def section(rows: Sequence[dict], sentences: int = 0) -> str:
     """results.md's error-injection section (empty without probes): :func:`markdown` and what
-    its numbers are against."""
+    its numbers are against (``sentences``: the pairs per set a translation probe covers)."""
     if not rows:
         return ""
-    note = ("On translation the suffix is scored against the reference suffix: the numbers "
-            "measure the divergence from the reference path after the injection, not recovery "
-            "(a right paraphrase counts as wrong)." if any(r["against"] == REFERENCE
-                                                           for r in rows) else
+    note = (f"On translation, on the first {sentences} pairs of each set, the suffix is scored "
+            "against the reference suffix: the numbers measure the divergence from the "
+            "reference path after the injection, not recovery (a right paraphrase counts as "
+            "wrong)." if any(r["against"] == REFERENCE for r in rows) else
             "The suffix is scored against the task's exact oracle.")
     return f"""
 ## Error injection (He et al., 2021)

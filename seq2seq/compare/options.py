@@ -36,8 +36,9 @@ Per setting it reports:
                             model's second choice; gold: the clean run) forced at positions
                             t = 2, 5, 10 of a gold prefix, then greedy: the suffix's
                             accuracy, exact match and loss against the oracle (He et al.,
-                            2021; injection.csv). On translation with --injection-sentences:
-                            against the reference suffix, labelled so (injection.png)
+                            2021; injection.csv, injection.png, a table in results.md). On
+                            translation with --injection-sentences: against the reference
+                            suffix, labelled so
   hallucination             every scored set, greedy: seq2seq evaluate's rate (exact on the
                             aligned toy tasks; elsewhere a proxy, low chrF at high model
                             confidence), in runs.csv as hallucination_rate_SET or

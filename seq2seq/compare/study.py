@@ -10,6 +10,7 @@ import signal
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from seq2seq import config
@@ -43,7 +44,13 @@ from .pooled import (
     summary_columns,
 )
 from . import injection, oracle, oracle_plots
-from .budget import design_text, fine_tune_config, pretrained_text, with_budget
+from .budget import (
+    design_text,
+    fine_tune_config,
+    pretrained_text,
+    refuse_untrained_mrt,
+    with_budget,
+)
 from .settings import (
     apply_setting,
     lr_schedule_warning,
@@ -190,12 +197,7 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
                         "every output against its exact oracle: drop --injection-sentences")
     seeds = [cfg.train.seed + k for k in range(args.seeds)]
     plan = [(s, seed, apply_setting(cfg, s, seed)) for s in settings for seed in seeds]
-    untrained = [s.label for s, _, c in plan if c.train.objective == "mrt" and not args.fine_tune
-                 and c.mrt.mle_weight == 0]
-    if untrained:
-        raise UserError(f"setting {untrained[0]}: train.objective mrt learns from the model's own "
-                        "samples, which an untrained model cannot give: run it as fine-tuning "
-                        "(--fine-tune STEPS), or --set mrt.mle_weight=0.5")
+    refuse_untrained_mrt(cfg, plan, args.fine_tune)
     if not (cfg.data.test_split or cfg.data.valid_split):
         raise UserError("the config has neither data.test_split nor data.valid_split to score")
     extra = [read_test_set(text) for text in args.extra_test]
@@ -299,7 +301,9 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
     plot_curves(settings, run_dirs, sched, out / "training_curves.png", title)
     plot_positions(settings, pos_rows, out / "position_accuracy.png", title)
     ex_rows = oracle.csv_rows(settings, results) if task else []  # compare/oracle.py
-    inj_rows = injection.csv_rows(settings, results)  # toy tasks; translation on request
+    inj_rows = injection.csv_rows(  # toy tasks; translation on request; stage 1 first
+        [SimpleNamespace(label="pretrained")] * bool(pretrained) + list(settings),
+        {**results, "pretrained": pretrained}, args.injection_sentences)
     if inj_rows:
         write_csv(out / "injection.csv", inj_rows)
         injection.plot(inj_rows, out / "injection.png", title)
@@ -345,7 +349,7 @@ def run(args, argv: Optional[Sequence[str]] = None) -> str:
 {text['headline_note']}
 
 {text['sets']}
-{injection.section(inj_rows)}
+{injection.section(inj_rows, args.injection_sentences)}
 ## All columns
 
 {full_table}

@@ -48,8 +48,8 @@ def begin(cfg: Config, folder, resume: bool, overwrite: bool, init_from,
     if resume and init_from is not None:
         raise UserError("--init-from starts a new run from another run's weights, --resume "
                         "continues the run in --out: give one of them")
-    if (cfg.train.objective == "mrt" and cfg.mrt.mle_weight == 0 and not resume
-            and init_from is None):
+    if (cfg.train.objective == "mrt" and cfg.mrt.mle_weight == 0 and init_from is None
+            and not (resume and (Path(folder.path) / "last.pt").is_file())):
         raise UserError("train.objective mrt learns from the model's own samples, and a new "
                         "run's model is untrained (it knows only its vocabulary): start from a "
                         "trained run with --init-from RUN, or mix in the token loss with "
