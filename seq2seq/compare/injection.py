@@ -163,16 +163,6 @@ def probe(model, data, batch_size: int, device, ks=(1, 2, 4), ts=(2,),
 REFERENCE = "reference suffix"
 
 
-def reference_probe(model, sets, n: int, batch_size: int, device) -> Dict[str, dict]:
-    """Error injection on translation (compare-tf ``--injection-sentences``): :func:`probe` at
-    :data:`POSITIONS` on the first ``n`` pairs of each of ``sets`` (``{name: IdPairs}``),
-    scored against the reference suffix: the divergence from the reference path after k
-    forced wrong pieces, not recovery (a right paraphrase counts as wrong)."""
-    return {name: probe(model, data._replace(**{f: getattr(data, f)[:n] for f in data._fields}),
-                        batch_size, device, ts=POSITIONS)
-            for name, data in sets.items() if len(data.tgt)}
-
-
 def csv_rows(settings, results, sentences: int = 0) -> list:
     """One row per setting, seed, scored set, position ``t``, ``how`` and ``k`` of every run
     that probed it (``result["injection"]``), the clean run (``how`` gold) beside each;

@@ -21,7 +21,7 @@ from seq2seq.load import load_model
 from seq2seq.training.loop import train
 from seq2seq.training.validation import validate
 
-from .injection import POSITIONS, REFERENCE, probe, reference_probe
+from .injection import POSITIONS, REFERENCE, probe
 from .oracle import measure
 from .pooled import hyp_file
 
@@ -125,18 +125,21 @@ def wants_injection(scoring: Scoring) -> bool:
 
 
 def reference_injection(model, tok, run_cfg, dataset, scoring: Scoring) -> Dict[str, Any]:
-    """A translation run's error injection (:func:`seq2seq.compare.injection.reference_probe`)
-    on the first ``scoring.injection_n`` pairs of the test split and of each extra test set,
-    as the keys of its result, labelled with what it scores against."""
+    """A translation run's error injection (compare-tf ``--injection-sentences``):
+    :func:`~seq2seq.compare.injection.probe` at its positions on the first
+    ``scoring.injection_n`` pairs of the test split and of each extra test set, as the keys of
+    its result. Scored against the reference suffix, and labelled so: the divergence from the
+    reference path after k forced wrong pieces, not recovery (a right paraphrase counts as
+    wrong)."""
     from seq2seq.data.batching import encode_pairs
 
-    split = run_cfg.data.test_split or run_cfg.data.valid_split
-    sets = {split: encode_pairs(tok, read_split(run_cfg, split, dataset)),
-            **{name: encode_pairs(tok, (srcs, refs)) for name, srcs, refs in scoring.extra}}
+    n, split = scoring.injection_n, run_cfg.data.test_split or run_cfg.data.valid_split
+    sets = [(split, *read_split(run_cfg, split, dataset)), *scoring.extra]
     device = next(model.parameters()).device
-    return {"injection": reference_probe(model, sets, scoring.injection_n,
-                                         run_cfg.decode.batch_size, device),
-            "injection_against": REFERENCE, "injection_sentences": scoring.injection_n}
+    return {"injection": {name: probe(model, encode_pairs(tok, (srcs[:n], refs[:n])),
+                                      run_cfg.decode.batch_size, device, ts=POSITIONS)
+                          for name, srcs, refs in sets if srcs},
+            "injection_against": REFERENCE, "injection_sentences": n}
 
 
 def same_config(a: Optional[dict], b: dict) -> bool:
